@@ -1,0 +1,1 @@
+//! Golden frames: one per request, reply and event type (filled in next).

@@ -1,0 +1,1 @@
+//! Backend traits (room log, command pipeline, event queue, fan-out) and their implementations.

@@ -1,0 +1,1 @@
+//! Chat domain logic: rooms, messages, receipts, presence, typing and calls.

@@ -1,0 +1,1 @@
+//! HTTP: the WebSocket upgrade, the admin API, health, readiness and metrics.

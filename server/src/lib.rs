@@ -1,0 +1,22 @@
+//! The Chatwire gateway server.
+//!
+//! ```text
+//!  transport (ws, quic) ──frames──▶ session ──commands──▶ chat (room writer) ──▶ backend
+//!        ▲                            │                                           │
+//!        └────────── events ◀─────────┴──────────── fan-out ◀──────────────────────┘
+//! ```
+//!
+//! Modules, each with one job (see DESIGN §2):
+//! - `transport`: sockets to frame streams and back; nothing else.
+//! - `session`: the per-connection state machine (handshake, dispatch, subscriptions, heartbeats).
+//! - `chat`: rooms, messages, receipts, presence, typing, calls; transport- and backend-agnostic.
+//! - `backend`: one small trait per storage or messaging concern and its implementations.
+//! - `http`: the WebSocket upgrade, admin API, health and metrics.
+//!
+//! The server itself lands with issue 3; this crate fixes the layout.
+
+pub mod backend;
+pub mod chat;
+pub mod http;
+pub mod session;
+pub mod transport;
