@@ -242,8 +242,8 @@ pub struct Error {
     /// When non-zero, the client SHOULD wait at least this many milliseconds before retrying.
     #[prost(uint32, tag = "4")]
     pub retry_after_ms: u32,
-    /// The request field the error is about, as its proto field name (for example "content.text"),
-    /// when one field is to blame. Empty otherwise.
+    /// The request field the error is about, as a path of proto (snake_case) field names, also in
+    /// the JSON mapping (for example "content.text"), when one field is to blame. Empty otherwise.
     #[prost(string, tag = "5")]
     pub field: ::prost::alloc::string::String,
 }
@@ -354,7 +354,8 @@ pub enum CloseCode {
     FrameTooLarge = 4007,
     /// Nothing was received from the peer for two heartbeat intervals.
     HeartbeatTimeout = 4008,
-    /// The client asked for a protocol version the server does not serve.
+    /// The client offered no protocol version the server serves (WebSocket subprotocol or QUIC
+    /// ALPN), and the transport was accepted anyway so that this code could be sent.
     UnsupportedVersion = 4009,
     /// A connection cap (per user, per IP or global) was reached. Retry later with backoff.
     TooManyConnections = 4010,
@@ -1073,7 +1074,7 @@ impl RoomKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum Role {
-    /// No role: not a member.
+    /// No role given. A Member never has it; in a request it means the default, ROLE_MEMBER.
     Unspecified = 0,
     /// Full control, including roles of admins and deleting the room's messages.
     Owner = 1,
@@ -1139,7 +1140,8 @@ impl HistoryVisibility {
         }
     }
 }
-/// Event is something the server pushes without being asked.
+/// Event is something the server pushes without being asked. Each case of `kind` is named after
+/// its message type in snake_case (ReceiptsChanged -> receipts_changed).
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Event {
     /// The kind of event.
@@ -1157,18 +1159,18 @@ pub mod event {
         /// A room log event, in seq order, for rooms the session subscribed to.
         #[prost(message, tag = "1")]
         Room(super::RoomEvent),
-        /// Members' receipt watermarks moved (coalesced; aggregated in large rooms).
+        /// Members' receipt watermarks moved (coalesced: one event may carry many members' moves).
         #[prost(message, tag = "2")]
-        Receipts(super::ReceiptsChanged),
+        ReceiptsChanged(super::ReceiptsChanged),
         /// A member started or stopped typing.
         #[prost(message, tag = "3")]
-        Typing(super::TypingChanged),
+        TypingChanged(super::TypingChanged),
         /// A watched user's presence changed.
         #[prost(message, tag = "4")]
         Presence(super::Presence),
         /// A call signal from another user.
         #[prost(message, tag = "5")]
-        Call(super::CallSignalReceived),
+        CallSignalReceived(super::CallSignalReceived),
         /// The user was added to a room (user stream: every session of the user gets it).
         #[prost(message, tag = "6")]
         RoomAdded(super::RoomAdded),
@@ -1180,7 +1182,7 @@ pub mod event {
         RoomChanged(super::RoomChanged),
         /// The user's read position moved on another of their sessions (user stream).
         #[prost(message, tag = "9")]
-        ReadPosition(super::ReadPositionMoved),
+        ReadPositionMoved(super::ReadPositionMoved),
         /// New activity in a room this session has not subscribed to (user stream, coalesced).
         #[prost(message, tag = "10")]
         RoomActivity(super::RoomActivity),
@@ -1578,6 +1580,9 @@ pub struct HistoryResponse {
     /// The lowest seq the caller may read in this room (history visibility).
     #[prost(uint64, tag = "3")]
     pub first_visible_seq: u64,
+    /// The room.
+    #[prost(string, tag = "4")]
+    pub room_id: ::prost::alloc::string::String,
 }
 /// SubscribeRequest opens a room's event stream: it replays every event after after_seq from
 /// the durable log, one page per reply, then delivers live events, contiguous and exactly once.
