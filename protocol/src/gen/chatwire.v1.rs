@@ -268,7 +268,8 @@ pub enum ErrorCode {
     /// A rate, quota or in-flight limit was hit. Retryable after `retry_after_ms`.
     RateLimited = 6,
     /// The request conflicts with existing state, for example a client_msg_id reused with
-    /// different content.
+    /// different content, or a CreateGroup client_request_id whose derived room id belongs to
+    /// another creator's room.
     Conflict = 7,
     /// A backend the request needs is unavailable. Retryable; Send retries reuse client_msg_id.
     Unavailable = 8,
@@ -333,14 +334,19 @@ impl ErrorCode {
 pub enum CloseCode {
     /// Not a close reason; never sent.
     Unspecified = 0,
-    /// The peer broke the protocol: undecodable frame, request before Connect, or similar. Do not
-    /// reconnect with the same behaviour.
+    /// The peer broke the protocol: malformed length prefix, request before Connect, a WebSocket
+    /// message that ends inside a frame, wrong message type, a second QUIC stream. (A complete
+    /// frame that does not decode gets an error reply with request_id 0 instead, after Connect.)
+    /// Do not reconnect with the same behaviour.
     ProtocolViolation = 4000,
-    /// Authentication failed at Connect: bad signature, wrong issuer or audience, unknown key.
+    /// Authentication failed at Connect for any reason other than expiry or revocation: bad
+    /// signature, algorithm or key, wrong issuer or audience, missing claim, malformed token.
     AuthFailed = 4001,
-    /// The session's token expired and was not refreshed in time. Reconnect with a fresh token.
+    /// The token expired: at Connect, or during the session without a refresh in time. Reconnect
+    /// with a fresh token.
     AuthExpired = 4002,
-    /// The session or the user's tokens were revoked by an administrator.
+    /// The session or the user's tokens were revoked by an administrator; also sent at Connect
+    /// for a revoked token.
     Revoked = 4003,
     /// The client did not read its events fast enough and its outbound queue filled. Reconnect
     /// and resume from the last seq of each room; nothing is lost.
@@ -354,8 +360,10 @@ pub enum CloseCode {
     FrameTooLarge = 4007,
     /// Nothing was received from the peer for two heartbeat intervals.
     HeartbeatTimeout = 4008,
-    /// The client offered no protocol version the server serves (WebSocket subprotocol or QUIC
-    /// ALPN), and the transport was accepted anyway so that this code could be sent.
+    /// WebSocket only: the client offered no subprotocol the server serves, and the upgrade was
+    /// completed anyway so that this code could be sent. On QUIC a missing ALPN id fails the
+    /// handshake with the TLS alert no_application_protocol (RFC 9001 section 8.1), so this code
+    /// is never seen there.
     UnsupportedVersion = 4009,
     /// A connection cap (per user, per IP or global) was reached. Retry later with backoff.
     TooManyConnections = 4010,
@@ -493,26 +501,27 @@ pub struct Message {
     /// The seq of the thread's root message when this message is in a thread; 0 when none.
     #[prost(uint64, tag = "11")]
     pub thread_root_seq: u64,
-    /// Reactions, one entry per emoji, ordered by first use.
+    /// Reactions, one entry per emoji (at most 50), ordered by first use; empty when deleted.
     #[prost(message, repeated, tag = "12")]
     pub reactions: ::prost::alloc::vec::Vec<ReactionSummary>,
-    /// For a thread root: how many messages are in its thread.
+    /// For a thread root: how many messages are in its thread (the root excluded, deleted
+    /// replies included).
     #[prost(uint32, tag = "13")]
     pub thread_reply_count: u32,
 }
 /// ReactionSummary aggregates one emoji's reactions on a message.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReactionSummary {
-    /// The emoji (a short string, at most 64 bytes).
+    /// The emoji (1 to 64 bytes, no whitespace or control characters).
     #[prost(string, tag = "1")]
     pub emoji: ::prost::alloc::string::String,
     /// How many users reacted with it.
     #[prost(uint32, tag = "2")]
     pub count: u32,
-    /// True when the caller is one of them.
+    /// True when the reader (the caller of the request that returned this) is one of them.
     #[prost(bool, tag = "3")]
     pub me: bool,
-    /// Some of the users who reacted (at most 10), for display.
+    /// Some of the users who reacted, at most 10, for display; count gives the total.
     #[prost(string, repeated, tag = "4")]
     pub user_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
@@ -541,15 +550,16 @@ pub struct MessagePreview {
     #[prost(bool, tag = "7")]
     pub deleted: bool,
 }
-/// SendRequest posts a message to a room.
+/// SendRequest posts a message to a room. Sending moves the sender's read and delivered
+/// watermarks forward to the new message.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SendRequest {
     /// The room.
     #[prost(string, tag = "1")]
     pub room_id: ::prost::alloc::string::String,
-    /// Required: a client-chosen id, unique per sender (a UUID). A retry with the same id returns
-    /// the original result and never creates a second message; the same id with different
-    /// content is ERROR_CODE_CONFLICT.
+    /// Required: a client-chosen id, unique per sender (a UUID), 1 to 64 bytes of printable
+    /// ASCII (0x21-0x7E). A retry with the same id returns the original result and never creates
+    /// a second message; the same id with different content is ERROR_CODE_CONFLICT.
     #[prost(string, tag = "2")]
     pub client_msg_id: ::prost::alloc::string::String,
     /// The message.
@@ -562,7 +572,8 @@ pub struct SendRequest {
     #[prost(uint64, tag = "5")]
     pub thread_root_seq: u64,
 }
-/// SendResponse says the message is durably persisted.
+/// SendResponse says the message is durably persisted. The sender's read and delivered
+/// watermarks have moved to its seq.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SendResponse {
     /// The message's seq.
@@ -579,7 +590,7 @@ pub struct SendResponse {
     pub duplicate: bool,
 }
 /// EditRequest replaces a message's content. Only the author may edit. Editing to the
-/// current content changes nothing and returns the last edit's seq, so retries are safe.
+/// current content changes nothing, emits no event and returns seq 0, so retries are safe.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EditRequest {
     /// The room.
@@ -595,16 +606,17 @@ pub struct EditRequest {
 /// EditResponse confirms the edit.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EditResponse {
-    /// The seq of the MessageEdited event.
+    /// The seq of the MessageEdited event; 0 when the content was already the current one.
     #[prost(uint64, tag = "1")]
     pub seq: u64,
-    /// When the edit happened, in Unix milliseconds.
+    /// When the edit happened, in Unix milliseconds. When nothing changed, the message's current
+    /// edited_at_ms (0 if it was never edited).
     #[prost(int64, tag = "2")]
     pub edited_at_ms: i64,
 }
 /// DeleteRequest redacts a message: its content disappears everywhere and a tombstone keeps
-/// its seq. The author, admins and owners may delete. Deleting again returns the first
-/// deletion's seq.
+/// its seq. The author, admins and owners may delete. Deleting an already deleted message
+/// changes nothing, emits no event and returns seq 0.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteRequest {
     /// The room.
@@ -617,12 +629,13 @@ pub struct DeleteRequest {
 /// DeleteResponse confirms the deletion.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteResponse {
-    /// The seq of the MessageDeleted event.
+    /// The seq of the MessageDeleted event; 0 when the message was already deleted.
     #[prost(uint64, tag = "1")]
     pub seq: u64,
 }
 /// ReactRequest adds or removes the caller's reaction to a message. Adding a reaction that is
-/// already there, or removing one that is not, changes nothing.
+/// already there, or removing one that is not, changes nothing, emits no event and returns
+/// seq 0. A message carries at most 50 distinct emoji; adding a 51st is ERROR_CODE_TOO_LARGE.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReactRequest {
     /// The room.
@@ -631,7 +644,7 @@ pub struct ReactRequest {
     /// The seq of the message.
     #[prost(uint64, tag = "2")]
     pub target_seq: u64,
-    /// The emoji (at most 64 bytes).
+    /// The emoji: 1 to 64 bytes, no whitespace or control characters.
     #[prost(string, tag = "3")]
     pub emoji: ::prost::alloc::string::String,
     /// True to add, false to remove.
@@ -647,8 +660,10 @@ pub struct ReactResponse {
 }
 /// TypingRequest says the caller started or stopped typing in a room. Ephemeral: not logged,
 /// throttled (Limits.typing_throttle_ms) and expiring on its own (Limits.typing_ttl_ms). With
-/// the "typing-datagrams" capability on QUIC it may travel as a datagram with frame id 0 and
-/// then gets no reply.
+/// the "typing-datagrams" capability on QUIC it may travel as a datagram and then gets no
+/// reply: the datagram payload is exactly one frame (varint length prefix, then a ClientFrame
+/// with id 0 and `typing` set). A datagram that is not exactly such a frame is silently
+/// dropped.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TypingRequest {
     /// The room.
@@ -708,7 +723,8 @@ pub struct Presence {
     pub last_seen_ms: i64,
 }
 /// MarkDeliveredRequest moves the caller's delivered watermark in a room. Watermarks only move
-/// forward: a lower seq changes nothing.
+/// forward: a lower seq changes nothing. A new member's watermarks start at its joined_seq - 1,
+/// and sending a message moves the sender's watermarks to it.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct MarkDeliveredRequest {
     /// The room.
@@ -757,7 +773,8 @@ pub struct GetReceiptsRequest {
     /// Return members after this user id; empty for the first page.
     #[prost(string, tag = "2")]
     pub after_user_id: ::prost::alloc::string::String,
-    /// The most receipts to return; 0 means the server default.
+    /// The most receipts to return; 0 means the server default (100). A value above
+    /// Limits.max_page_size is capped to it.
     #[prost(uint32, tag = "3")]
     pub limit: u32,
 }
@@ -787,8 +804,9 @@ pub struct Receipt {
 /// Room is the current state of a room.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Room {
-    /// The room id. For direct rooms it derives from the two user ids, so both users name the
-    /// same room without a lookup.
+    /// The room id: 1 to 128 bytes of \[A-Za-z0-9._:@-\]. A direct room's id is "d." plus 64
+    /// lowercase hex digits derived from the two user ids, so both users name the same room
+    /// without a lookup. A group's id is chosen by the server: "g." plus 32 lowercase hex digits.
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
     /// Direct or group.
@@ -797,7 +815,7 @@ pub struct Room {
     /// The display name of a group; empty for direct rooms.
     #[prost(string, tag = "3")]
     pub name: ::prost::alloc::string::String,
-    /// A free-text topic or description of a group.
+    /// A free-text topic or description of a group (at most 1000 characters).
     #[prost(string, tag = "4")]
     pub topic: ::prost::alloc::string::String,
     /// Who sees which part of the log.
@@ -825,13 +843,16 @@ pub struct Room {
 /// Member is one member of a room.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Member {
-    /// The member's user id.
+    /// The member's user id (1 to 128 bytes of \[A-Za-z0-9._:@-\]).
     #[prost(string, tag = "1")]
     pub user_id: ::prost::alloc::string::String,
     /// The member's role.
     #[prost(enumeration = "Role", tag = "2")]
     pub role: i32,
-    /// The seq of the event that added the member.
+    /// Where the member's membership starts in the log: 1 for the members the room was created
+    /// with (the creator and CreateGroupRequest.member_ids, both users of a direct room),
+    /// otherwise the seq of the MemberJoined event that added the member. SINCE_JOIN history
+    /// starts here, and the member's watermarks start at joined_seq - 1.
     #[prost(uint64, tag = "3")]
     pub joined_seq: u64,
     /// When the member joined, in Unix milliseconds.
@@ -841,13 +862,14 @@ pub struct Member {
 /// CreateGroupRequest creates a group room with the caller as owner.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CreateGroupRequest {
-    /// The group's display name (required, at most 200 characters).
+    /// The group's display name (required, 1 to 200 characters).
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
-    /// An optional topic.
+    /// An optional topic (at most 1000 characters).
     #[prost(string, tag = "2")]
     pub topic: ::prost::alloc::string::String,
-    /// Users to add as members at creation, besides the caller.
+    /// Users to add as members at creation, besides the caller. Like the caller, they get
+    /// joined_seq 1.
     #[prost(string, repeated, tag = "3")]
     pub member_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// Who sees which part of the log; unspecified means the server default.
@@ -859,8 +881,11 @@ pub struct CreateGroupRequest {
     /// Opaque app data for the room.
     #[prost(bytes = "bytes", tag = "6")]
     pub app_data: ::prost::bytes::Bytes,
-    /// A client-chosen id that makes creation idempotent: a retry with the same id from the
-    /// same user returns the room created by the first attempt. Optional but recommended.
+    /// A client-chosen id that makes creation idempotent: the room id derives from (creator,
+    /// client_request_id), so a retry with the same id from the same user returns the room
+    /// created by the first attempt. If the derived id is another creator's room the request
+    /// fails with ERROR_CODE_CONFLICT. Without it the room id is random. Optional but
+    /// recommended.
     #[prost(string, tag = "7")]
     pub client_request_id: ::prost::alloc::string::String,
 }
@@ -872,7 +897,7 @@ pub struct CreateGroupResponse {
     pub room: ::core::option::Option<Room>,
 }
 /// OpenDirectRequest opens (creating on first use) the direct room between the caller and
-/// another user. It is idempotent.
+/// another user. It is idempotent. A direct room is created with HISTORY_VISIBILITY_FULL.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct OpenDirectRequest {
     /// The other user.
@@ -907,16 +932,16 @@ pub struct GetRoomResponse {
     pub me: ::core::option::Option<Member>,
 }
 /// UpdateRoomRequest changes a group's settings. Only the fields that are set change. Needs
-/// admin or owner.
+/// admin or owner. A request that changes nothing returns seq 0 and emits no event.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct UpdateRoomRequest {
     /// The room.
     #[prost(string, tag = "1")]
     pub room_id: ::prost::alloc::string::String,
-    /// A new name, when set.
+    /// A new name, when set (1 to 200 characters).
     #[prost(string, optional, tag = "2")]
     pub name: ::core::option::Option<::prost::alloc::string::String>,
-    /// A new topic, when set.
+    /// A new topic, when set (at most 1000 characters).
     #[prost(string, optional, tag = "3")]
     pub topic: ::core::option::Option<::prost::alloc::string::String>,
     /// New history visibility, when set. It applies to future reads.
@@ -962,8 +987,8 @@ pub struct ListMembersResponse {
     #[prost(bool, tag = "2")]
     pub has_more: bool,
 }
-/// AddMembersRequest adds users to a group. Needs admin or owner (or any member, when the
-/// server allows member invites).
+/// AddMembersRequest adds users to a group. Needs admin or owner (or any member adding plain
+/// members, when the server offers the "member-invites" capability).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AddMembersRequest {
     /// The room.
@@ -972,7 +997,9 @@ pub struct AddMembersRequest {
     /// The users to add. Users who are already members are skipped, not an error.
     #[prost(string, repeated, tag = "2")]
     pub user_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
-    /// The role for the new members: ROLE_MEMBER when unspecified. Only owners may add admins.
+    /// The role for the new members: ROLE_MEMBER when unspecified. Only owners may add admins
+    /// (ROLE_ADMIN). ROLE_OWNER is refused with ERROR_CODE_INVALID_ARGUMENT: owners are made
+    /// only by SetRole.
     #[prost(enumeration = "Role", tag = "3")]
     pub role: i32,
 }
@@ -983,7 +1010,8 @@ pub struct AddMembersResponse {
     #[prost(message, repeated, tag = "1")]
     pub added: ::prost::alloc::vec::Vec<Member>,
 }
-/// RemoveMemberRequest removes a member from a group. Needs admin or owner.
+/// RemoveMemberRequest removes a member from a group. Owners may remove anyone but themselves;
+/// admins only plain members. To remove yourself, use LeaveRoomRequest.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RemoveMemberRequest {
     /// The room.
@@ -1000,8 +1028,9 @@ pub struct RemoveMemberResponse {
     #[prost(uint64, tag = "1")]
     pub seq: u64,
 }
-/// SetRoleRequest changes a member's role. Owners may set any role; admins may only demote
-/// or promote plain members; the last owner cannot step down.
+/// SetRoleRequest changes a member's role. Only owners may change roles: any member's, to any
+/// role; it is the only way to make an owner. The last owner cannot be demoted. Setting the
+/// role a member already has returns seq 0 and emits no event.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SetRoleRequest {
     /// The room.
@@ -1069,18 +1098,22 @@ impl RoomKind {
         }
     }
 }
-/// Role is a member's role in a group. Owners can do everything; admins manage members (but
-/// not owners or other admins) and room settings; members chat.
+/// Role is a member's role in a group. Owners do everything: change settings, add and remove
+/// anyone but themselves, change any role and delete any message. Admins change settings, add
+/// and remove plain members and delete any message. Members chat, edit and delete their own
+/// messages, react and leave. Only owners add admins and change roles; owners are made only by
+/// SetRole; the last owner can neither be demoted nor leave while other members remain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum Role {
     /// No role given. A Member never has it; in a request it means the default, ROLE_MEMBER.
     Unspecified = 0,
-    /// Full control, including roles of admins and deleting the room's messages.
+    /// Full control: settings, adding and removing any member but itself, every role change
+    /// (SetRole), deleting any message.
     Owner = 1,
-    /// Manages members and settings.
+    /// Changes settings, adds and removes plain members, deletes any message.
     Admin = 2,
-    /// Reads and writes messages.
+    /// Reads and writes messages, edits and deletes its own, reacts, leaves.
     Member = 3,
 }
 impl Role {
@@ -1113,7 +1146,9 @@ impl Role {
 pub enum HistoryVisibility {
     /// The server default, which is HISTORY_VISIBILITY_SINCE_JOIN.
     Unspecified = 0,
-    /// A member reads the log from the seq of its own join event on.
+    /// A member reads the log from its Member.joined_seq on: 1 (the whole log, RoomCreated
+    /// included) for the members the room was created with, otherwise the seq of its own
+    /// MemberJoined event.
     SinceJoin = 1,
     /// A member reads the whole log, including events before it joined.
     Full = 2,
@@ -1141,7 +1176,8 @@ impl HistoryVisibility {
     }
 }
 /// Event is something the server pushes without being asked. Each case of `kind` is named after
-/// its message type in snake_case (ReceiptsChanged -> receipts_changed).
+/// its message type in snake_case (ReceiptsChanged -> receipts_changed), with one exception:
+/// `room` holds a RoomEvent.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Event {
     /// The kind of event.
@@ -1156,7 +1192,8 @@ pub mod event {
     /// The kind of event.
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Kind {
-        /// A room log event, in seq order, for rooms the session subscribed to.
+        /// A room log event, in seq order, for rooms that are live for the session (Subscribe).
+        /// The one case not named after its type.
         #[prost(message, tag = "1")]
         Room(super::RoomEvent),
         /// Members' receipt watermarks moved (coalesced: one event may carry many members' moves).
@@ -1483,10 +1520,12 @@ pub struct Disconnect {
     pub reconnect_delay_ms: u32,
 }
 /// Degraded says which optional features the server is shedding under load. Typing and
-/// presence are shed first; messages are never shed silently.
+/// presence are shed first; messages are never shed silently. A new Degraded is sent whenever
+/// the set changes; one with an empty `shed` list announces the end of shedding.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Degraded {
-    /// The features shed, by name: "typing", "presence", "room-activity", "receipts".
+    /// The features shed, by name: "typing", "presence", "room-activity", "receipts". Empty
+    /// when shedding has ended.
     #[prost(string, repeated, tag = "1")]
     pub shed: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// How long the state is expected to last, in milliseconds; 0 when unknown.
@@ -1543,10 +1582,12 @@ pub struct HistoryRequest {
     /// The room.
     #[prost(string, tag = "1")]
     pub room_id: ::prost::alloc::string::String,
-    /// The most messages to return (1 to Limits.max_page_size); 0 means the server default.
+    /// The most messages to return; 0 means the server default (50). A value above
+    /// Limits.max_page_size is capped to it, not an error.
     #[prost(uint32, tag = "4")]
     pub limit: u32,
-    /// When non-zero, only the messages of the thread with this root seq.
+    /// When non-zero, only the replies in the thread with this root seq; the root itself is not
+    /// included.
     #[prost(uint64, tag = "5")]
     pub thread_root_seq: u64,
     /// Where the page starts. When neither is set, the page ends at the newest message.
@@ -1587,15 +1628,19 @@ pub struct HistoryResponse {
 /// SubscribeRequest opens a room's event stream: it replays every event after after_seq from
 /// the durable log, one page per reply, then delivers live events, contiguous and exactly once.
 /// To read the next replay page the client repeats SubscribeRequest with the last seq it got.
+/// A SubscribeRequest for a room the session already subscribes to (live or between pages)
+/// replaces that subscription.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SubscribeRequest {
     /// The room.
     #[prost(string, tag = "1")]
     pub room_id: ::prost::alloc::string::String,
-    /// The last seq the client has; 0 for the start of what it may read.
+    /// The last seq the client has; 0 for the start of what it may read. Above the room's head it
+    /// is ERROR_CODE_INVALID_ARGUMENT (the client should drop its copy and start again from 0).
     #[prost(uint64, tag = "2")]
     pub after_seq: u64,
-    /// The most events in this page (1 to Limits.max_page_size); 0 means the server default.
+    /// The most events in this page; 0 means the server default (Limits.max_page_size). A value
+    /// above Limits.max_page_size is capped to it, not an error.
     #[prost(uint32, tag = "3")]
     pub limit: u32,
 }
@@ -1636,13 +1681,16 @@ pub struct UnsubscribeResponse {
     pub last_seq: u64,
 }
 /// SyncRequest returns the caller's rooms with their state: one round trip after a reconnect
-/// rebuilds a room list. Pages are ordered by last activity, newest first.
+/// rebuilds a room list. Pages are ordered by room id, ascending; clients sort by last_message
+/// themselves. The cursor is opaque but stable: across the pages of one walk each room appears
+/// exactly once, apart from rooms joined or left during the walk.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SyncRequest {
-    /// The cursor from the previous page; empty for the first page.
+    /// The cursor from the previous page, passed back unchanged; empty for the first page.
     #[prost(string, tag = "1")]
     pub cursor: ::prost::alloc::string::String,
-    /// The most rooms per page; 0 means the server default.
+    /// The most rooms per page; 0 means the server default (50). A value above
+    /// Limits.max_page_size is capped to it.
     #[prost(uint32, tag = "2")]
     pub limit: u32,
 }
@@ -1692,11 +1740,16 @@ pub struct RoomSummary {
     pub muted_until_ms: i64,
 }
 /// ConnectRequest opens a session. It MUST be the first frame a client sends, within the
-/// server's handshake timeout; anything else first closes the connection.
+/// server's handshake timeout; anything else first gets one error reply, then Disconnect and
+/// close CLOSE_CODE_PROTOCOL_VIOLATION.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ConnectRequest {
     /// A JWT that proves the user's identity. Signed by the app's back end (HS256 secret or
-    /// RS256/EdDSA key named by `kid`), with `sub` (the user id), `exp`, `iss` and `aud`.
+    /// RS256/EdDSA key named by `kid`), with `sub` (the user id), `exp`, `iss` and `aud`, and
+    /// optionally `iat`: revoking a user's tokens issued before a time treats a token without
+    /// `iat` as revoked. On failure the reply is ERROR_CODE_UNAUTHENTICATED, then Disconnect and
+    /// close: CLOSE_CODE_AUTH_EXPIRED for an expired token, CLOSE_CODE_REVOKED for a revoked one,
+    /// CLOSE_CODE_AUTH_FAILED otherwise.
     #[prost(string, tag = "1")]
     pub token: ::prost::alloc::string::String,
     /// What the client is, for logs and metrics.
@@ -1730,7 +1783,8 @@ pub struct ConnectResponse {
     /// The server-assigned id of this session, unique across the deployment.
     #[prost(string, tag = "1")]
     pub session_id: ::prost::alloc::string::String,
-    /// The authenticated user id (the token's subject).
+    /// The authenticated user id (the token's subject). User ids are 1 to 128 bytes of
+    /// \[A-Za-z0-9._:@-\].
     #[prost(string, tag = "2")]
     pub user_id: ::prost::alloc::string::String,
     /// What the server is.
@@ -1798,7 +1852,8 @@ pub struct Limits {
     /// The most requests the client may have in flight (sent, not yet answered) at once.
     #[prost(uint32, tag = "8")]
     pub max_in_flight_requests: u32,
-    /// The largest `limit` accepted by History and Subscribe pages.
+    /// The largest page any paged request returns (History, Subscribe, Sync, ListMembers,
+    /// GetReceipts). A larger `limit` is capped to it, not an error.
     #[prost(uint32, tag = "9")]
     pub max_page_size: u32,
     /// The most users one session may watch for presence.
@@ -1859,7 +1914,8 @@ pub struct PingResponse {
 pub struct ClientFrame {
     /// The request id, chosen by the client, unique among its requests in flight on this
     /// connection (a counter from 1 is typical). The reply carries it back. 0 is only allowed for
-    /// a typing datagram, which gets no reply.
+    /// a typing datagram, which gets no reply; a frame with id 0 on the stream (or in a WebSocket
+    /// message) is not processed and gets an ERROR_CODE_INVALID_ARGUMENT reply with request_id 0.
     #[prost(uint64, tag = "1")]
     pub id: u64,
     /// An optional trace id (W3C trace-context trace-id, 32 hex digits) that follows the request
@@ -1867,7 +1923,9 @@ pub struct ClientFrame {
     #[prost(string, tag = "2")]
     pub trace_id: ::prost::alloc::string::String,
     /// The request. A frame whose request is not set, or is a kind the server does not know,
-    /// gets an ERROR_CODE_UNSUPPORTED reply.
+    /// gets an ERROR_CODE_UNSUPPORTED reply. Any request before Connect gets one
+    /// ERROR_CODE_FAILED_PRECONDITION reply, then Disconnect and close
+    /// CLOSE_CODE_PROTOCOL_VIOLATION.
     #[prost(
         oneof = "client_frame::Request",
         tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95"
@@ -1877,7 +1935,9 @@ pub struct ClientFrame {
 /// Nested message and enum types in `ClientFrame`.
 pub mod client_frame {
     /// The request. A frame whose request is not set, or is a kind the server does not know,
-    /// gets an ERROR_CODE_UNSUPPORTED reply.
+    /// gets an ERROR_CODE_UNSUPPORTED reply. Any request before Connect gets one
+    /// ERROR_CODE_FAILED_PRECONDITION reply, then Disconnect and close
+    /// CLOSE_CODE_PROTOCOL_VIOLATION.
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Request {
         /// Opens the session; must be the first frame.
@@ -2004,7 +2064,10 @@ pub mod server_frame {
 /// Reply answers exactly one ClientFrame: a result of the request's own type, or an error.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Reply {
-    /// The id of the ClientFrame this answers.
+    /// The id of the ClientFrame this answers. 0 when the server could not attribute the reply to
+    /// a request: a complete frame that did not decode as a ClientFrame, or a ClientFrame with id 0
+    /// outside a typing datagram. Such a reply carries ERROR_CODE_INVALID_ARGUMENT, the connection
+    /// stays open (after Connect), and a client matches it to no pending request.
     #[prost(uint64, tag = "1")]
     pub request_id: u64,
     /// The outcome.
