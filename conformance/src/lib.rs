@@ -7,4 +7,5 @@
 //!
 //! Today it holds the golden vectors; the client library, server cases and harness follow.
 
+pub mod client;
 pub mod vectors;
