@@ -13,10 +13,15 @@
 //! - `backend`: one small trait per storage or messaging concern and its implementations.
 //! - `http`: the WebSocket upgrade, admin API, health and metrics.
 //!
-//! The server itself lands with issue 3; this crate fixes the layout.
 
+pub mod auth;
 pub mod backend;
 pub mod chat;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod devdefaults;
 pub mod http;
+pub mod server;
 pub mod session;
 pub mod transport;

@@ -1,1 +1,17 @@
-//! Backend traits (room log, command pipeline, event queue, fan-out) and their implementations.
+//! Backend traits, one small trait per concern, each next to its implementations (DESIGN §1):
+//!
+//! | concern | trait | embedded (default) | distributed |
+//! | --- | --- | --- | --- |
+//! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | ScyllaDB (later) |
+//! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | RabbitMQ (later) |
+//! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | Redis (later) |
+//!
+//! Driver types never appear in these traits; each implementation keeps its driver inside its
+//! own module.
+
+pub mod embedded;
+pub mod fanout;
+pub mod fanout_local;
+pub mod pipeline;
+pub mod pipeline_local;
+pub mod store;

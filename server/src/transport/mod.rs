@@ -1,1 +1,4 @@
-//! Transports turn sockets (WebSocket, QUIC) into streams of frames and back. Nothing else.
+//! Transports turn sockets (WebSocket, QUIC) into streams of frames and back. Nothing else:
+//! every protocol decision is the session's.
+
+pub mod ws;

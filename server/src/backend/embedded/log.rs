@@ -1,0 +1,285 @@
+//! [`RoomLog`]: heads, the fenced append (in `append.rs`) and the two read views.
+//!
+//! Both views scan one key range `(room, bucket, seq)`: the bucket index turns the seq bounds
+//! into bucket bounds, and since buckets rise with the seq, the key order is the seq order and
+//! empty time windows cost nothing.
+
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use chatwire_protocol::v1;
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::append::{append, read_head};
+use super::fail::{Fail, corrupt};
+use super::records::{DedupeRecord, decode};
+use super::tables::{
+    BUCKET_STARTS, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, ROOMS, bucket_of, seq_key_range,
+};
+use super::{EmbeddedStore, Inner};
+use crate::backend::store::{
+    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, MessagePage, RoomLog,
+    RoomSnapshot, StoreError,
+};
+use crate::chat::ids::{RoomId, UserId};
+
+/// Fills a page up to a count and a byte budget; the first item always fits.
+struct Pager {
+    limit: usize,
+    max_bytes: usize,
+    bytes: usize,
+    taken: usize,
+}
+
+impl Pager {
+    fn new(limit: usize, max_bytes: usize) -> Self {
+        Self {
+            limit,
+            max_bytes,
+            bytes: 0,
+            taken: 0,
+        }
+    }
+
+    /// Takes an item of `len` bytes, or refuses it when the page is full.
+    fn take(&mut self, len: usize) -> bool {
+        let over_budget = self.taken > 0 && self.bytes.saturating_add(len) > self.max_bytes;
+        if self.taken >= self.limit || over_budget {
+            return false;
+        }
+        self.taken += 1;
+        self.bytes = self.bytes.saturating_add(len);
+        true
+    }
+}
+
+/// The ordinal of the newest message at or below `seq`, 0 when none.
+pub(super) fn ordinal_at_in<M, S>(
+    messages: &M,
+    starts: &S,
+    room: &str,
+    seq: u64,
+) -> Result<u64, Fail>
+where
+    M: ReadableTable<(&'static str, i64, u64), &'static [u8]>,
+    S: ReadableTable<(&'static str, u64), i64>,
+{
+    let Some(range) = seq_key_range(starts, room, 1, seq)? else {
+        return Ok(0);
+    };
+    match messages.range(range)?.next_back() {
+        Some(entry) => Ok(decode::<v1::Message>(entry?.1.value())?.ordinal),
+        None => Ok(0),
+    }
+}
+
+fn load_room(inner: &Inner, room: &str) -> Result<Option<RoomSnapshot>, Fail> {
+    let txn = inner.db.begin_read()?;
+    let Some(head) = read_head(&txn.open_table(HEADS)?, room)? else {
+        return Ok(None);
+    };
+    let settings = txn
+        .open_table(ROOMS)?
+        .get(room)?
+        .map(|row| decode::<v1::Room>(row.value()))
+        .transpose()?
+        .ok_or_else(|| corrupt(format!("room {room} has a head but no room row")))?;
+    let members_table = txn.open_table(MEMBERS)?;
+    let mut members = Vec::new();
+    for entry in members_table.range((Bound::Included((room, "")), Bound::Unbounded))? {
+        let (key, value) = entry?;
+        if key.value().0 != room {
+            break;
+        }
+        members.push(decode(value.value())?);
+    }
+    Ok(Some(RoomSnapshot {
+        head,
+        room: settings,
+        members,
+    }))
+}
+
+fn read_events(
+    inner: &Inner,
+    room: &str,
+    after_seq: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Vec<v1::RoomEvent>, Fail> {
+    let txn = inner.db.begin_read()?;
+    let starts = txn.open_table(BUCKET_STARTS)?;
+    let events = txn.open_table(EVENTS)?;
+    let Some(first) = after_seq.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    let Some(range) = seq_key_range(&starts, room, first, u64::MAX)? else {
+        return Ok(Vec::new());
+    };
+    let mut pager = Pager::new(limit, max_bytes);
+    let mut page = Vec::new();
+    for entry in events.range(range)? {
+        let (_, value) = entry?;
+        let bytes = value.value();
+        if !pager.take(bytes.len()) {
+            break;
+        }
+        page.push(decode(bytes)?);
+    }
+    Ok(page)
+}
+
+/// The seq bounds of a history query, and whether it reads newest first. `None` when empty.
+fn history_bounds(query: &HistoryQuery) -> Option<(u64, u64, bool)> {
+    let low = query.min_seq.max(1);
+    let (low, high, newest_first) = match query.anchor {
+        HistoryAnchor::Latest => (low, u64::MAX, true),
+        HistoryAnchor::Before(seq) => (low, seq.checked_sub(1)?, true),
+        HistoryAnchor::After(seq) => (low.max(seq.checked_add(1)?), u64::MAX, false),
+    };
+    (low <= high).then_some((low, high, newest_first))
+}
+
+fn read_messages(inner: &Inner, room: &str, query: HistoryQuery) -> Result<MessagePage, Fail> {
+    let Some((low, high, newest_first)) = history_bounds(&query) else {
+        return Ok(MessagePage::default());
+    };
+    let txn = inner.db.begin_read()?;
+    let starts = txn.open_table(BUCKET_STARTS)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let Some(range) = seq_key_range(&starts, room, low, high)? else {
+        return Ok(MessagePage::default());
+    };
+    let rows = messages.range(range)?;
+    let rows: Box<dyn Iterator<Item = _>> = if newest_first {
+        Box::new(rows.rev())
+    } else {
+        Box::new(rows)
+    };
+    let mut pager = Pager::new(query.limit, query.max_bytes);
+    let mut page = MessagePage::default();
+    for entry in rows {
+        let (_, value) = entry?;
+        let bytes = value.value();
+        let message: v1::Message = decode(bytes)?;
+        // A thread holds the replies, not the root (the root is an ordinary message).
+        if query.thread_root_seq != 0 && message.thread_root_seq != query.thread_root_seq {
+            continue;
+        }
+        if !pager.take(bytes.len()) {
+            page.has_more = true;
+            break;
+        }
+        page.messages.push(message);
+    }
+    Ok(page)
+}
+
+fn message(inner: &Inner, room: &str, seq: u64) -> Result<Option<v1::Message>, Fail> {
+    let txn = inner.db.begin_read()?;
+    let starts = txn.open_table(BUCKET_STARTS)?;
+    let Some(bucket) = bucket_of(&starts, room, seq)? else {
+        return Ok(None);
+    };
+    let messages = txn.open_table(MESSAGES)?;
+    let row = messages.get((room, bucket, seq))?;
+    row.map(|row| decode(row.value())).transpose()
+}
+
+fn dedupe(
+    inner: &Inner,
+    room: &str,
+    sender: &str,
+    client_msg_id: &str,
+    now_ms: i64,
+) -> Result<Option<DedupeEntry>, Fail> {
+    let txn = inner.db.begin_read()?;
+    let table = txn.open_table(DEDUPE)?;
+    let Some(row) = table.get((room, sender, client_msg_id))? else {
+        return Ok(None);
+    };
+    let record: DedupeRecord = decode(row.value())?;
+    if record.expires_at_ms <= now_ms {
+        return Ok(None);
+    }
+    Ok(Some(DedupeEntry::try_from(record)?))
+}
+
+#[async_trait]
+impl RoomLog for EmbeddedStore {
+    async fn load_room(&self, room: &RoomId) -> Result<Option<RoomSnapshot>, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| load_room(inner, room.as_str())).await
+    }
+
+    async fn head(&self, room: &RoomId) -> Result<Option<Head>, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| {
+            let txn = inner.db.begin_read()?;
+            read_head(&txn.open_table(HEADS)?, room.as_str())
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        room: &RoomId,
+        expected_seq: u64,
+        batch: &Batch,
+    ) -> Result<AppendOutcome, StoreError> {
+        let (room, batch) = (room.clone(), batch.clone());
+        self.run(move |inner| append(inner, room.as_str(), expected_seq, &batch))
+            .await
+    }
+
+    async fn read_events(
+        &self,
+        room: &RoomId,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<v1::RoomEvent>, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| read_events(inner, room.as_str(), after_seq, limit, max_bytes))
+            .await
+    }
+
+    async fn read_messages(
+        &self,
+        room: &RoomId,
+        query: HistoryQuery,
+    ) -> Result<MessagePage, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| read_messages(inner, room.as_str(), query))
+            .await
+    }
+
+    async fn message(&self, room: &RoomId, seq: u64) -> Result<Option<v1::Message>, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| message(inner, room.as_str(), seq))
+            .await
+    }
+
+    async fn ordinal_at(&self, room: &RoomId, seq: u64) -> Result<u64, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| {
+            let txn = inner.db.begin_read()?;
+            let messages = txn.open_table(MESSAGES)?;
+            let starts = txn.open_table(BUCKET_STARTS)?;
+            ordinal_at_in(&messages, &starts, room.as_str(), seq)
+        })
+        .await
+    }
+
+    async fn dedupe(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<DedupeEntry>, StoreError> {
+        let (room, sender, id) = (room.clone(), sender.clone(), client_msg_id.to_owned());
+        self.run(move |inner| dedupe(inner, room.as_str(), sender.as_str(), &id, now_ms))
+            .await
+    }
+}

@@ -1,0 +1,102 @@
+//! Live fan-out: delivering room events and per-user events to the sessions of this node.
+//!
+//! Delivery underneath may drop (a full session queue, a lost pub/sub message); sessions see
+//! every room event exactly once and in order anyway, because they forward only
+//! `seq = cursor + 1` and repair gaps from the durable log (DESIGN §4.3). A session whose queue
+//! overflows is told so through its [`SessionLink`] and closed as a slow consumer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chatwire_protocol::v1;
+use tokio::sync::{Notify, mpsc};
+
+use crate::chat::ids::{RoomId, UserId};
+
+/// A session's id, unique within the process.
+pub type SessionKey = u64;
+
+/// Something delivered to a session.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Contiguous events of one room, in seq order.
+    Room(Arc<[v1::RoomEvent]>),
+    /// An event of the user's own stream (or a call signal).
+    User(Arc<v1::Event>),
+}
+
+/// The sending side of a session's delivery queue.
+#[derive(Debug, Clone)]
+pub struct SessionLink {
+    tx: mpsc::Sender<Delivery>,
+    overflow: Arc<Overflow>,
+}
+
+/// Set once when a delivery did not fit in the session's queue.
+#[derive(Debug, Default)]
+pub struct Overflow {
+    happened: AtomicBool,
+    notify: Notify,
+}
+
+impl Overflow {
+    /// Resolves once an overflow happened.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.happened.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// True once an overflow happened.
+    pub fn happened(&self) -> bool {
+        self.happened.load(Ordering::Acquire)
+    }
+}
+
+impl SessionLink {
+    /// A link with a queue of `capacity` deliveries, its receiver and its overflow signal.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Delivery>, Arc<Overflow>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let overflow = Arc::new(Overflow::default());
+        let link = Self {
+            tx,
+            overflow: Arc::clone(&overflow),
+        };
+        (link, rx, overflow)
+    }
+
+    /// Queues a delivery without waiting. On a full queue the overflow is signalled and the
+    /// delivery dropped (the session will be closed and resume from its cursors).
+    pub fn deliver(&self, delivery: Delivery) -> bool {
+        match self.tx.try_send(delivery) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.happened.store(true, Ordering::Release);
+                self.overflow.notify.notify_waiters();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Delivers events to the live sessions on this node.
+pub trait Fanout: Send + Sync + std::fmt::Debug {
+    /// Registers a session of `user`.
+    fn attach(&self, session: SessionKey, user: &UserId, link: SessionLink);
+    /// Forgets a session and its subscriptions.
+    fn detach(&self, session: SessionKey);
+    /// Publishes a room's new events (contiguous, in seq order) to the sessions of `audience`
+    /// (the members before and after the batch).
+    fn publish_room(&self, room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &[UserId]);
+    /// Publishes an event to every session of `user`, except `except`.
+    fn publish_user(&self, user: &UserId, event: v1::Event, except: Option<SessionKey>);
+    /// Publishes an event to one session; false when it is not here.
+    fn publish_session(&self, session: SessionKey, event: v1::Event) -> bool;
+    /// The live sessions of `user`.
+    fn sessions_of(&self, user: &UserId) -> Vec<SessionKey>;
+}

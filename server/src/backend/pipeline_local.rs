@@ -1,0 +1,83 @@
+//! The in-process pipeline of the embedded default: one task per shard, each owning a
+//! [`RoomWriter`] for its rooms. A shard takes every command waiting in its queue as one batch
+//! (group commit) and runs each room's commands together, in arrival order.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::pipeline::{Pipeline, shard_of};
+use crate::chat::command::{Outcome, RoomCommand};
+use crate::chat::error::ChatError;
+use crate::chat::ids::RoomId;
+use crate::chat::writer::RoomWriter;
+
+/// Most commands a shard takes in one batch.
+const MAX_BATCH: usize = 256;
+
+type Job = (RoomCommand, oneshot::Sender<Result<Outcome, ChatError>>);
+
+/// In-process shard tasks.
+#[derive(Debug)]
+pub struct LocalPipeline {
+    shards: Vec<mpsc::Sender<Job>>,
+}
+
+impl LocalPipeline {
+    /// Starts one task per writer (one per shard) on the current runtime, with a queue of
+    /// `queue` commands each.
+    pub fn start(writers: Vec<RoomWriter>, queue: usize) -> Self {
+        let shards = writers
+            .into_iter()
+            .map(|writer| {
+                let (tx, rx) = mpsc::channel(queue.max(1));
+                tokio::spawn(run_shard(writer, rx));
+                tx
+            })
+            .collect();
+        Self { shards }
+    }
+}
+
+#[async_trait]
+impl Pipeline for LocalPipeline {
+    async fn execute(&self, command: RoomCommand) -> Result<Outcome, ChatError> {
+        let shard = shard_of(command.room.as_str(), self.shards.len());
+        let sender = self.shards.get(shard).ok_or(ChatError::Internal)?;
+        let (tx, rx) = oneshot::channel();
+        // A full queue means the shard is overloaded: say so instead of waiting forever.
+        sender.try_send((command, tx)).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => ChatError::RateLimited {
+                retry_after_ms: 200,
+            },
+            mpsc::error::TrySendError::Closed(_) => ChatError::Unavailable("writer stopped".into()),
+        })?;
+        rx.await
+            .map_err(|_| ChatError::Unavailable("writer stopped".into()))?
+    }
+}
+
+async fn run_shard(mut writer: RoomWriter, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut by_room: BTreeMap<RoomId, Vec<Job>> = BTreeMap::new();
+        for job in jobs {
+            by_room.entry(job.0.room.clone()).or_default().push(job);
+        }
+        for (room, jobs) in by_room {
+            let (commands, replies): (Vec<RoomCommand>, Vec<_>) = jobs.into_iter().unzip();
+            let results = writer.execute(&room, &commands).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                // The requester may have gone away; the outcome stands either way.
+                let _ = reply.send(result);
+            }
+        }
+    }
+}

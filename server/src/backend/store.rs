@@ -1,0 +1,318 @@
+//! The storage traits: the room log with its fenced append, the directory of rooms, members and
+//! per-user room state, and per-user account data. One implementation per backend
+//! (`embedded`, later `scylla`), all passing the same behavioural suite
+//! (`server/tests/support/store_suite.rs`).
+//!
+//! Stored values are the protocol's own messages (`v1::RoomEvent`, `v1::Message`, `v1::Room`,
+//! `v1::Member`), encoded with prost: the proto already has additive-evolution rules, so the
+//! stored format inherits them.
+
+use async_trait::async_trait;
+use chatwire_protocol::v1;
+
+use crate::chat::ids::{RoomId, UserId};
+
+/// A room's head: the newest seq, the newest message ordinal and the newest timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    /// The seq of the newest log event; 0 for a room that does not exist yet.
+    pub seq: u64,
+    /// The ordinal of the newest message; 0 when there is none.
+    pub ordinal: u64,
+    /// The timestamp of the newest event, in Unix milliseconds.
+    pub ts_ms: i64,
+}
+
+/// Everything a room writer loads when it takes over a room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSnapshot {
+    /// The head.
+    pub head: Head,
+    /// The room's current settings.
+    pub room: v1::Room,
+    /// Every current member.
+    pub members: Vec<v1::Member>,
+}
+
+/// One writer batch: new log events plus the writes that materialize them. Applied atomically
+/// with the head move by [`RoomLog::append`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    /// The head after the batch.
+    pub head: Head,
+    /// New log events, with seqs `expected.seq + 1 ..= head.seq` in order and contiguous.
+    pub events: Vec<v1::RoomEvent>,
+    /// Writes that bring the current state in line with the events.
+    pub writes: Vec<Write>,
+}
+
+/// A materialization write. Every write is idempotent, so a batch can be applied again (a
+/// roll-forward after a crash) with the same result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Insert or replace the room row.
+    Room(v1::Room),
+    /// Insert or replace a membership; also creates the user's room state when missing
+    /// (watermarks start at `joined_seq - 1`).
+    Member(v1::Member),
+    /// Delete a membership and the user's room state.
+    RemoveMember(UserId),
+    /// Insert or replace a message's current state, keyed by `(room, seq)`.
+    Message(v1::Message),
+    /// Redact a message: clear the content of its `MessageCreated` event and of every
+    /// `MessageEdited` event that targets it (setting `redacted`), and of its current state.
+    Redact {
+        /// The seq of the message.
+        target_seq: u64,
+    },
+    /// Remember a sent message for deduplication until `entry.expires_at_ms`.
+    Dedupe {
+        /// The sender.
+        sender: UserId,
+        /// The sender's client_msg_id.
+        client_msg_id: String,
+        /// The original outcome.
+        entry: DedupeEntry,
+    },
+    /// Move a member's read (and delivered) watermark forward to `seq` with `ordinal`, as
+    /// sending a message does for its sender.
+    ReadUpTo {
+        /// The member.
+        user: UserId,
+        /// The new watermark (only applied when higher).
+        seq: u64,
+        /// The message ordinal at that seq.
+        ordinal: u64,
+    },
+}
+
+/// What a room remembers about a sent message, to answer a retry with the original result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeEntry {
+    /// The message's seq.
+    pub seq: u64,
+    /// The message ordinal.
+    pub ordinal: u64,
+    /// The server timestamp.
+    pub ts_ms: i64,
+    /// A hash of the request's content, reply and thread, to tell a retry from a conflict.
+    pub content_hash: [u8; 32],
+    /// When the entry may be forgotten, in Unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+/// The outcome of a fenced append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The head was at the expected seq; the batch is durable and the head moved.
+    Applied,
+    /// The head had moved (another writer took over); nothing was written.
+    Fenced {
+        /// The head found.
+        current: Head,
+    },
+}
+
+/// Which messages a history page reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryAnchor {
+    /// The newest messages, newest first.
+    Latest,
+    /// Messages with a lower seq, newest first.
+    Before(u64),
+    /// Messages with a higher seq, oldest first.
+    After(u64),
+}
+
+/// A history query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Where the page starts.
+    pub anchor: HistoryAnchor,
+    /// The lowest seq the reader may see (history visibility); lower seqs are never returned.
+    pub min_seq: u64,
+    /// The most messages to return.
+    pub limit: usize,
+    /// Stop before the encoded messages exceed this many bytes (at least one is returned).
+    pub max_bytes: usize,
+    /// Only messages of this thread (`thread_root_seq`), when non-zero.
+    pub thread_root_seq: u64,
+}
+
+/// One page of messages.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MessagePage {
+    /// The messages, in the order of the anchor.
+    pub messages: Vec<v1::Message>,
+    /// True when more messages lie beyond the page in the same direction.
+    pub has_more: bool,
+}
+
+/// A user's state in one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRoom {
+    /// The room.
+    pub room_id: RoomId,
+    /// The user's role.
+    pub role: v1::Role,
+    /// The seq of the user's join event.
+    pub joined_seq: u64,
+    /// The read watermark.
+    pub read_seq: u64,
+    /// The message ordinal at the read watermark.
+    pub read_ordinal: u64,
+    /// The delivered watermark.
+    pub delivered_seq: u64,
+    /// Push muted until this time, Unix milliseconds; 0 when not muted.
+    pub muted_until_ms: i64,
+}
+
+/// A registered push token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushToken {
+    /// The platform.
+    pub platform: v1::PushPlatform,
+    /// The device token.
+    pub token: String,
+    /// The device it belongs to.
+    pub device_id: String,
+}
+
+/// Storage failures. Peer faults never show up here: callers validate before storing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend is unreachable or refused the operation; the caller may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The operation may or may not have been applied (a timeout). For appends the writer
+    /// resolves it by reading the head again.
+    #[error("store outcome unknown: {0}")]
+    Unknown(String),
+    /// Stored data could not be decoded, or another invariant of the store is broken.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The room log: heads, the fenced append, and the two read views (events and messages).
+#[async_trait]
+pub trait RoomLog: Send + Sync + std::fmt::Debug {
+    /// The room's head and settings and members, or `None` when the room does not exist.
+    /// Rolls forward a pending batch first where the implementation has one.
+    async fn load_room(&self, room: &RoomId) -> Result<Option<RoomSnapshot>, StoreError>;
+
+    /// The room's head, `None` when the room does not exist.
+    async fn head(&self, room: &RoomId) -> Result<Option<Head>, StoreError>;
+
+    /// Applies `batch` if the head is still at `expected_seq` (0 when the room must not exist
+    /// yet): moves the head and makes every event and write durable, atomically.
+    async fn append(
+        &self,
+        room: &RoomId,
+        expected_seq: u64,
+        batch: &Batch,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Log events with seq greater than `after_seq`, in seq order, at most `limit` of them and
+    /// stopping before their encoded size exceeds `max_bytes` (at least one is returned).
+    async fn read_events(
+        &self,
+        room: &RoomId,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<v1::RoomEvent>, StoreError>;
+
+    /// Messages in their current state.
+    async fn read_messages(
+        &self,
+        room: &RoomId,
+        query: HistoryQuery,
+    ) -> Result<MessagePage, StoreError>;
+
+    /// One message in its current state.
+    async fn message(&self, room: &RoomId, seq: u64) -> Result<Option<v1::Message>, StoreError>;
+
+    /// The ordinal of the newest message with seq at or below `seq` (0 when none).
+    async fn ordinal_at(&self, room: &RoomId, seq: u64) -> Result<u64, StoreError>;
+
+    /// The dedupe entry of a sender's client_msg_id, if it has not expired at `now_ms`.
+    async fn dedupe(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<DedupeEntry>, StoreError>;
+}
+
+/// Rooms, members and per-user room state (watermarks, mute).
+#[async_trait]
+pub trait Directory: Send + Sync + std::fmt::Debug {
+    /// The room's settings, `None` when it does not exist.
+    async fn room(&self, room: &RoomId) -> Result<Option<v1::Room>, StoreError>;
+
+    /// One membership.
+    async fn member(&self, room: &RoomId, user: &UserId) -> Result<Option<v1::Member>, StoreError>;
+
+    /// Members ordered by user id, after `after_user` (exclusive), at most `limit`.
+    async fn members(
+        &self,
+        room: &RoomId,
+        after_user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<v1::Member>, StoreError>;
+
+    /// The user's rooms ordered by room id, after `after_room` (exclusive), at most `limit`.
+    async fn user_rooms(
+        &self,
+        user: &UserId,
+        after_room: Option<&RoomId>,
+        limit: usize,
+    ) -> Result<Vec<UserRoom>, StoreError>;
+
+    /// The user's state in one room, `None` when not a member.
+    async fn user_room(&self, user: &UserId, room: &RoomId)
+    -> Result<Option<UserRoom>, StoreError>;
+
+    /// Moves watermarks forward (each only when higher), returning the state after. Reading
+    /// moves delivery too. `None` when the user is not a member.
+    async fn advance_watermarks(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        delivered_seq: u64,
+        read: Option<(u64, u64)>,
+    ) -> Result<Option<UserRoom>, StoreError>;
+
+    /// Sets the push mute of a room. `None` when the user is not a member.
+    async fn set_mute(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        until_ms: i64,
+    ) -> Result<Option<UserRoom>, StoreError>;
+}
+
+/// Per-user account data: blocks and push tokens.
+#[async_trait]
+pub trait Accounts: Send + Sync + std::fmt::Debug {
+    /// `user` blocks `other` (idempotent).
+    async fn block(&self, user: &UserId, other: &UserId) -> Result<(), StoreError>;
+    /// `user` lifts a block of `other` (idempotent).
+    async fn unblock(&self, user: &UserId, other: &UserId) -> Result<(), StoreError>;
+    /// The users `user` blocked, ordered by id.
+    async fn blocked(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+    /// True when either user blocked the other.
+    async fn either_blocked(&self, a: &UserId, b: &UserId) -> Result<bool, StoreError>;
+    /// Registers (or moves to `user`) a push token.
+    async fn register_push_token(&self, user: &UserId, token: PushToken) -> Result<(), StoreError>;
+    /// Removes a push token of `user` (idempotent).
+    async fn unregister_push_token(&self, user: &UserId, token: &str) -> Result<(), StoreError>;
+    /// The user's push tokens.
+    async fn push_tokens(&self, user: &UserId) -> Result<Vec<PushToken>, StoreError>;
+}
+
+/// All three storage traits, as one handle.
+pub trait Store: RoomLog + Directory + Accounts {}
+
+impl<T: RoomLog + Directory + Accounts> Store for T {}

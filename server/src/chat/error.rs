@@ -1,0 +1,112 @@
+//! The domain's error type and its mapping to the protocol's `Error`.
+
+use chatwire_protocol::v1;
+
+use crate::backend::store::StoreError;
+
+/// Why a chat operation failed. Each variant maps to one `ErrorCode`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// The token is missing, invalid, expired or revoked.
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// The room or message does not exist, or the caller may not see it (the same error, so
+    /// ids cannot be probed).
+    #[error("not found")]
+    NotFound,
+    /// The caller may not do this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
+    /// A field is missing or malformed.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The field's proto path.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field exceeds a limit.
+    #[error("{field} is too large: {reason}")]
+    TooLarge {
+        /// The field's proto path.
+        field: &'static str,
+        /// Which limit.
+        reason: String,
+    },
+    /// The request conflicts with existing state.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The request does not fit the current state.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(&'static str),
+    /// A rate or in-flight limit.
+    #[error("rate limited")]
+    RateLimited {
+        /// When to retry.
+        retry_after_ms: u32,
+    },
+    /// A backend is unavailable; retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The request type or option is not supported.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+    /// An unexpected fault.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ChatError {
+    /// An `InvalidArgument` for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        ChatError::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The protocol error sent to the client.
+    pub fn to_proto(&self) -> v1::Error {
+        use v1::ErrorCode as C;
+        let (code, retryable, retry_after_ms, field) = match self {
+            ChatError::Unauthenticated => (C::Unauthenticated, false, 0, ""),
+            ChatError::NotFound => (C::NotFound, false, 0, ""),
+            ChatError::PermissionDenied(_) => (C::PermissionDenied, false, 0, ""),
+            ChatError::InvalidArgument { field, .. } => (C::InvalidArgument, false, 0, *field),
+            ChatError::TooLarge { field, .. } => (C::TooLarge, false, 0, *field),
+            ChatError::Conflict(_) => (C::Conflict, false, 0, ""),
+            ChatError::FailedPrecondition(_) => (C::FailedPrecondition, false, 0, ""),
+            ChatError::RateLimited { retry_after_ms } => {
+                (C::RateLimited, true, *retry_after_ms, "")
+            }
+            ChatError::Unavailable(_) => (C::Unavailable, true, 500, ""),
+            ChatError::Unsupported(_) => (C::Unsupported, false, 0, ""),
+            ChatError::Internal => (C::Internal, true, 1000, ""),
+        };
+        v1::Error {
+            code: code.into(),
+            // Internal details stay in the server's logs.
+            message: match self {
+                ChatError::Unavailable(_) => "a backend is unavailable".to_owned(),
+                other => other.to_string(),
+            },
+            retryable,
+            retry_after_ms,
+            field: field.to_owned(),
+        }
+    }
+}
+
+impl From<StoreError> for ChatError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(reason) | StoreError::Unknown(reason) => {
+                ChatError::Unavailable(reason)
+            }
+            StoreError::Corrupt(reason) => {
+                tracing::error!(%reason, "store corrupt");
+                ChatError::Internal
+            }
+        }
+    }
+}

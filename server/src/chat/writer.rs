@@ -1,0 +1,139 @@
+//! The room writer (DESIGN §4.2): for one room at a time, takes a batch of commands, applies
+//! them to the room's state (authorize, dedupe, assign seqs and a timestamp that never goes
+//! backwards), appends the batch with one fenced write, then publishes the side effects and
+//! answers. The caller (a pipeline shard) guarantees one writer per room.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::command::{Outcome, RoomCommand};
+use super::draft::{Draft, RoomState, WriterConfig};
+use super::error::ChatError;
+use super::ids::RoomId;
+use crate::backend::fanout::Fanout;
+use crate::backend::store::{AppendOutcome, Store};
+use crate::clock::Clock;
+
+/// How many times a fenced batch is rebuilt on fresh state before giving up.
+const FENCE_RETRIES: usize = 3;
+
+/// Most rooms whose state a writer keeps in memory.
+const CACHED_ROOMS: usize = 10_000;
+
+/// A writer for the rooms of one shard.
+#[derive(Debug)]
+pub struct RoomWriter {
+    store: Arc<dyn Store>,
+    fanout: Arc<dyn Fanout>,
+    clock: Arc<dyn Clock>,
+    config: WriterConfig,
+    cache: HashMap<RoomId, RoomState>,
+}
+
+impl RoomWriter {
+    /// A writer with an empty cache.
+    pub fn new(
+        store: Arc<dyn Store>,
+        fanout: Arc<dyn Fanout>,
+        clock: Arc<dyn Clock>,
+        config: WriterConfig,
+    ) -> Self {
+        Self {
+            store,
+            fanout,
+            clock,
+            config,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Executes the commands of one room, in order, as one batch; one result per command.
+    pub async fn execute(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+    ) -> Vec<Result<Outcome, ChatError>> {
+        for _ in 0..FENCE_RETRIES {
+            match self.try_batch(room, commands).await {
+                Ok(Some(results)) => return results,
+                // Fenced: another writer moved the head; rebuild on fresh state.
+                Ok(None) => {}
+                Err(err) => {
+                    self.cache.remove(room);
+                    return commands.iter().map(|_| Err(err.clone())).collect();
+                }
+            }
+        }
+        self.cache.remove(room);
+        commands
+            .iter()
+            .map(|_| Err(ChatError::Unavailable("room contended".into())))
+            .collect()
+    }
+
+    /// One attempt; `Ok(None)` when the append was fenced.
+    async fn try_batch(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+    ) -> Result<Option<Vec<Result<Outcome, ChatError>>>, ChatError> {
+        let state = self.state(room).await?;
+        let mut draft = Draft::new(
+            self.store.as_ref(),
+            self.config,
+            room.clone(),
+            state,
+            self.clock.now_ms(),
+        );
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            results.push(draft.apply(command).await);
+        }
+        if draft.is_empty() {
+            return Ok(Some(results));
+        }
+        let base = draft.base_seq();
+        let Some(sealed) = draft.seal() else {
+            return Ok(Some(results));
+        };
+        match self.store.append(room, base, &sealed.batch).await {
+            Ok(AppendOutcome::Applied) => {}
+            Ok(AppendOutcome::Fenced { current }) => {
+                tracing::info!(room = %room, expected = base, found = current.seq, "append fenced; reloading room");
+                self.cache.remove(room);
+                return Ok(None);
+            }
+            Err(err) => return Err(err.into()),
+        }
+        self.remember(room.clone(), sealed.state);
+        self.fanout
+            .publish_room(room, Arc::from(sealed.batch.events), &sealed.audience);
+        for (user, event) in sealed.user_events {
+            self.fanout.publish_user(&user, event, None);
+        }
+        Ok(Some(results))
+    }
+
+    async fn state(&mut self, room: &RoomId) -> Result<Option<RoomState>, ChatError> {
+        if let Some(state) = self.cache.get(room) {
+            return Ok(Some(state.clone()));
+        }
+        let loaded = self
+            .store
+            .load_room(room)
+            .await?
+            .map(RoomState::from_snapshot);
+        if let Some(state) = &loaded {
+            self.remember(room.clone(), state.clone());
+        }
+        Ok(loaded)
+    }
+
+    fn remember(&mut self, room: RoomId, state: RoomState) {
+        if self.cache.len() >= CACHED_ROOMS && !self.cache.contains_key(&room) {
+            // Crude but bounded: forget everything; states reload from the store on demand.
+            self.cache.clear();
+        }
+        self.cache.insert(room, state);
+    }
+}

@@ -1,0 +1,454 @@
+//! The session state machine, sans I/O: the handshake, frame admission, heartbeats, token
+//! expiry and per-room delivery cursors. The driver passes frames, deliveries and `now` in and
+//! takes [`Output`]s out; nothing here reads a clock or touches a socket.
+//!
+//! Order of calls: [`SessionCore::on_frame`] for each decoded frame (and
+//! [`SessionCore::on_decode_error`] for bad input), [`SessionCore::on_room_events`] for each
+//! delivery, [`SessionCore::on_timeout`] when [`SessionCore::poll_timeout`] is due, and after
+//! each of these drain [`SessionCore::poll_output`]. After a request's execution, the driver
+//! reports it with [`SessionCore::on_reply`].
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chatwire_protocol::{DecodeError, v1};
+use v1::client_frame::Request;
+
+use crate::chat::error::ChatError;
+use crate::chat::ids::RoomId;
+
+/// Timing and size settings of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// How long a new connection may take to send Connect.
+    pub handshake_timeout: Duration,
+    /// The heartbeat interval: the server sends a Heartbeat after this much outbound silence
+    /// and closes after two intervals of inbound silence.
+    pub heartbeat_interval: Duration,
+    /// Most requests admitted from one transport message before the rest are refused.
+    pub max_in_flight: usize,
+    /// How long before token expiry the client is warned.
+    pub token_warning: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(15),
+            max_in_flight: chatwire_protocol::limits::DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+            token_warning: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the session asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a frame.
+    Frame(v1::ServerFrame),
+    /// Execute a request and report its result with `on_reply`.
+    Execute {
+        /// The request id.
+        id: u64,
+        /// The trace id.
+        trace_id: String,
+        /// The request.
+        request: Request,
+    },
+    /// Read the room's log after `after_seq` and pass the events to `on_room_events`.
+    Repair {
+        /// The room.
+        room: RoomId,
+        /// The last seq the session delivered.
+        after_seq: u64,
+    },
+    /// Send `Disconnect`, then close the connection with `code`.
+    Close {
+        /// The close code.
+        code: v1::CloseCode,
+        /// Why.
+        reason: String,
+        /// Whether the client should reconnect.
+        reconnect: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    /// Connect is being executed.
+    Connecting,
+    Connected,
+    Closed,
+}
+
+/// The per-connection state machine.
+#[derive(Debug)]
+pub struct SessionCore {
+    config: SessionConfig,
+    phase: Phase,
+    opened_at: Instant,
+    last_rx: Instant,
+    last_tx: Instant,
+    token_expires_at: Option<Instant>,
+    token_warned: bool,
+    admitted: usize,
+    cursors: HashMap<RoomId, Cursor>,
+    out: VecDeque<Output>,
+}
+
+/// Delivery state of one subscribed room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    /// The last seq delivered to the client.
+    last: u64,
+    /// A repair read is outstanding.
+    repairing: bool,
+}
+
+impl SessionCore {
+    /// A session for a connection accepted at `now`.
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
+        Self {
+            config,
+            phase: Phase::AwaitingConnect,
+            opened_at: now,
+            last_rx: now,
+            last_tx: now,
+            token_expires_at: None,
+            token_warned: false,
+            admitted: 0,
+            cursors: HashMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// True once the session decided to close.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// True once Connect succeeded.
+    pub fn is_connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
+
+    /// The driver wrote to the transport at `now`.
+    pub fn on_transmit(&mut self, now: Instant) {
+        self.last_tx = now;
+    }
+
+    /// The driver starts a new transport message: the in-flight count restarts.
+    pub fn on_message(&mut self, now: Instant) {
+        self.last_rx = now;
+        self.admitted = 0;
+    }
+
+    /// A decoded frame arrived.
+    pub fn on_frame(&mut self, now: Instant, frame: v1::ClientFrame) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.last_rx = now;
+        let Some(request) = frame.request else {
+            self.error_reply(
+                frame.id,
+                ChatError::Unsupported("unknown or missing request"),
+            );
+            return;
+        };
+        let is_connect = matches!(request, Request::Connect(_));
+        match self.phase {
+            Phase::AwaitingConnect if is_connect => self.phase = Phase::Connecting,
+            Phase::AwaitingConnect | Phase::Connecting => {
+                self.error_reply(
+                    frame.id,
+                    ChatError::FailedPrecondition("the first frame must be Connect"),
+                );
+                self.close(
+                    v1::CloseCode::ProtocolViolation,
+                    "request before Connect",
+                    false,
+                );
+                return;
+            }
+            Phase::Connected if is_connect => {
+                self.error_reply(frame.id, ChatError::FailedPrecondition("already connected"));
+                return;
+            }
+            Phase::Connected | Phase::Closed => {}
+        }
+        if frame.id == 0 && !matches!(request, Request::Typing(_)) {
+            self.error_reply(
+                0,
+                ChatError::invalid("id", "request id 0 is reserved for typing datagrams"),
+            );
+            return;
+        }
+        self.admitted += 1;
+        if self.admitted > self.config.max_in_flight {
+            self.error_reply(
+                frame.id,
+                ChatError::RateLimited {
+                    retry_after_ms: 100,
+                },
+            );
+            return;
+        }
+        self.out.push_back(Output::Execute {
+            id: frame.id,
+            trace_id: frame.trace_id,
+            request,
+        });
+    }
+
+    /// Input could not be decoded.
+    pub fn on_decode_error(&mut self, error: &DecodeError) {
+        match error {
+            DecodeError::FrameTooLarge { .. } => {
+                self.close(v1::CloseCode::FrameTooLarge, &error.to_string(), false);
+            }
+            DecodeError::InvalidMessage { .. } => {
+                self.error_reply(0, ChatError::invalid("frame", "not a valid ClientFrame"));
+                // Before Connect nothing is trusted yet (docs/protocol.md ).
+                if self.phase == Phase::AwaitingConnect {
+                    self.close(
+                        v1::CloseCode::ProtocolViolation,
+                        "invalid first frame",
+                        false,
+                    );
+                }
+            }
+            DecodeError::MalformedLength | DecodeError::Truncated { .. } => {
+                self.close(v1::CloseCode::ProtocolViolation, &error.to_string(), false);
+            }
+        }
+    }
+
+    /// Connect succeeded; the token expires at `token_expires_at`.
+    pub fn on_connected(&mut self, token_expires_at: Instant) {
+        if self.phase == Phase::Connecting {
+            self.phase = Phase::Connected;
+            self.token_expires_at = Some(token_expires_at);
+            self.token_warned = false;
+        }
+    }
+
+    /// The token was refreshed.
+    pub fn on_refreshed(&mut self, token_expires_at: Instant) {
+        self.token_expires_at = Some(token_expires_at);
+        self.token_warned = false;
+    }
+
+    /// A request finished: send its reply. A failed Connect closes the session with `close`.
+    pub fn on_reply(&mut self, id: u64, result: Result<v1::reply::Result, ChatError>) {
+        // Id 0 is a typing datagram: it gets no reply, not even an error.
+        if id == 0 {
+            return;
+        }
+        let result = match result {
+            Ok(result) => result,
+            Err(err) => v1::reply::Result::Error(err.to_proto()),
+        };
+        self.reply(id, result);
+    }
+
+    /// Connect failed: reply with the error, then close with `code`.
+    pub fn on_connect_failed(&mut self, id: u64, error: ChatError, code: v1::CloseCode) {
+        self.error_reply(id, error);
+        let reason = match code {
+            v1::CloseCode::AuthExpired => "token expired",
+            v1::CloseCode::Revoked => "token revoked",
+            _ => "authentication failed",
+        };
+        self.close(code, reason, false);
+    }
+
+    /// The room is live for this client from `last_seq` on (after a Subscribe page that
+    /// completed replay).
+    pub fn start_live(&mut self, room: RoomId, last_seq: u64) {
+        self.cursors.insert(
+            room,
+            Cursor {
+                last: last_seq,
+                repairing: false,
+            },
+        );
+    }
+
+    /// The client no longer wants the room (or left it); returns the last seq delivered.
+    pub fn stop_live(&mut self, room: &RoomId) -> Option<u64> {
+        self.cursors.remove(room).map(|c| c.last)
+    }
+
+    /// True when the room is live for this client.
+    pub fn is_live(&self, room: &RoomId) -> bool {
+        self.cursors.contains_key(room)
+    }
+
+    /// Events of one room arrived (live, or from a repair read): forwards each event whose
+    /// seq is the cursor + 1, drops older ones, and asks for a repair on a jump. Returns false
+    /// when the room is not live for this client (the driver may summarise it instead).
+    pub fn on_room_events(
+        &mut self,
+        room: &RoomId,
+        events: &[v1::RoomEvent],
+        from_repair: bool,
+    ) -> bool {
+        let Some(cursor) = self.cursors.get_mut(room) else {
+            return false;
+        };
+        if from_repair {
+            cursor.repairing = false;
+        }
+        let mut deliver = Vec::new();
+        let mut gap = false;
+        for event in events {
+            if event.seq <= cursor.last {
+                continue;
+            }
+            if event.seq == cursor.last + 1 {
+                cursor.last = event.seq;
+                deliver.push(event.clone());
+            } else {
+                gap = true;
+                break;
+            }
+        }
+        let after_seq = cursor.last;
+        let ask_repair = gap && !cursor.repairing;
+        if ask_repair {
+            cursor.repairing = true;
+        }
+        for event in deliver {
+            self.event(v1::event::Kind::Room(event));
+        }
+        if ask_repair {
+            self.out.push_back(Output::Repair {
+                room: room.clone(),
+                after_seq,
+            });
+        }
+        true
+    }
+
+    /// A repair read failed or came back short: allow the next jump to ask again.
+    pub fn on_repair_failed(&mut self, room: &RoomId) {
+        if let Some(cursor) = self.cursors.get_mut(room) {
+            cursor.repairing = false;
+        }
+    }
+
+    /// Queues an event for the client.
+    pub fn event(&mut self, kind: v1::event::Kind) {
+        let frame = v1::ServerFrame {
+            frame: Some(v1::server_frame::Frame::Event(v1::Event {
+                kind: Some(kind),
+            })),
+        };
+        self.out.push_back(Output::Frame(frame));
+    }
+
+    /// Closes the session (the server drains, revokes, or found the client too slow).
+    pub fn close(&mut self, code: v1::CloseCode, reason: &str, reconnect: bool) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.out.push_back(Output::Close {
+            code,
+            reason: reason.to_owned(),
+            reconnect,
+        });
+    }
+
+    /// When [`SessionCore::on_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let interval = self.config.heartbeat_interval;
+        match self.phase {
+            Phase::Closed => None,
+            Phase::AwaitingConnect | Phase::Connecting => {
+                Some(self.opened_at + self.config.handshake_timeout)
+            }
+            Phase::Connected => {
+                let mut next = (self.last_tx + interval).min(self.last_rx + 2 * interval);
+                if let Some(expiry) = self.token_expires_at {
+                    let warn_at = expiry
+                        .checked_sub(self.config.token_warning)
+                        .unwrap_or(expiry);
+                    next = next.min(if self.token_warned { expiry } else { warn_at });
+                }
+                Some(next)
+            }
+        }
+    }
+
+    /// Handles every timer due at `now`; `now_ms` is the wall clock, for heartbeat content.
+    pub fn on_timeout(&mut self, now: Instant, now_ms: i64) {
+        match self.phase {
+            Phase::Closed => {}
+            Phase::AwaitingConnect | Phase::Connecting => {
+                if now >= self.opened_at + self.config.handshake_timeout {
+                    self.close(v1::CloseCode::ConnectTimeout, "no Connect in time", false);
+                }
+            }
+            Phase::Connected => self.connected_timers(now, now_ms),
+        }
+    }
+
+    fn connected_timers(&mut self, now: Instant, now_ms: i64) {
+        let interval = self.config.heartbeat_interval;
+        if now >= self.last_rx + 2 * interval {
+            self.close(
+                v1::CloseCode::HeartbeatTimeout,
+                "no frame from the client for two heartbeat intervals",
+                true,
+            );
+            return;
+        }
+        if let Some(expiry) = self.token_expires_at {
+            if now >= expiry {
+                self.close(v1::CloseCode::AuthExpired, "token expired", true);
+                return;
+            }
+            if !self.token_warned && now + self.config.token_warning >= expiry {
+                self.token_warned = true;
+                let left = i64::try_from((expiry - now).as_millis()).unwrap_or(i64::MAX);
+                self.event(v1::event::Kind::TokenExpiring(v1::TokenExpiring {
+                    expires_at_ms: now_ms.saturating_add(left),
+                }));
+            }
+        }
+        if now >= self.last_tx + interval {
+            self.event(v1::event::Kind::Heartbeat(v1::Heartbeat {
+                server_time_ms: now_ms,
+            }));
+            // The driver confirms the write with on_transmit; until then do not repeat.
+            self.last_tx = now;
+        }
+    }
+
+    fn reply(&mut self, request_id: u64, result: v1::reply::Result) {
+        let frame = v1::ServerFrame {
+            frame: Some(v1::server_frame::Frame::Reply(v1::Reply {
+                request_id,
+                result: Some(result),
+            })),
+        };
+        self.out.push_back(Output::Frame(frame));
+    }
+
+    fn error_reply(&mut self, request_id: u64, error: ChatError) {
+        self.reply(request_id, v1::reply::Result::Error(error.to_proto()));
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,419 @@
+//! The async driver of one session: one task per connection that joins a transport's
+//! messages, the node's fan-out and the clock to the sans-IO [`SessionCore`], executes
+//! requests (one at a time, in order) and writes frames back in batches.
+//!
+//! Requests run inline: while one runs, deliveries wait in the session's bounded queue and
+//! pass the cursor check afterwards. That is what makes Subscribe gap-free and duplicate-free
+//! without a separate buffer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use chatwire_protocol::{ClientFrameDecoder, encode_frame, v1};
+use v1::client_frame::Request;
+
+use super::core::{Output, SessionCore};
+use super::handlers::{self, Ctx};
+use super::services::{Identity, Services, TokenRefusal};
+use crate::backend::fanout::{Delivery, Overflow, SessionKey, SessionLink};
+use crate::chat::error::ChatError;
+use crate::chat::ids::{RoomId, UserId};
+
+/// One inbound transport message.
+#[derive(Debug)]
+pub enum Inbound {
+    /// Bytes that hold whole frames (a WebSocket binary message).
+    Frames(Bytes),
+    /// Bytes of a stream, frames may span chunks (QUIC).
+    Stream(Bytes),
+    /// A message the framing does not allow (a WebSocket text message without JSON mapping).
+    Invalid(&'static str),
+}
+
+/// Why a transport failed.
+#[derive(Debug, thiserror::Error)]
+#[error("transport error: {0}")]
+pub struct TransportError(pub String);
+
+/// A connection as the session sees it: messages in, bytes out, a close with a code.
+#[async_trait]
+pub trait SessionTransport: Send {
+    /// The next inbound message; `None` when the peer closed.
+    async fn recv(&mut self) -> Option<Result<Inbound, TransportError>>;
+    /// Sends bytes holding whole frames.
+    async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError>;
+    /// Closes with a Chatwire close code.
+    async fn close(&mut self, code: v1::CloseCode, reason: &str);
+}
+
+/// The authenticated part of a session.
+#[derive(Debug)]
+struct Connected {
+    user: UserId,
+    key: SessionKey,
+    deliveries: tokio::sync::mpsc::Receiver<Delivery>,
+    overflow: Arc<Overflow>,
+}
+
+/// Runs a session until the connection ends.
+pub async fn run(services: Arc<Services>, mut transport: Box<dyn SessionTransport>) {
+    let limits = &services.limits;
+    let mut decoder = ClientFrameDecoder::new(limits.max_client_frame_bytes as usize);
+    let mut core = SessionCore::new(services.session, Instant::now());
+    let mut connected: Option<Connected> = None;
+    let mut out = BytesMut::new();
+    loop {
+        let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
+        let overflow = connected
+            .as_ref()
+            .map(|session| Arc::clone(&session.overflow));
+        tokio::select! {
+            inbound = transport.recv() => match inbound {
+                Some(Ok(message)) => on_inbound(&mut core, &mut decoder, message),
+                Some(Err(_)) | None => break,
+            },
+            delivery = next_delivery(&mut connected) => match delivery {
+                Some(delivery) => on_delivery(&services, &mut core, connected.as_ref(), delivery).await,
+                None => core.close(v1::CloseCode::Internal, "delivery stopped", true),
+            },
+            () = overflowed(overflow.as_deref()) => core.close(v1::CloseCode::SlowConsumer, "events were not read in time", true),
+            () = sleep_until(deadline) => core.on_timeout(Instant::now(), services.clock.now_ms()),
+        }
+        if !drain(
+            &services,
+            &mut core,
+            &mut connected,
+            &mut out,
+            transport.as_mut(),
+        )
+        .await
+        {
+            break;
+        }
+    }
+    if let Some(session) = connected {
+        services.fanout.detach(session.key);
+    }
+}
+
+async fn next_delivery(connected: &mut Option<Connected>) -> Option<Delivery> {
+    match connected {
+        Some(session) => session.deliveries.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn overflowed(overflow: Option<&Overflow>) {
+    match overflow {
+        Some(overflow) => overflow.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn on_inbound(core: &mut SessionCore, decoder: &mut ClientFrameDecoder, message: Inbound) {
+    core.on_message(Instant::now());
+    let (bytes, whole) = match message {
+        Inbound::Frames(bytes) => (bytes, true),
+        Inbound::Stream(bytes) => (bytes, false),
+        Inbound::Invalid(reason) => {
+            core.close(v1::CloseCode::ProtocolViolation, reason, false);
+            return;
+        }
+    };
+    decoder.push(&bytes);
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => core.on_frame(Instant::now(), frame),
+            Ok(None) => break,
+            Err(err) => {
+                core.on_decode_error(&err);
+                if err.is_fatal() {
+                    return;
+                }
+            }
+        }
+    }
+    if whole && let Err(err) = decoder.finish() {
+        core.on_decode_error(&err);
+    }
+}
+
+/// Executes outputs until none are left, writing frames in batches. False when the session
+/// is over.
+async fn drain(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    connected: &mut Option<Connected>,
+    out: &mut BytesMut,
+    transport: &mut dyn SessionTransport,
+) -> bool {
+    let max_frame = services.limits.max_server_frame_bytes as usize;
+    while let Some(output) = core.poll_output() {
+        match output {
+            Output::Frame(frame) => {
+                if encode_frame(&frame, max_frame, out).is_err() {
+                    tracing::error!("a server frame exceeded the frame limit; dropped");
+                }
+                if out.len() >= max_frame && !flush(core, out, transport).await {
+                    return false;
+                }
+            }
+            Output::Execute {
+                id,
+                trace_id,
+                request,
+            } => {
+                execute(services, core, connected, id, &trace_id, request).await;
+            }
+            Output::Repair { room, after_seq } => repair(services, core, &room, after_seq).await,
+            Output::Close {
+                code,
+                reason,
+                reconnect,
+            } => {
+                let disconnect = v1::Disconnect {
+                    code: code.into(),
+                    reason: reason.clone(),
+                    reconnect,
+                    reconnect_delay_ms: 0,
+                };
+                let frame = v1::ServerFrame {
+                    frame: Some(v1::server_frame::Frame::Event(v1::Event {
+                        kind: Some(v1::event::Kind::Disconnect(disconnect)),
+                    })),
+                };
+                let _ = encode_frame(&frame, max_frame, out);
+                flush(core, out, transport).await;
+                transport.close(code, &reason).await;
+                return false;
+            }
+        }
+    }
+    flush(core, out, transport).await
+}
+
+async fn flush(
+    core: &mut SessionCore,
+    out: &mut BytesMut,
+    transport: &mut dyn SessionTransport,
+) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let bytes = out.split().freeze();
+    let sent = transport.send(bytes).await.is_ok();
+    core.on_transmit(Instant::now());
+    sent
+}
+
+async fn execute(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    connected: &mut Option<Connected>,
+    id: u64,
+    trace_id: &str,
+    request: Request,
+) {
+    match (request, connected.as_ref()) {
+        (Request::Connect(connect), _) => match connect_session(services, core, &connect) {
+            Ok((session, response)) => {
+                *connected = Some(session);
+                core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
+            }
+            Err((error, code)) => core.on_connect_failed(id, error, code),
+        },
+        (Request::Refresh(refresh), Some(session)) => {
+            let result = refresh_token(services, core, &session.user, &refresh.token);
+            core.on_reply(id, result);
+        }
+        (request, Some(session)) => {
+            let ctx = Ctx {
+                services,
+                user: &session.user,
+                session: session.key,
+                trace_id,
+            };
+            let result = handlers::execute(ctx, core, request).await;
+            if let Err(err @ (ChatError::Internal | ChatError::Unavailable(_))) = &result {
+                tracing::warn!(trace_id, error = %err, "request failed");
+            }
+            core.on_reply(id, result);
+        }
+        (_, None) => core.on_reply(id, Err(ChatError::FailedPrecondition("not connected"))),
+    }
+}
+
+fn instant_at(services: &Services, at_ms: i64) -> Instant {
+    let left = at_ms.saturating_sub(services.clock.now_ms()).max(0);
+    Instant::now() + std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0))
+}
+
+fn refusal(refusal: TokenRefusal) -> (ChatError, v1::CloseCode) {
+    let code = match refusal {
+        TokenRefusal::Expired => v1::CloseCode::AuthExpired,
+        TokenRefusal::Revoked => v1::CloseCode::Revoked,
+        TokenRefusal::Invalid => v1::CloseCode::AuthFailed,
+    };
+    (ChatError::Unauthenticated, code)
+}
+
+fn connect_session(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    connect: &v1::ConnectRequest,
+) -> Result<(Connected, v1::ConnectResponse), (ChatError, v1::CloseCode)> {
+    let now_ms = services.clock.now_ms();
+    let Identity {
+        user,
+        expires_at_ms,
+    } = services
+        .auth
+        .authenticate(&connect.token, now_ms)
+        .map_err(refusal)?;
+    let key = services.next_session_key();
+    let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
+    services.fanout.attach(key, &user, link);
+    core.on_connected(instant_at(services, expires_at_ms));
+    let response = v1::ConnectResponse {
+        session_id: key.to_string(),
+        user_id: user.to_string(),
+        server: Some(v1::ServerInfo {
+            name: "chatwire".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            node_id: services.node_id.clone(),
+        }),
+        capabilities: Vec::new(),
+        limits: Some(services.limits),
+        heartbeat_interval_ms: u32::try_from(services.session.heartbeat_interval.as_millis())
+            .unwrap_or(u32::MAX),
+        server_time_ms: now_ms,
+        token_expires_at_ms: expires_at_ms,
+    };
+    Ok((
+        Connected {
+            user,
+            key,
+            deliveries,
+            overflow,
+        },
+        response,
+    ))
+}
+
+fn refresh_token(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    user: &UserId,
+    token: &str,
+) -> Result<v1::reply::Result, ChatError> {
+    let identity = services
+        .auth
+        .authenticate(token, services.clock.now_ms())
+        .map_err(|_| ChatError::Unauthenticated)?;
+    if &identity.user != user {
+        return Err(ChatError::PermissionDenied(
+            "the new token is for another user",
+        ));
+    }
+    core.on_refreshed(instant_at(services, identity.expires_at_ms));
+    Ok(v1::reply::Result::Refresh(v1::RefreshResponse {
+        token_expires_at_ms: identity.expires_at_ms,
+    }))
+}
+
+async fn repair(services: &Arc<Services>, core: &mut SessionCore, room: &RoomId, after_seq: u64) {
+    let max = services.limits.max_server_frame_bytes as usize;
+    match services.store.read_events(room, after_seq, 1000, max).await {
+        Ok(events) if !events.is_empty() => {
+            core.on_room_events(room, &events, true);
+        }
+        Ok(_) => core.on_repair_failed(room),
+        Err(err) => {
+            tracing::warn!(room = %room, error = %err, "gap repair failed");
+            core.on_repair_failed(room);
+        }
+    }
+}
+
+async fn on_delivery(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    connected: Option<&Connected>,
+    delivery: Delivery,
+) {
+    match delivery {
+        Delivery::Room(events) => {
+            let Some(room) = events.first().and_then(|e| RoomId::parse(&e.room_id).ok()) else {
+                return;
+            };
+            if !core.on_room_events(&room, &events, false)
+                && let Some(session) = connected
+            {
+                room_activity(services, core, &session.user, &room, &events).await;
+            }
+        }
+        Delivery::User(event) => {
+            if let Some(v1::event::Kind::RoomRemoved(removed)) = &event.kind
+                && let Ok(room) = RoomId::parse(&removed.room_id)
+            {
+                core.stop_live(&room);
+            }
+            if let Some(kind) = event.kind.clone() {
+                core.event(kind);
+            }
+        }
+    }
+}
+
+/// A summary of new messages in a room the session has not opened.
+async fn room_activity(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    user: &UserId,
+    room: &RoomId,
+    events: &[v1::RoomEvent],
+) {
+    use v1::room_event::Kind;
+    let Some((event, created)) = events.iter().rev().find_map(|e| match &e.kind {
+        Some(Kind::MessageCreated(created)) => Some((e, created)),
+        _ => None,
+    }) else {
+        return;
+    };
+    let read_ordinal = match services.store.user_room(user, room).await {
+        Ok(Some(state)) => state.read_ordinal,
+        _ => return,
+    };
+    let last_message = v1::MessagePreview {
+        seq: event.seq,
+        ordinal: created.ordinal,
+        sender: event.sender.clone(),
+        text: created
+            .content
+            .as_ref()
+            .map(|c| c.text.chars().take(140).collect())
+            .unwrap_or_default(),
+        created_at_ms: event.ts_ms,
+        attachment_count: created.content.as_ref().map_or(0, |c| {
+            u32::try_from(c.attachments.len()).unwrap_or(u32::MAX)
+        }),
+        deleted: created.redacted,
+    };
+    let last_seq = events.last().map_or(event.seq, |e| e.seq);
+    core.event(v1::event::Kind::RoomActivity(v1::RoomActivity {
+        room_id: room.to_string(),
+        last_seq,
+        last_message: Some(last_message),
+        unread_count: u32::try_from(created.ordinal.saturating_sub(read_ordinal))
+            .unwrap_or(u32::MAX),
+    }));
+}

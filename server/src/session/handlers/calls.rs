@@ -1,0 +1,110 @@
+//! Ephemeral traffic: typing, presence snapshots and call signalling, relayed directly to
+//! sessions and never logged.
+
+use chatwire_protocol::v1;
+use v1::reply::Result as Reply;
+
+use super::{Ctx, room_id};
+use crate::chat::error::ChatError;
+use crate::chat::ids::UserId;
+use crate::chat::validate;
+
+/// Typing goes to every other member's sessions.
+pub(super) async fn typing(ctx: Ctx<'_>, r: v1::TypingRequest) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    ctx.member(&room).await?;
+    let event = v1::Event {
+        kind: Some(v1::event::Kind::TypingChanged(v1::TypingChanged {
+            room_id: room.to_string(),
+            user_id: ctx.user.to_string(),
+            active: r.active,
+            expires_in_ms: ctx.services.limits.typing_ttl_ms,
+        })),
+    };
+    for member in ctx.services.store.members(&room, None, 1000).await? {
+        if let Ok(user) = UserId::parse(&member.user_id)
+            && &user != ctx.user
+        {
+            ctx.services.fanout.publish_user(&user, event.clone(), None);
+        }
+    }
+    Ok(Reply::Typing(v1::TypingResponse {}))
+}
+
+/// The current presence of users: online while a session is live on this node. Blocked
+/// users (either way) appear offline.
+pub(super) async fn watch_presence(
+    ctx: Ctx<'_>,
+    r: v1::WatchPresenceRequest,
+) -> Result<Reply, ChatError> {
+    let cap = ctx.services.limits.max_presence_watch as usize;
+    if r.user_ids.len() > cap {
+        return Err(ChatError::TooLarge {
+            field: "user_ids",
+            reason: format!("more than {cap} users"),
+        });
+    }
+    if !r.room_id.is_empty() {
+        return Err(ChatError::Unsupported(
+            "room presence watches are not offered by this server",
+        ));
+    }
+    let mut presences = Vec::with_capacity(r.user_ids.len());
+    for raw in &r.user_ids {
+        let user = validate::user_id("user_ids", raw)?;
+        let blocked = ctx.services.store.either_blocked(ctx.user, &user).await?;
+        let online = !blocked && !ctx.services.fanout.sessions_of(&user).is_empty();
+        presences.push(v1::Presence {
+            user_id: user.to_string(),
+            online,
+            last_seen_ms: if online {
+                ctx.services.clock.now_ms()
+            } else {
+                0
+            },
+        });
+    }
+    Ok(Reply::WatchPresence(v1::WatchPresenceResponse {
+        presences,
+    }))
+}
+
+/// Relays a call signal to the target's live sessions (or one of them).
+pub(super) async fn call_signal(
+    ctx: Ctx<'_>,
+    r: v1::CallSignalRequest,
+) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    ctx.member(&room).await?;
+    let target = validate::user_id("target_user_id", &r.target_user_id)?;
+    if ctx.services.store.member(&room, &target).await?.is_none() {
+        return Err(ChatError::NotFound);
+    }
+    if r.call_id.is_empty() || r.call_id.len() > 64 {
+        return Err(ChatError::invalid("call_id", "1 to 64 bytes required"));
+    }
+    if r.signal.as_ref().and_then(|s| s.kind.as_ref()).is_none() {
+        return Err(ChatError::invalid("signal", "missing"));
+    }
+    let event = v1::Event {
+        kind: Some(v1::event::Kind::CallSignalReceived(
+            v1::CallSignalReceived {
+                call_id: r.call_id,
+                room_id: room.to_string(),
+                from_user_id: ctx.user.to_string(),
+                from_session_id: ctx.session.to_string(),
+                signal: r.signal,
+            },
+        )),
+    };
+    let mut delivered = 0u32;
+    for session in ctx.services.fanout.sessions_of(&target) {
+        let wanted = r.target_session_id.is_empty() || r.target_session_id == session.to_string();
+        if wanted && ctx.services.fanout.publish_session(session, event.clone()) {
+            delivered += 1;
+        }
+    }
+    Ok(Reply::CallSignal(v1::CallSignalResponse {
+        delivered_sessions: delivered,
+    }))
+}

@@ -1,0 +1,106 @@
+//! Request handlers: one file per request family. Each handler parses its request into typed
+//! values (errors name the field), checks what the gateway can check early (membership), and
+//! either asks the room's writer (changes) or reads the store (queries).
+
+mod account;
+mod calls;
+mod messages;
+mod reads;
+mod receipts;
+mod rooms;
+
+use chatwire_protocol::v1;
+use v1::client_frame::Request;
+use v1::reply::Result as Reply;
+
+use super::core::SessionCore;
+use super::services::Services;
+use crate::backend::fanout::SessionKey;
+use crate::chat::command::{Outcome, RoomCommand, RoomOp};
+use crate::chat::error::ChatError;
+use crate::chat::ids::{RoomId, UserId};
+
+/// Who is asking, on which session.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The backends.
+    pub services: &'a Services,
+    /// The session's user.
+    pub user: &'a UserId,
+    /// The session's key.
+    pub session: SessionKey,
+    /// The request's trace id.
+    pub trace_id: &'a str,
+}
+
+impl Ctx<'_> {
+    /// Runs a room command on the room's writer.
+    async fn write(&self, room: RoomId, op: RoomOp) -> Result<Outcome, ChatError> {
+        let command = RoomCommand {
+            room,
+            actor: self.user.clone(),
+            op,
+            trace_id: self.trace_id.to_owned(),
+        };
+        self.services.pipeline.execute(command).await
+    }
+
+    /// The caller's membership, or NotFound.
+    async fn member(&self, room: &RoomId) -> Result<v1::Member, ChatError> {
+        self.services
+            .store
+            .member(room, self.user)
+            .await?
+            .ok_or(ChatError::NotFound)
+    }
+}
+
+/// Parses a room id field.
+fn room_id(raw: &str) -> Result<RoomId, ChatError> {
+    RoomId::parse(raw).map_err(|_| ChatError::NotFound)
+}
+
+/// Executes one request of a connected session (everything but Connect and Refresh).
+pub async fn execute(
+    ctx: Ctx<'_>,
+    core: &mut SessionCore,
+    request: Request,
+) -> Result<Reply, ChatError> {
+    match request {
+        Request::Connect(_) | Request::Refresh(_) => Err(ChatError::Internal),
+        Request::Ping(ping) => Ok(Reply::Ping(v1::PingResponse {
+            client_time_ms: ping.client_time_ms,
+            server_time_ms: ctx.services.clock.now_ms(),
+        })),
+        Request::CreateGroup(r) => rooms::create_group(ctx, r).await,
+        Request::OpenDirect(r) => rooms::open_direct(ctx, r).await,
+        Request::GetRoom(r) => rooms::get_room(ctx, r).await,
+        Request::UpdateRoom(r) => rooms::update_room(ctx, r).await,
+        Request::ListMembers(r) => rooms::list_members(ctx, r).await,
+        Request::AddMembers(r) => rooms::add_members(ctx, r).await,
+        Request::RemoveMember(r) => rooms::remove_member(ctx, r).await,
+        Request::SetRole(r) => rooms::set_role(ctx, r).await,
+        Request::LeaveRoom(r) => rooms::leave_room(ctx, r).await,
+        Request::Send(r) => messages::send(ctx, r).await,
+        Request::Edit(r) => messages::edit(ctx, r).await,
+        Request::Delete(r) => messages::delete(ctx, r).await,
+        Request::React(r) => messages::react(ctx, r).await,
+        Request::History(r) => reads::history(ctx, r).await,
+        Request::Subscribe(r) => reads::subscribe(ctx, core, r).await,
+        Request::Unsubscribe(r) => reads::unsubscribe(ctx, core, r).await,
+        Request::Sync(r) => reads::sync(ctx, r).await,
+        Request::MarkDelivered(r) => receipts::mark_delivered(ctx, r).await,
+        Request::MarkRead(r) => receipts::mark_read(ctx, r).await,
+        Request::GetReceipts(r) => receipts::get_receipts(ctx, r).await,
+        Request::Typing(r) => calls::typing(ctx, r).await,
+        Request::WatchPresence(r) => calls::watch_presence(ctx, r).await,
+        Request::UnwatchPresence(_) => Ok(Reply::UnwatchPresence(v1::UnwatchPresenceResponse {})),
+        Request::CallSignal(r) => calls::call_signal(ctx, r).await,
+        Request::BlockUser(r) => account::block(ctx, r).await,
+        Request::UnblockUser(r) => account::unblock(ctx, r).await,
+        Request::ListBlocked(_) => account::list_blocked(ctx).await,
+        Request::RegisterPushToken(r) => account::register_push_token(ctx, r).await,
+        Request::UnregisterPushToken(r) => account::unregister_push_token(ctx, r).await,
+        Request::MuteRoom(r) => account::mute_room(ctx, r).await,
+    }
+}

@@ -1,0 +1,141 @@
+//! What a session's request handlers reach: the backends, the clock, token checks and the
+//! limits in force. Built once per server and shared by every session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chatwire_protocol::v1;
+
+use super::core::SessionConfig;
+use crate::backend::fanout::{Fanout, SessionKey};
+use crate::backend::pipeline::Pipeline;
+use crate::backend::store::Store;
+use crate::chat::ids::UserId;
+use crate::chat::validate::ContentLimits;
+use crate::clock::Clock;
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user (the token's subject).
+    pub user: UserId,
+    /// When the token expires, Unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+/// Why a token was refused, as far as the session needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// The token expired.
+    Expired,
+    /// The token or its user was revoked.
+    Revoked,
+    /// Anything else: bad signature, issuer, audience, algorithm, subject.
+    Invalid,
+}
+
+/// Checks tokens (implemented by the auth module).
+pub trait Authenticate: Send + Sync + std::fmt::Debug {
+    /// Checks `token` at `now_ms`.
+    fn authenticate(&self, token: &str, now_ms: i64) -> Result<Identity, TokenRefusal>;
+}
+
+/// Everything the request handlers use.
+#[derive(Debug)]
+pub struct Services {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The command pipeline to room writers.
+    pub pipeline: Arc<dyn Pipeline>,
+    /// Live fan-out on this node.
+    pub fanout: Arc<dyn Fanout>,
+    /// Wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Token checks.
+    pub auth: Arc<dyn Authenticate>,
+    /// Session timing.
+    pub session: SessionConfig,
+    /// Limits advertised in ConnectResponse.
+    pub limits: v1::Limits,
+    /// Content limits enforced on messages.
+    pub content: ContentLimits,
+    /// This node's id.
+    pub node_id: String,
+    /// Capacity of each session's delivery queue.
+    pub delivery_queue: usize,
+    next_session: AtomicU64,
+}
+
+impl Services {
+    /// Services over the given backends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        pipeline: Arc<dyn Pipeline>,
+        fanout: Arc<dyn Fanout>,
+        clock: Arc<dyn Clock>,
+        auth: Arc<dyn Authenticate>,
+        session: SessionConfig,
+        limits: v1::Limits,
+        node_id: String,
+    ) -> Self {
+        let content = ContentLimits {
+            max_text_chars: limits.max_text_chars as usize,
+            max_app_payload_bytes: limits.max_app_payload_bytes as usize,
+            max_attachments: limits.max_attachments as usize,
+            max_mentions: limits.max_mentions as usize,
+            max_content_bytes: limits.max_content_bytes as usize,
+        };
+        Self {
+            store,
+            pipeline,
+            fanout,
+            clock,
+            auth,
+            session,
+            limits,
+            content,
+            node_id,
+            delivery_queue: 1024,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// A new session key, unique in this process.
+    pub fn next_session_key(&self) -> SessionKey {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The largest page a request may ask for.
+    pub fn page_limit(&self, asked: u32, default: usize) -> usize {
+        let max = (self.limits.max_page_size as usize).max(1);
+        match asked {
+            0 => default.min(max),
+            asked => (asked as usize).min(max),
+        }
+    }
+}
+
+/// The default advertised limits.
+pub fn default_limits() -> v1::Limits {
+    use chatwire_protocol::limits as l;
+    let content = ContentLimits::default();
+    v1::Limits {
+        max_client_frame_bytes: l::DEFAULT_MAX_CLIENT_FRAME_BYTES as u32,
+        max_server_frame_bytes: l::DEFAULT_MAX_SERVER_FRAME_BYTES as u32,
+        max_content_bytes: content.max_content_bytes as u32,
+        max_text_chars: content.max_text_chars as u32,
+        max_app_payload_bytes: content.max_app_payload_bytes as u32,
+        max_attachments: content.max_attachments as u32,
+        max_mentions: content.max_mentions as u32,
+        max_in_flight_requests: l::DEFAULT_MAX_IN_FLIGHT_REQUESTS as u32,
+        max_page_size: l::MAX_PAGE_SIZE as u32,
+        max_presence_watch: 200,
+        max_group_members: 10_000,
+        send_rate_per_second: 20,
+        send_burst: 50,
+        idempotency_window_s: 24 * 60 * 60,
+        typing_throttle_ms: 2000,
+        typing_ttl_ms: 6000,
+    }
+}

@@ -1,0 +1,8 @@
+//! Test helpers shared by the integration tests: behavioural suites that run against every
+//! implementation of a backend trait, with their builders.
+
+// Each test binary uses the part of the support code it needs.
+#![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
+
+pub mod server;
+pub mod store_suite;
