@@ -41,6 +41,7 @@ impl Authenticate for TokenVerifier {
             Ok(verified) => Ok(Identity {
                 user: verified.user,
                 expires_at_ms: verified.expires_at_ms,
+                issued_at_ms: verified.issued_at_ms,
             }),
             Err(AuthError::Expired) => Err(TokenRefusal::Expired),
             Err(_) => Err(TokenRefusal::Invalid),

@@ -23,6 +23,8 @@ pub enum Delivery {
     Room(Arc<[v1::RoomEvent]>),
     /// An event of the user's own stream (or a call signal).
     User(Arc<v1::Event>),
+    /// End the session with this close code (revocation, drain).
+    Close(v1::CloseCode),
 }
 
 /// The sending side of a session's delivery queue.
@@ -72,6 +74,14 @@ impl SessionLink {
     /// Queues a delivery without waiting. On a full queue the overflow is signalled and the
     /// delivery dropped (the session will be closed and resume from its cursors).
     pub fn deliver(&self, delivery: Delivery) -> bool {
+        if let Delivery::Close(_) = delivery {
+            // A close must not be lost to a full queue: it waits for room, off the caller's path.
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(delivery).await;
+            });
+            return true;
+        }
         match self.tx.try_send(delivery) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -99,4 +109,8 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn publish_session(&self, session: SessionKey, event: v1::Event) -> bool;
     /// The live sessions of `user`.
     fn sessions_of(&self, user: &UserId) -> Vec<SessionKey>;
+    /// Ends every session of `user` (or of everyone, for `None`) with `code`; returns how many.
+    fn close_sessions(&self, user: Option<&UserId>, code: v1::CloseCode) -> usize;
+    /// How many sessions are live on this node.
+    fn session_count(&self) -> usize;
 }

@@ -105,4 +105,29 @@ impl Fanout for LocalFanout {
     fn sessions_of(&self, user: &UserId) -> Vec<SessionKey> {
         self.lock().by_user.get(user).cloned().unwrap_or_default()
     }
+
+    fn close_sessions(&self, user: Option<&UserId>, code: v1::CloseCode) -> usize {
+        let links: Vec<SessionLink> = {
+            let inner = self.lock();
+            match user {
+                Some(user) => Self::links_of(&inner, user)
+                    .into_iter()
+                    .map(|(_, link)| link)
+                    .collect(),
+                None => inner
+                    .sessions
+                    .values()
+                    .map(|(_, link)| link.clone())
+                    .collect(),
+            }
+        };
+        for link in &links {
+            link.deliver(Delivery::Close(code));
+        }
+        links.len()
+    }
+
+    fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
 }

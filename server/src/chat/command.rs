@@ -119,6 +119,9 @@ pub struct RoomCommand {
     pub op: RoomOp,
     /// The request's trace id, for logs.
     pub trace_id: String,
+    /// Issued by the admin API (server-side sends, bots, moderation): the actor acts with
+    /// owner rights and need not be a member. Never set for client requests.
+    pub privileged: bool,
 }
 
 /// What a writer answers.

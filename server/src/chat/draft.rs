@@ -101,6 +101,8 @@ pub struct Draft<'a> {
     audience: BTreeSet<UserId>,
     messages: HashMap<u64, v1::Message>,
     sent: HashMap<(UserId, String), DedupeEntry>,
+    /// The command being applied comes from the admin API.
+    privileged: bool,
 }
 
 impl<'a> Draft<'a> {
@@ -132,6 +134,7 @@ impl<'a> Draft<'a> {
             audience,
             messages: HashMap::new(),
             sent: HashMap::new(),
+            privileged: false,
         }
     }
 
@@ -166,6 +169,7 @@ impl<'a> Draft<'a> {
     /// Applies one command, returning its outcome (events stay in the draft).
     pub async fn apply(&mut self, command: &RoomCommand) -> Result<Outcome, ChatError> {
         let actor = &command.actor;
+        self.privileged = command.privileged;
         match &command.op {
             RoomOp::CreateGroup(create) => self.create_group(actor, create),
             RoomOp::OpenDirect { other } => self.open_direct(actor, other).await,
@@ -193,8 +197,17 @@ impl<'a> Draft<'a> {
     /// The state, for a command that needs the actor to be a member.
     fn member_state(&self, actor: &UserId) -> Result<&RoomState, ChatError> {
         match &self.state {
-            Some(state) if state.members.contains_key(actor) => Ok(state),
+            Some(state) if self.privileged || state.members.contains_key(actor) => Ok(state),
             _ => Err(ChatError::NotFound),
+        }
+    }
+
+    /// The actor's role; the admin API acts as an owner.
+    fn acting_role(&self, state: &RoomState, actor: &UserId) -> Option<v1::Role> {
+        if self.privileged {
+            Some(v1::Role::Owner)
+        } else {
+            state.role_of(actor)
         }
     }
 
@@ -276,7 +289,12 @@ impl<'a> Draft<'a> {
         actor: &UserId,
         seq: u64,
     ) -> Result<v1::Message, ChatError> {
-        let min_seq = first_visible_seq(self.member_state(actor)?, actor);
+        let state = self.member_state(actor)?;
+        let min_seq = if self.privileged {
+            1
+        } else {
+            first_visible_seq(state, actor)
+        };
         match self.message(seq).await? {
             Some(message) if seq >= min_seq => Ok(message),
             _ => Err(ChatError::NotFound),
@@ -435,7 +453,7 @@ impl<'a> Draft<'a> {
                 "direct rooms have fixed members and settings",
             ));
         }
-        match state.role_of(actor) {
+        match self.acting_role(state, actor) {
             Some(role) if allowed.contains(&role) => Ok(state),
             _ => Err(ChatError::PermissionDenied("needs a higher role")),
         }
@@ -511,7 +529,7 @@ impl<'a> Draft<'a> {
         if role == v1::Role::Owner {
             return Err(ChatError::invalid("role", "owners are made by SetRole"));
         }
-        if role == v1::Role::Admin && state.role_of(actor) != Some(v1::Role::Owner) {
+        if role == v1::Role::Admin && self.acting_role(state, actor) != Some(v1::Role::Owner) {
             return Err(ChatError::PermissionDenied("only owners add admins"));
         }
         let new: BTreeSet<&UserId> = users
@@ -580,7 +598,7 @@ impl<'a> Draft<'a> {
             return Err(ChatError::invalid("user_id", "use LeaveRoom to leave"));
         }
         let target = state.role_of(user).ok_or(ChatError::NotFound)?;
-        let can = match state.role_of(actor) {
+        let can = match self.acting_role(state, actor) {
             Some(v1::Role::Owner) => true,
             Some(v1::Role::Admin) => target == v1::Role::Member,
             _ => false,
@@ -646,7 +664,7 @@ impl<'a> Draft<'a> {
             .values()
             .filter(|m| m.role() == v1::Role::Owner)
             .count();
-        let last_owner = state.role_of(actor) == Some(v1::Role::Owner) && owners == 1;
+        let last_owner = self.acting_role(state, actor) == Some(v1::Role::Owner) && owners == 1;
         if last_owner && state.members.len() > 1 {
             return Err(ChatError::FailedPrecondition(
                 "the last owner hands over before leaving",
@@ -811,7 +829,7 @@ impl<'a> Draft<'a> {
         let state = self.member_state(actor)?;
         let moderator = state.room.kind() == v1::RoomKind::Group
             && matches!(
-                state.role_of(actor),
+                self.acting_role(state, actor),
                 Some(v1::Role::Owner | v1::Role::Admin)
             );
         if message.sender != actor.as_str() && !moderator {

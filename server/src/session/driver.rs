@@ -275,6 +275,7 @@ fn connect_session(
     let Identity {
         user,
         expires_at_ms,
+        ..
     } = services
         .auth
         .authenticate(&connect.token, now_ms)
@@ -360,6 +361,15 @@ async fn on_delivery(
             {
                 room_activity(services, core, &session.user, &room, &events).await;
             }
+        }
+        Delivery::Close(code) => {
+            let reconnect = code == v1::CloseCode::ServerDraining;
+            let reason = if reconnect {
+                "server draining: reconnect"
+            } else {
+                "session closed by the server"
+            };
+            core.close(code, reason, reconnect);
         }
         Delivery::User(event) => {
             if let Some(v1::event::Kind::RoomRemoved(removed)) = &event.kind

@@ -21,6 +21,8 @@ pub struct Identity {
     pub user: UserId,
     /// When the token expires, Unix milliseconds.
     pub expires_at_ms: i64,
+    /// When the token was issued (`iat`), Unix milliseconds, if it says.
+    pub issued_at_ms: Option<i64>,
 }
 
 /// Why a token was refused, as far as the session needs to know.

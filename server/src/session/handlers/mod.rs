@@ -41,6 +41,7 @@ impl Ctx<'_> {
             actor: self.user.clone(),
             op,
             trace_id: self.trace_id.to_owned(),
+            privileged: false,
         };
         self.services.pipeline.execute(command).await
     }
