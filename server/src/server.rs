@@ -102,12 +102,15 @@ impl Server {
             node_id(),
         );
         services.delivery_queue = config.session.outbound_queue_frames;
+        services.rates = crate::session::services::Rates::from_config(&config.limits);
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;
         let state = AppState {
             services: Arc::new(services),
             allowed_origins: config.allowed_origins(addr).into(),
+            connections: Arc::default(),
+            max_connections_per_ip: config.limits.max_connections_per_ip,
         };
         Ok(Self { state, listener })
     }
@@ -122,9 +125,34 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
+        let services = Arc::clone(&self.state.services);
+        let drained = async move {
+            shutdown.await;
+            drain(&services).await;
+        };
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(drained)
             .await
+    }
+}
+
+/// How long a drain waits for sessions to finish what is in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Graceful drain: refuse new sessions, tell every live session to reconnect elsewhere (each
+/// finishes the request it is executing first), and wait for them to close.
+async fn drain(services: &Services) {
+    services
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let sessions = services
+        .fanout
+        .close_sessions(None, chatwire_protocol::v1::CloseCode::ServerDraining);
+    tracing::info!(sessions, "draining");
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while services.fanout.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

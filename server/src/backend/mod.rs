@@ -5,6 +5,7 @@
 //! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | ScyllaDB (later) |
 //! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | RabbitMQ (later) |
 //! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | Redis (later) |
+//! | rate limits | [`ratelimit::RateLimiter`] | [`ratelimit::LocalRateLimiter`] | Redis (later) |
 //!
 //! Driver types never appear in these traits; each implementation keeps its driver inside its
 //! own module.
@@ -14,4 +15,5 @@ pub mod fanout;
 pub mod fanout_local;
 pub mod pipeline;
 pub mod pipeline_local;
+pub mod ratelimit;
 pub mod store;

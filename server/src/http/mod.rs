@@ -1,5 +1,6 @@
 //! HTTP: the WebSocket upgrade at `/v1/ws`, health and readiness. The admin API joins here.
 
+pub mod conns;
 pub mod ws;
 
 use std::sync::Arc;
@@ -16,6 +17,10 @@ pub struct AppState {
     pub services: Arc<Services>,
     /// Origins allowed to open WebSockets (a missing Origin header is always allowed).
     pub allowed_origins: Arc<[String]>,
+    /// Live sessions per client address.
+    pub connections: Arc<conns::ConnectionCounter>,
+    /// Most live sessions per client address.
+    pub max_connections_per_ip: usize,
 }
 
 /// The server's routes.

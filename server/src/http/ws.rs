@@ -1,8 +1,10 @@
 //! The WebSocket upgrade: Origin allow-list (against cross-site WebSocket hijacking),
 //! subprotocol negotiation, transport limits, then one session task per connection.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chatwire_protocol::{WS_SUBPROTOCOL, v1};
@@ -13,10 +15,18 @@ use crate::transport::ws::WsTransport;
 
 /// Handles `GET /v1/ws`.
 pub async fn upgrade(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if state
+        .services
+        .draining
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server draining").into_response();
+    }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin
             .to_str()
@@ -27,6 +37,24 @@ pub async fn upgrade(
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
     }
+    let services = &state.services;
+    let connects = services.rates.connects_per_ip;
+    if let Err(retry_after_ms) = services.limiter.take(
+        &format!("connect:{}", peer.ip()),
+        connects,
+        services.clock.now_ms(),
+    ) {
+        let retry_after_s = retry_after_ms.div_ceil(1000).max(1).to_string();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after_s)],
+            "too many connections",
+        )
+            .into_response();
+    }
+    let guard = state
+        .connections
+        .acquire(peer.ip(), state.max_connections_per_ip);
     let limits = state.services.limits;
     let max_message =
         limits.max_client_frame_bytes as usize + chatwire_protocol::limits::MAX_LENGTH_PREFIX_BYTES;
@@ -38,22 +66,37 @@ pub async fn upgrade(
         .max_write_buffer_size(limits.max_server_frame_bytes as usize * 2);
     let negotiated = ws.selected_protocol().is_some();
     ws.on_upgrade(move |socket| async move {
-        if negotiated {
-            driver::run(state.services, Box::new(WsTransport::new(socket))).await;
-        } else {
-            refuse_version(socket).await;
+        match (negotiated, guard) {
+            (true, Some(_guard)) => {
+                driver::run(state.services, Box::new(WsTransport::new(socket))).await
+            }
+            (true, None) => {
+                refuse(
+                    socket,
+                    v1::CloseCode::TooManyConnections,
+                    "too many connections from this address",
+                )
+                .await
+            }
+            (false, _) => {
+                refuse(
+                    socket,
+                    v1::CloseCode::UnsupportedVersion,
+                    &format!("offer the {WS_SUBPROTOCOL} subprotocol"),
+                )
+                .await
+            }
         }
     })
 }
 
-/// No supported subprotocol was offered: accept, say why, close with 4009.
-async fn refuse_version(mut socket: WebSocket) {
-    let code = u16::try_from(i32::from(v1::CloseCode::UnsupportedVersion)).unwrap_or(4009);
-    let reason = format!("offer the {WS_SUBPROTOCOL} subprotocol");
+/// Accepts the socket only to say why it closes.
+async fn refuse(mut socket: WebSocket, code: v1::CloseCode, reason: &str) {
+    let code = u16::try_from(i32::from(code)).unwrap_or(4011);
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code,
-            reason: reason.into(),
+            reason: reason.to_owned().into(),
         })))
         .await;
 }

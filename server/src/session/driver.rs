@@ -224,7 +224,7 @@ async fn execute(
     request: Request,
 ) {
     match (request, connected.as_ref()) {
-        (Request::Connect(connect), _) => match connect_session(services, core, &connect) {
+        (Request::Connect(connect), _) => match connect_session(services, core, &connect).await {
             Ok((session, response)) => {
                 *connected = Some(session);
                 core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
@@ -236,6 +236,11 @@ async fn execute(
             core.on_reply(id, result);
         }
         (request, Some(session)) => {
+            let rates = services.rates.requests;
+            if let Err(err) = services.rate_limit("requests", &session.user, rates) {
+                core.on_reply(id, Err(err));
+                return;
+            }
             let ctx = Ctx {
                 services,
                 user: &session.user,
@@ -266,7 +271,7 @@ fn refusal(refusal: TokenRefusal) -> (ChatError, v1::CloseCode) {
     (ChatError::Unauthenticated, code)
 }
 
-fn connect_session(
+async fn connect_session(
     services: &Arc<Services>,
     core: &mut SessionCore,
     connect: &v1::ConnectRequest,
@@ -275,11 +280,19 @@ fn connect_session(
     let Identity {
         user,
         expires_at_ms,
-        ..
+        issued_at_ms,
     } = services
         .auth
         .authenticate(&connect.token, now_ms)
         .map_err(refusal)?;
+    // Tokens issued before an admin revocation (or without `iat`, once one exists) are refused.
+    let revoked = services.store.tokens_revoked_before(&user).await;
+    match revoked.map_err(|e| (ChatError::from(e), v1::CloseCode::Internal))? {
+        Some(before) if issued_at_ms.is_none_or(|issued| issued < before) => {
+            return Err(refusal(TokenRefusal::Revoked));
+        }
+        _ => {}
+    }
     let key = services.next_session_key();
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
     services.fanout.attach(key, &user, link);

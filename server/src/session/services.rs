@@ -9,10 +9,12 @@ use chatwire_protocol::v1;
 use super::core::SessionConfig;
 use crate::backend::fanout::{Fanout, SessionKey};
 use crate::backend::pipeline::Pipeline;
+use crate::backend::ratelimit::{LocalRateLimiter, RateLimiter};
 use crate::backend::store::Store;
 use crate::chat::ids::UserId;
 use crate::chat::validate::ContentLimits;
 use crate::clock::Clock;
+use crate::config::{LimitsConfig, RateLimit};
 
 /// A token that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,12 @@ pub struct Services {
     pub node_id: String,
     /// Capacity of each session's delivery queue.
     pub delivery_queue: usize,
+    /// Rate limit buckets.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The rates in force.
+    pub rates: Rates,
+    /// Set when the server drains: new sessions are refused.
+    pub draining: std::sync::atomic::AtomicBool,
     next_session: AtomicU64,
 }
 
@@ -99,6 +107,9 @@ impl Services {
             content,
             node_id,
             delivery_queue: 1024,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            limiter: Arc::new(LocalRateLimiter::new()),
+            rates: Rates::default(),
             next_session: AtomicU64::new(1),
         }
     }
@@ -108,6 +119,18 @@ impl Services {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Takes a token from `user`'s bucket of `kind` (requests, sends, typing).
+    pub fn rate_limit(
+        &self,
+        kind: &str,
+        user: &UserId,
+        rate: RateLimit,
+    ) -> Result<(), crate::chat::error::ChatError> {
+        self.limiter
+            .take(&format!("{kind}:{user}"), rate, self.clock.now_ms())
+            .map_err(|retry_after_ms| crate::chat::error::ChatError::RateLimited { retry_after_ms })
+    }
+
     /// The largest page a request may ask for.
     pub fn page_limit(&self, asked: u32, default: usize) -> usize {
         let max = (self.limits.max_page_size as usize).max(1);
@@ -115,6 +138,37 @@ impl Services {
             0 => default.min(max),
             asked => (asked as usize).min(max),
         }
+    }
+}
+
+/// Per-user rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    /// Every request.
+    pub requests: RateLimit,
+    /// Sends.
+    pub sends: RateLimit,
+    /// Typing indicators.
+    pub typing: RateLimit,
+    /// New connections per client address.
+    pub connects_per_ip: RateLimit,
+}
+
+impl Rates {
+    /// The rates of a limits configuration.
+    pub fn from_config(limits: &LimitsConfig) -> Self {
+        Self {
+            requests: limits.rate_requests,
+            sends: limits.rate_sends,
+            typing: limits.rate_typing,
+            connects_per_ip: limits.rate_connects_per_ip,
+        }
+    }
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self::from_config(&LimitsConfig::default())
     }
 }
 

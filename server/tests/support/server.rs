@@ -46,6 +46,15 @@ impl TestServer {
             data_dir,
             ..Config::default()
         };
+        // Tests set the limits they rely on; the rest must not get in the way.
+        let generous = chatwire_server::config::RateLimit {
+            rate_per_minute: 1_000_000,
+            burst: 100_000,
+        };
+        config.limits.rate_requests = generous;
+        config.limits.rate_sends = generous;
+        config.limits.rate_typing = generous;
+        config.limits.rate_connects_per_ip = generous;
         change(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -166,4 +175,138 @@ pub async fn room_events(client: &Client, count: usize) -> Vec<v1::RoomEvent> {
         }
     }
     events
+}
+
+/// Subscribes to `room` after `after_seq`, paging until the replay is complete, and returns
+/// every replayed event; the room is live for `client` afterwards.
+pub async fn subscribe_from(client: &Client, room: &str, after_seq: u64) -> Vec<v1::RoomEvent> {
+    let mut after = after_seq;
+    let mut events = Vec::new();
+    loop {
+        let page = within(client.subscribe(v1::SubscribeRequest {
+            room_id: room.to_owned(),
+            after_seq: after,
+            limit: 0,
+        }))
+        .await
+        .expect("subscribe");
+        after = page.events.last().map_or(after, |e| e.seq);
+        events.extend(page.events);
+        if page.complete {
+            return events;
+        }
+    }
+}
+
+/// Subscribes to `room` from its start (see [`subscribe_from`]).
+pub async fn subscribe_live(client: &Client, room: &str) -> Vec<v1::RoomEvent> {
+    subscribe_from(client, room, 0).await
+}
+
+/// Waits for the first event `pick` accepts and returns the events that came before it with
+/// the value `pick` made of it.
+pub async fn wait_for<T>(
+    client: &Client,
+    mut pick: impl FnMut(&v1::event::Kind) -> Option<T>,
+) -> (Vec<v1::event::Kind>, T) {
+    let mut before = Vec::new();
+    loop {
+        let event = within(client.next_event()).await.expect("event");
+        let Some(kind) = event.kind else { continue };
+        if let Some(value) = pick(&kind) {
+            return (before, value);
+        }
+        before.push(kind);
+    }
+}
+
+/// The room event kinds of `room` among `events`.
+pub fn room_kinds(events: &[v1::event::Kind], room: &str) -> Vec<v1::room_event::Kind> {
+    events
+        .iter()
+        .filter_map(|kind| match kind {
+            v1::event::Kind::Room(event) if event.room_id == room => event.kind.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The error of a call that must fail.
+pub fn refused<T: std::fmt::Debug>(
+    result: Result<T, chatwire_conformance::client::ClientError>,
+) -> v1::Error {
+    match result.expect_err("the request must fail") {
+        chatwire_conformance::client::ClientError::Server(err) => err,
+        other => panic!("expected an error reply, got {other}"),
+    }
+}
+
+/// The code of an error reply, for `assert_eq!`.
+pub fn code_of<T: std::fmt::Debug>(
+    result: Result<T, chatwire_conformance::client::ClientError>,
+) -> v1::ErrorCode {
+    refused(result).code()
+}
+
+/// The room's head, as GetRoom reports it.
+pub async fn head(client: &Client, room: &str) -> u64 {
+    client
+        .get_room(v1::GetRoomRequest {
+            room_id: room.to_owned(),
+        })
+        .await
+        .expect("get room")
+        .room
+        .expect("room")
+        .last_seq
+}
+
+/// A History page.
+pub async fn history(
+    client: &Client,
+    room: &str,
+    position: Option<v1::history_request::Position>,
+    limit: u32,
+) -> v1::HistoryResponse {
+    client
+        .history(v1::HistoryRequest {
+            room_id: room.to_owned(),
+            position,
+            limit,
+            thread_root_seq: 0,
+        })
+        .await
+        .expect("history")
+}
+
+/// The texts of messages, in page order.
+pub fn texts(messages: &[v1::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.content.clone().unwrap_or_default().text)
+        .collect()
+}
+
+/// The seqs of messages, in page order.
+pub fn seqs(messages: &[v1::Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq).collect()
+}
+
+/// Repeats `probe` until it yields a value. Only for state the protocol has no event for yet
+/// (a presence snapshot after a session ended): each round is a request round trip, and the
+/// short pause only spares the server; no result depends on its length.
+pub async fn eventually<T, F, Fut>(mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(async {
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
 }

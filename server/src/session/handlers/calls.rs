@@ -13,6 +13,8 @@ use crate::chat::validate;
 pub(super) async fn typing(ctx: Ctx<'_>, r: v1::TypingRequest) -> Result<Reply, ChatError> {
     let room = room_id(&r.room_id)?;
     ctx.member(&room).await?;
+    ctx.services
+        .rate_limit("typing", ctx.user, ctx.services.rates.typing)?;
     let event = v1::Event {
         kind: Some(v1::event::Kind::TypingChanged(v1::TypingChanged {
             room_id: room.to_string(),

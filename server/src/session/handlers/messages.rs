@@ -11,6 +11,8 @@ use crate::chat::validate;
 pub(super) async fn send(ctx: Ctx<'_>, r: v1::SendRequest) -> Result<Reply, ChatError> {
     let room = room_id(&r.room_id)?;
     validate::client_msg_id(&r.client_msg_id)?;
+    ctx.services
+        .rate_limit("send", ctx.user, ctx.services.rates.sends)?;
     let content = validate::content(r.content, &ctx.services.content)?;
     let op = SendOp {
         client_msg_id: r.client_msg_id,
