@@ -74,7 +74,7 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(store);
         let verifier = TokenVerifier::from_config(&config.auth, Some(&dev.jwt_secret))
             .map_err(|e| StartError(e.to_string()))?;
-        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new());
+        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(Arc::clone(&clock)));
         let writer_config = WriterConfig {
             idempotency_window_ms: i64::try_from(config.storage.idempotency_window_ms)
                 .unwrap_or(i64::MAX),

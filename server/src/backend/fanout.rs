@@ -113,4 +113,10 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn close_sessions(&self, user: Option<&UserId>, code: v1::CloseCode) -> usize;
     /// How many sessions are live on this node.
     fn session_count(&self) -> usize;
+    /// Sends `session` a Presence event whenever one of `users` goes online or offline.
+    fn watch_presence(&self, session: SessionKey, users: &[UserId]);
+    /// Stops presence events about `users` to `session`.
+    fn unwatch_presence(&self, session: SessionKey, users: &[UserId]);
+    /// A user's presence now: online while a session is live; last seen when it ended.
+    fn presence(&self, user: &UserId) -> v1::Presence;
 }

@@ -1,29 +1,64 @@
-//! The in-process fan-out of the embedded default: a map from users to their live sessions.
+//! The in-process fan-out of the embedded default: a map from users to their live sessions,
+//! and presence derived from it (online while any session is live; last seen kept in memory,
+//! so it restarts empty with the process).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chatwire_protocol::v1;
 
 use super::fanout::{Delivery, Fanout, SessionKey, SessionLink};
 use crate::chat::ids::{RoomId, UserId};
+use crate::clock::Clock;
 
 /// In-process fan-out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocalFanout {
     inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     sessions: HashMap<SessionKey, (UserId, SessionLink)>,
     by_user: HashMap<UserId, Vec<SessionKey>>,
+    /// Watched user -> watching sessions.
+    watchers: HashMap<UserId, HashSet<SessionKey>>,
+    /// Watching session -> watched users, to clean up on detach.
+    watching: HashMap<SessionKey, HashSet<UserId>>,
+    last_seen: HashMap<UserId, i64>,
 }
 
 impl LocalFanout {
-    /// An empty fan-out.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty fan-out; `clock` stamps last-seen times.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            clock,
+        }
+    }
+
+    /// Tells the watchers of `user` its presence.
+    fn notify_presence(inner: &Inner, presence: v1::Presence) {
+        let Ok(user) = UserId::parse(&presence.user_id) else {
+            return;
+        };
+        let event = Arc::new(v1::Event {
+            kind: Some(v1::event::Kind::Presence(presence)),
+        });
+        for session in inner.watchers.get(&user).into_iter().flatten() {
+            if let Some((_, link)) = inner.sessions.get(session) {
+                link.deliver(Delivery::User(Arc::clone(&event)));
+            }
+        }
+    }
+
+    fn presence_of(inner: &Inner, user: &UserId) -> v1::Presence {
+        v1::Presence {
+            user_id: user.to_string(),
+            online: inner.by_user.contains_key(user),
+            last_seen_ms: inner.last_seen.get(user).copied().unwrap_or(0),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -54,18 +89,38 @@ impl Fanout for LocalFanout {
     fn attach(&self, session: SessionKey, user: &UserId, link: SessionLink) {
         let mut inner = self.lock();
         inner.sessions.insert(session, (user.clone(), link));
-        inner.by_user.entry(user.clone()).or_default().push(session);
+        let sessions = inner.by_user.entry(user.clone()).or_default();
+        sessions.push(session);
+        if sessions.len() == 1 {
+            let mut presence = Self::presence_of(&inner, user);
+            presence.last_seen_ms = self.clock.now_ms();
+            Self::notify_presence(&inner, presence);
+        }
     }
 
     fn detach(&self, session: SessionKey) {
         let mut inner = self.lock();
-        if let Some((user, _)) = inner.sessions.remove(&session)
-            && let Some(keys) = inner.by_user.get_mut(&user)
-        {
-            keys.retain(|key| *key != session);
-            if keys.is_empty() {
-                inner.by_user.remove(&user);
+        for user in inner.watching.remove(&session).unwrap_or_default() {
+            if let Some(watchers) = inner.watchers.get_mut(&user) {
+                watchers.remove(&session);
+                if watchers.is_empty() {
+                    inner.watchers.remove(&user);
+                }
             }
+        }
+        let Some((user, _)) = inner.sessions.remove(&session) else {
+            return;
+        };
+        let Some(keys) = inner.by_user.get_mut(&user) else {
+            return;
+        };
+        keys.retain(|key| *key != session);
+        if keys.is_empty() {
+            inner.by_user.remove(&user);
+            let now = self.clock.now_ms();
+            inner.last_seen.insert(user.clone(), now);
+            let presence = Self::presence_of(&inner, &user);
+            Self::notify_presence(&inner, presence);
         }
     }
 
@@ -129,5 +184,37 @@ impl Fanout for LocalFanout {
 
     fn session_count(&self) -> usize {
         self.lock().sessions.len()
+    }
+
+    fn watch_presence(&self, session: SessionKey, users: &[UserId]) {
+        let mut inner = self.lock();
+        for user in users {
+            inner
+                .watchers
+                .entry(user.clone())
+                .or_default()
+                .insert(session);
+            inner
+                .watching
+                .entry(session)
+                .or_default()
+                .insert(user.clone());
+        }
+    }
+
+    fn unwatch_presence(&self, session: SessionKey, users: &[UserId]) {
+        let mut inner = self.lock();
+        for user in users {
+            if let Some(watchers) = inner.watchers.get_mut(user) {
+                watchers.remove(&session);
+            }
+            if let Some(watching) = inner.watching.get_mut(&session) {
+                watching.remove(user);
+            }
+        }
+    }
+
+    fn presence(&self, user: &UserId) -> v1::Presence {
+        Self::presence_of(&self.lock(), user)
     }
 }

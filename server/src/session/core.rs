@@ -29,6 +29,8 @@ pub struct SessionConfig {
     pub max_in_flight: usize,
     /// How long before token expiry the client is warned.
     pub token_warning: Duration,
+    /// The shortest interval between two forwarded "typing" indicators for one room.
+    pub typing_throttle: Duration,
 }
 
 impl Default for SessionConfig {
@@ -38,6 +40,7 @@ impl Default for SessionConfig {
             heartbeat_interval: Duration::from_secs(15),
             max_in_flight: chatwire_protocol::limits::DEFAULT_MAX_IN_FLIGHT_REQUESTS,
             token_warning: Duration::from_secs(60),
+            typing_throttle: Duration::from_secs(2),
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct SessionCore {
     token_warned: bool,
     admitted: usize,
     cursors: HashMap<RoomId, Cursor>,
+    /// When "typing" was last forwarded, per room.
+    typing: HashMap<RoomId, Instant>,
     out: VecDeque<Output>,
 }
 
@@ -120,6 +125,7 @@ impl SessionCore {
             token_warned: false,
             admitted: 0,
             cursors: HashMap::new(),
+            typing: HashMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -336,6 +342,25 @@ impl SessionCore {
             });
         }
         true
+    }
+
+    /// Whether a typing indicator goes out: "stopped" always does; "typing" at most once per
+    /// throttle interval per room (the indicator's TTL covers the gaps).
+    pub fn typing_gate(&mut self, room: &RoomId, active: bool, now: Instant) -> bool {
+        if !active {
+            self.typing.remove(room);
+            return true;
+        }
+        match self.typing.get(room) {
+            Some(last) if now < *last + self.config.typing_throttle => false,
+            _ => {
+                if self.typing.len() >= 1024 {
+                    self.typing.clear();
+                }
+                self.typing.insert(room.clone(), now);
+                true
+            }
+        }
     }
 
     /// A repair read failed or came back short: allow the next jump to ask again.

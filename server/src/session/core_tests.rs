@@ -17,6 +17,7 @@ fn config() -> SessionConfig {
         heartbeat_interval: HEARTBEAT,
         max_in_flight: 3,
         token_warning: Duration::from_secs(30),
+        typing_throttle: Duration::from_secs(2),
     }
 }
 
@@ -350,4 +351,19 @@ fn an_oversized_frame_closes_and_garbage_gets_a_request_id_zero_error() {
         close_code(&outputs(&mut core)),
         Some(v1::CloseCode::FrameTooLarge)
     );
+}
+
+#[test]
+fn typing_is_throttled_per_room_and_stopping_always_passes() {
+    let start = Instant::now();
+    let mut core = connected(start, Duration::from_secs(3600));
+    let a = RoomId::parse("g.a").unwrap();
+    let b = RoomId::parse("g.b").unwrap();
+    assert!(core.typing_gate(&a, true, start));
+    assert!(!core.typing_gate(&a, true, start + Duration::from_millis(1999)));
+    assert!(core.typing_gate(&b, true, start + Duration::from_millis(1999)));
+    assert!(core.typing_gate(&a, true, start + Duration::from_secs(2)));
+    assert!(core.typing_gate(&a, false, start + Duration::from_secs(2)));
+    // After a stop, the next start goes out at once.
+    assert!(core.typing_gate(&a, true, start + Duration::from_millis(2001)));
 }

@@ -8,13 +8,21 @@ use super::{Ctx, room_id};
 use crate::chat::error::ChatError;
 use crate::chat::ids::UserId;
 use crate::chat::validate;
+use crate::session::core::SessionCore;
 
 /// Typing goes to every other member's sessions.
-pub(super) async fn typing(ctx: Ctx<'_>, r: v1::TypingRequest) -> Result<Reply, ChatError> {
+pub(super) async fn typing(
+    ctx: Ctx<'_>,
+    core: &mut SessionCore,
+    r: v1::TypingRequest,
+) -> Result<Reply, ChatError> {
     let room = room_id(&r.room_id)?;
     ctx.member(&room).await?;
     ctx.services
         .rate_limit("typing", ctx.user, ctx.services.rates.typing)?;
+    if !core.typing_gate(&room, r.active, std::time::Instant::now()) {
+        return Ok(Reply::Typing(v1::TypingResponse {}));
+    }
     let event = v1::Event {
         kind: Some(v1::event::Kind::TypingChanged(v1::TypingChanged {
             room_id: room.to_string(),
@@ -33,8 +41,8 @@ pub(super) async fn typing(ctx: Ctx<'_>, r: v1::TypingRequest) -> Result<Reply, 
     Ok(Reply::Typing(v1::TypingResponse {}))
 }
 
-/// The current presence of users: online while a session is live on this node. Blocked
-/// users (either way) appear offline.
+/// Starts presence events for users and returns their presence now. Users who blocked the
+/// caller, or whom the caller blocked, appear offline and are not watched.
 pub(super) async fn watch_presence(
     ctx: Ctx<'_>,
     r: v1::WatchPresenceRequest,
@@ -52,23 +60,38 @@ pub(super) async fn watch_presence(
         ));
     }
     let mut presences = Vec::with_capacity(r.user_ids.len());
+    let mut watched = Vec::with_capacity(r.user_ids.len());
     for raw in &r.user_ids {
         let user = validate::user_id("user_ids", raw)?;
-        let blocked = ctx.services.store.either_blocked(ctx.user, &user).await?;
-        let online = !blocked && !ctx.services.fanout.sessions_of(&user).is_empty();
-        presences.push(v1::Presence {
-            user_id: user.to_string(),
-            online,
-            last_seen_ms: if online {
-                ctx.services.clock.now_ms()
-            } else {
-                0
-            },
-        });
+        if ctx.services.store.either_blocked(ctx.user, &user).await? {
+            presences.push(v1::Presence {
+                user_id: user.to_string(),
+                online: false,
+                last_seen_ms: 0,
+            });
+            continue;
+        }
+        presences.push(ctx.services.fanout.presence(&user));
+        watched.push(user);
     }
+    ctx.services.fanout.watch_presence(ctx.session, &watched);
     Ok(Reply::WatchPresence(v1::WatchPresenceResponse {
         presences,
     }))
+}
+
+/// Stops presence events for users.
+pub(super) async fn unwatch_presence(
+    ctx: Ctx<'_>,
+    r: v1::UnwatchPresenceRequest,
+) -> Result<Reply, ChatError> {
+    let users = r
+        .user_ids
+        .iter()
+        .map(|raw| validate::user_id("user_ids", raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    ctx.services.fanout.unwatch_presence(ctx.session, &users);
+    Ok(Reply::UnwatchPresence(v1::UnwatchPresenceResponse {}))
 }
 
 /// Relays a call signal to the target's live sessions (or one of them).
