@@ -9,6 +9,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chatwire_protocol::{WS_SUBPROTOCOL, v1};
 
+/// The proto3 JSON mapping's subprotocol (docs/protocol.md §2.4).
+pub const WS_JSON_SUBPROTOCOL: &str = "chatwire.v1.json";
+
 use super::AppState;
 use crate::session::driver;
 use crate::transport::ws::WsTransport;
@@ -59,16 +62,27 @@ pub async fn upgrade(
     let max_message =
         limits.max_client_frame_bytes as usize + chatwire_protocol::limits::MAX_LENGTH_PREFIX_BYTES;
     let ws = ws
-        .protocols([WS_SUBPROTOCOL])
+        .protocols([WS_SUBPROTOCOL, WS_JSON_SUBPROTOCOL])
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(limits.max_server_frame_bytes as usize * 2);
-    let negotiated = ws.selected_protocol().is_some();
+    let selected = ws
+        .selected_protocol()
+        .and_then(|p| p.to_str().ok())
+        .map(str::to_owned);
+    let negotiated = selected.is_some();
+    let json = selected.as_deref() == Some(WS_JSON_SUBPROTOCOL);
+    let max_text = limits.max_client_frame_bytes as usize;
     ws.on_upgrade(move |socket| async move {
         match (negotiated, guard) {
             (true, Some(_guard)) => {
-                driver::run(state.services, Box::new(WsTransport::new(socket))).await
+                let transport = if json {
+                    WsTransport::json(socket, max_text)
+                } else {
+                    WsTransport::new(socket)
+                };
+                driver::run(state.services, Box::new(transport)).await;
             }
             (true, None) => {
                 refuse(

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use chatwire_protocol::{ClientFrameDecoder, encode_frame, v1};
+use chatwire_protocol::{ClientFrameDecoder, DecodeError, encode_frame, v1};
 use v1::client_frame::Request;
 
 use super::core::{Output, SessionCore};
@@ -30,6 +30,12 @@ pub enum Inbound {
     Stream(Bytes),
     /// A message the framing does not allow (a WebSocket text message without JSON mapping).
     Invalid(&'static str),
+    /// A whole frame that could not be decoded (invalid JSON on the JSON mapping).
+    Undecodable,
+    /// A frame over the client frame limit, found before decoding (JSON mapping).
+    TooLarge,
+    /// The peer closed.
+    Closed,
 }
 
 /// Why a transport failed.
@@ -128,6 +134,19 @@ fn on_inbound(core: &mut SessionCore, decoder: &mut ClientFrameDecoder, message:
             core.close(v1::CloseCode::ProtocolViolation, reason, false);
             return;
         }
+        Inbound::Undecodable => {
+            let reason = "not a valid ClientFrame".to_owned();
+            core.on_decode_error(&DecodeError::InvalidMessage { len: 0, reason });
+            return;
+        }
+        Inbound::TooLarge => {
+            core.on_decode_error(&DecodeError::FrameTooLarge {
+                len: u64::MAX,
+                max: 0,
+            });
+            return;
+        }
+        Inbound::Closed => return,
     };
     decoder.push(&bytes);
     loop {

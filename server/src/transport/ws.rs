@@ -1,23 +1,66 @@
 //! WebSocket: binary messages hold whole frames (docs/protocol.md §2.3); text messages are not
-//! part of the binary subprotocol and end the session as a protocol violation.
+//! part of the binary subprotocol and end the session as a protocol violation. With the
+//! `chatwire.v1.json` subprotocol it is the other way round: one proto3 JSON frame per text
+//! message (§2.4).
 
 use async_trait::async_trait;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use chatwire_protocol::v1;
 
+use super::json;
 use crate::session::driver::{Inbound, SessionTransport, TransportError};
+
+/// How long a closing session waits for the peer's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A WebSocket as a session transport.
 #[derive(Debug)]
 pub struct WsTransport {
     socket: WebSocket,
+    /// Frames travel as proto3 JSON text, not binary.
+    json: bool,
+    /// The longest client text message on the JSON mapping.
+    max_text: usize,
 }
 
 impl WsTransport {
-    /// Wraps an upgraded socket.
+    /// Wraps an upgraded socket on the binary mapping.
     pub fn new(socket: WebSocket) -> Self {
-        Self { socket }
+        Self {
+            socket,
+            json: false,
+            max_text: 0,
+        }
+    }
+
+    /// Wraps an upgraded socket on the JSON mapping.
+    pub fn json(socket: WebSocket, max_text: usize) -> Self {
+        Self {
+            socket,
+            json: true,
+            max_text,
+        }
+    }
+
+    fn inbound(&self, message: Message) -> Option<Inbound> {
+        Some(match (message, self.json) {
+            (Message::Binary(bytes), false) => Inbound::Frames(bytes),
+            (Message::Text(_), false) => {
+                Inbound::Invalid("text messages need the chatwire.v1.json subprotocol")
+            }
+            (Message::Binary(_), true) => {
+                Inbound::Invalid("binary messages are not part of chatwire.v1.json")
+            }
+            (Message::Text(text), true) if text.len() > self.max_text => Inbound::TooLarge,
+            (Message::Text(text), true) => match json::client_frame_from_json(&text) {
+                Some(frame) => Inbound::Frames(frame),
+                None => Inbound::Undecodable,
+            },
+            // Pings are answered by the WebSocket layer; they count as nothing here.
+            (Message::Ping(_) | Message::Pong(_), _) => return None,
+            (Message::Close(_), _) => Inbound::Closed,
+        })
     }
 }
 
@@ -29,19 +72,24 @@ impl SessionTransport for WsTransport {
                 Ok(message) => message,
                 Err(err) => return Some(Err(TransportError(err.to_string()))),
             };
-            return Some(Ok(match message {
-                Message::Binary(bytes) => Inbound::Frames(bytes),
-                Message::Text(_) => {
-                    Inbound::Invalid("text messages need the chatwire.v1.json subprotocol")
-                }
-                // Pings are answered by the WebSocket layer; they count as nothing here.
-                Message::Ping(_) | Message::Pong(_) => continue,
-                Message::Close(_) => return None,
-            }));
+            match self.inbound(message) {
+                Some(Inbound::Closed) => return None,
+                Some(inbound) => return Some(Ok(inbound)),
+                None => continue,
+            }
         }
     }
 
     async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError> {
+        if self.json {
+            for text in json::server_frames_to_json(&bytes) {
+                self.socket
+                    .send(Message::Text(text.into()))
+                    .await
+                    .map_err(|err| TransportError(err.to_string()))?;
+            }
+            return Ok(());
+        }
         self.socket
             .send(Message::Binary(bytes))
             .await
@@ -55,11 +103,14 @@ impl SessionTransport for WsTransport {
             reason: reason.chars().take(100).collect::<String>().into(),
         };
         let _ = self.socket.send(Message::Close(Some(frame))).await;
-        // Wait for the peer's close (bounded by the peer closing the TCP connection).
-        while let Some(Ok(message)) = self.socket.recv().await {
-            if matches!(message, Message::Close(_)) {
-                break;
+        // Give the peer a moment to answer the close; a peer that does not is dropped.
+        let answered = async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
             }
-        }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
     }
 }
