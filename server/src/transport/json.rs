@@ -48,10 +48,10 @@ pub fn server_frames_to_json(mut bytes: &[u8]) -> Vec<String> {
             break;
         };
         bytes = rest;
-        if let Ok(message) = DynamicMessage::decode(descriptor.clone(), frame) {
-            if let Ok(text) = serde_json::to_string(&message) {
-                texts.push(text);
-            }
+        if let Ok(message) = DynamicMessage::decode(descriptor.clone(), frame)
+            && let Ok(text) = serde_json::to_string(&message)
+        {
+            texts.push(text);
         }
     }
     texts
