@@ -12,6 +12,7 @@
 //! - `chat`: rooms, messages, receipts, presence, typing, calls; transport- and backend-agnostic.
 //! - `backend`: one small trait per storage or messaging concern and its implementations.
 //! - `http`: the WebSocket upgrade, admin API, health and metrics.
+//! - `webhook`: downstream consumers (app webhooks, offline push), signed HTTP POSTs.
 //!
 
 pub mod auth;
@@ -25,3 +26,4 @@ pub mod http;
 pub mod server;
 pub mod session;
 pub mod transport;
+pub mod webhook;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::auth::{AuthError, TokenVerifier};
+use crate::auth::{AuthError, TokenMinter, TokenVerifier};
 use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::backend::fanout::Fanout;
 use crate::backend::fanout_local::LocalFanout;
@@ -20,6 +20,7 @@ use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::devdefaults;
+use crate::http::admin::AdminState;
 use crate::http::{AppState, router};
 use crate::session::core::SessionConfig;
 use crate::session::services::{Authenticate, Identity, Services, TokenRefusal, default_limits};
@@ -111,6 +112,10 @@ impl Server {
             allowed_origins: config.allowed_origins(addr).into(),
             connections: Arc::default(),
             max_connections_per_ip: config.limits.max_connections_per_ip,
+            admin: Arc::new(AdminState::new(
+                dev.admin_key.clone(),
+                TokenMinter::from_config(&config.auth, Some(&dev.jwt_secret)).ok(),
+            )),
         };
         Ok(Self { state, listener })
     }

@@ -5,12 +5,15 @@
 //! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | ScyllaDB (later) |
 //! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | RabbitMQ (later) |
 //! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | Redis (later) |
+//! | downstream events, retries, DLQ | [`events::EventQueue`] | [`events_embedded`] (redb) | RabbitMQ (later) |
 //! | rate limits | [`ratelimit::RateLimiter`] | [`ratelimit::LocalRateLimiter`] | Redis (later) |
 //!
 //! Driver types never appear in these traits; each implementation keeps its driver inside its
 //! own module.
 
 pub mod embedded;
+pub mod events;
+pub mod events_embedded;
 pub mod fanout;
 pub mod fanout_local;
 pub mod pipeline;

@@ -293,7 +293,7 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<UserRoom>, StoreError>;
 }
 
-/// Per-user account data: blocks and push tokens.
+/// Per-user account data: blocks, push tokens and token revocations.
 #[async_trait]
 pub trait Accounts: Send + Sync + std::fmt::Debug {
     /// `user` blocks `other` (idempotent).
@@ -310,6 +310,11 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     async fn unregister_push_token(&self, user: &UserId, token: &str) -> Result<(), StoreError>;
     /// The user's push tokens.
     async fn push_tokens(&self, user: &UserId) -> Result<Vec<PushToken>, StoreError>;
+    /// Records that `user`'s tokens issued before `before_ms` are revoked. The recorded time
+    /// only moves forward: an earlier time than the one recorded changes nothing.
+    async fn revoke_tokens_before(&self, user: &UserId, before_ms: i64) -> Result<(), StoreError>;
+    /// The time before which `user`'s tokens are revoked, `None` when none were.
+    async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError>;
 }
 
 /// All three storage traits, as one handle.

@@ -3,6 +3,7 @@
 //! traits.
 
 pub mod command;
+pub mod downstream;
 pub mod draft;
 pub mod error;
 pub mod ids;

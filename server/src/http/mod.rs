@@ -1,5 +1,7 @@
-//! HTTP: the WebSocket upgrade at `/v1/ws`, health and readiness. The admin API joins here.
+//! HTTP: the WebSocket upgrade at `/v1/ws`, health, and the admin API with readiness,
+//! metrics, `/openapi.json` and `/docs` ([`admin`]).
 
+pub mod admin;
 pub mod conns;
 pub mod ws;
 
@@ -21,12 +23,19 @@ pub struct AppState {
     pub connections: Arc<conns::ConnectionCounter>,
     /// Most live sessions per client address.
     pub max_connections_per_ip: usize,
+    /// The admin API's key, token minter and counters.
+    pub admin: Arc<admin::AdminState>,
 }
+
+/// The example web chat (DESIGN §5b): plain JavaScript on the JSON mapping.
+const EXAMPLE_PAGE: &str = include_str!("chat.html");
 
 /// The server's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(|| async { axum::response::Html(EXAMPLE_PAGE) }))
+        .merge(admin::routes(&state))
         .with_state(state)
 }

@@ -4,5 +4,6 @@
 // Each test binary uses the part of the support code it needs.
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
+pub mod events_suite;
 pub mod server;
 pub mod store_suite;

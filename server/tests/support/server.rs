@@ -99,6 +99,27 @@ impl TestServer {
         self.minter.mint(&user, ttl, at).expect("mint")
     }
 
+    /// A token for `user`, valid for an hour, issued at `issued_at_ms` (JWT `iat` keeps whole
+    /// seconds).
+    pub fn token_issued_at(&self, user: &str, issued_at_ms: i64) -> String {
+        let user = UserId::parse(user).expect("user id");
+        self.minter
+            .mint(&user, 3_600_000, issued_at_ms)
+            .expect("mint")
+    }
+
+    /// The admin API key (the data folder's `admin-key`).
+    pub fn admin_key(&self) -> String {
+        chatwire_server::devdefaults::load_or_create(&self.config.data_dir)
+            .expect("dev secrets")
+            .admin_key
+    }
+
+    /// The base URL of the HTTP API, e.g. `http://127.0.0.1:1234`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// A WebSocket target for this server.
     pub fn target(&self) -> WsTarget {
         WsTarget::new(self.addr)
@@ -292,21 +313,153 @@ pub fn seqs(messages: &[v1::Message]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
 
-/// Repeats `probe` until it yields a value. Only for state the protocol has no event for yet
-/// (a presence snapshot after a session ended): each round is a request round trip, and the
-/// short pause only spares the server; no result depends on its length.
-pub async fn eventually<T, F, Fut>(mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    within(async {
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+/// A WebSocket spoken by hand, for what the shared client never sends (text messages): the
+/// upgrade, masked client frames, and the close code of the server's close frame.
+pub struct RawWs {
+    stream: tokio::net::TcpStream,
+}
+
+impl RawWs {
+    /// Opens `/v1/ws` offering `chatwire.v1` and checks for `101 Switching Protocols`.
+    pub async fn open(addr: SocketAddr) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let request = format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: chatwire.v1\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("upgrade");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.expect("upgrade response"));
         }
-    })
-    .await
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        Self { stream }
+    }
+
+    /// Sends one masked, final frame with this opcode (1 text, 2 binary).
+    pub async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | u8::try_from(len).expect("short")),
+            len => {
+                frame.push(0x80 | 126);
+                frame.extend(
+                    u16::try_from(len)
+                        .expect("test payloads stay small")
+                        .to_be_bytes(),
+                );
+            }
+        }
+        frame.extend(mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.write_all(&frame).await.expect("send");
+    }
+
+    /// Reads frames until the server's close frame and returns its status code (`None` if the
+    /// connection ended without one).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let first = self.stream.read_u8().await.ok()?;
+            let len = match self.stream.read_u8().await.ok()? & 0x7f {
+                126 => u64::from(self.stream.read_u16().await.ok()?),
+                127 => self.stream.read_u64().await.ok()?,
+                len => u64::from(len),
+            };
+            let mut payload = vec![0; usize::try_from(len).ok()?];
+            self.stream.read_exact(&mut payload).await.ok()?;
+            if first & 0x0f == 8 {
+                return payload
+                    .get(..2)
+                    .map(|code| u16::from_be_bytes([code[0], code[1]]));
+            }
+        }
+    }
+}
+
+/// The real `chatwire` binary serving on `127.0.0.1:0` over a data folder, for tests that kill
+/// the process. Killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    /// Where it listens, as it printed.
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    /// Starts `chatwire --data-dir DIR serve --listen 127.0.0.1:0` and waits for its
+    /// `chatwire: serving on http://ADDR ...` line. Rate limits are lifted through the
+    /// environment: the tests here send in bursts.
+    pub async fn spawn(data_dir: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .env("CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE", "1000000")
+            .env("CHATWIRE_LIMITS__RATE_SENDS__BURST", "100000")
+            .env("CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE", "1000000")
+            .env("CHATWIRE_LIMITS__RATE_REQUESTS__BURST", "100000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("chatwire starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, addr) = oneshot::channel::<SocketAddr>();
+        // Reads stderr to its end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let addr = line
+                    .strip_prefix("chatwire: serving on http://")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|addr| addr.parse().ok());
+                if let Some(addr) = addr
+                    && let Some(sender) = found.take()
+                {
+                    let _ = sender.send(addr);
+                }
+            }
+        });
+        let addr = within(addr).await.expect("the server printed its address");
+        Self { addr, child }
+    }
+
+    /// A WebSocket target for this process.
+    pub fn target(&self) -> WsTarget {
+        WsTarget::new(self.addr)
+    }
+
+    /// Kills the process with SIGKILL (no drain, no flush) and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A token for `user` that a server on `data_dir` with the default auth settings accepts,
+/// minted the way `chatwire token` does (the folder's development secret).
+pub fn dev_token(data_dir: &std::path::Path, user: &str) -> String {
+    let secrets = chatwire_server::devdefaults::load_or_create(data_dir).expect("dev secrets");
+    let minter = TokenMinter::from_config(&Config::default().auth, Some(&secrets.jwt_secret))
+        .expect("minter");
+    let user = UserId::parse(user).expect("user id");
+    minter
+        .mint(&user, 3_600_000, SystemClock.now_ms())
+        .expect("mint")
 }

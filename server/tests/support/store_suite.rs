@@ -59,6 +59,7 @@ macro_rules! store_suite_tests {
             mute_is_stored,
             blocks_are_symmetric_and_idempotent,
             push_tokens_move_between_users,
+            token_revocations_only_move_forward,
             durable_across_reopen,
             concurrent_appends_apply_once,
         );
@@ -1369,6 +1370,46 @@ pub async fn push_tokens_move_between_users(factory: &dyn StoreFactory) {
         .await
         .expect("register freed token");
     assert_eq!(store.push_tokens(&bob).await.expect("tokens"), vec![t1]);
+}
+
+/// Token revocations are per user, only move forward, and survive a reopen.
+pub async fn token_revocations_only_move_forward(factory: &dyn StoreFactory) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    {
+        let store = factory.open().await;
+        assert_eq!(
+            store.tokens_revoked_before(&alice).await.expect("read"),
+            None
+        );
+        store
+            .revoke_tokens_before(&alice, 5_000)
+            .await
+            .expect("revoke");
+        assert_eq!(
+            store.tokens_revoked_before(&alice).await.expect("read"),
+            Some(5_000)
+        );
+        store
+            .revoke_tokens_before(&alice, 3_000)
+            .await
+            .expect("revoke earlier");
+        assert_eq!(
+            store.tokens_revoked_before(&alice).await.expect("read"),
+            Some(5_000),
+            "an earlier time does not lower the recorded one"
+        );
+        store
+            .revoke_tokens_before(&alice, 9_000)
+            .await
+            .expect("revoke later");
+        assert_eq!(store.tokens_revoked_before(&bob).await.expect("read"), None);
+    }
+    let store = factory.open().await;
+    assert_eq!(
+        store.tokens_revoked_before(&alice).await.expect("read"),
+        Some(9_000),
+        "durable across a reopen"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

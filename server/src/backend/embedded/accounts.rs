@@ -1,4 +1,4 @@
-//! [`Accounts`]: blocks and push tokens.
+//! [`Accounts`]: blocks, push tokens and token revocations.
 
 use std::ops::Bound;
 
@@ -7,7 +7,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::fail::{Fail, corrupt};
 use super::records::{PushTokenRecord, decode, encode};
-use super::tables::{BLOCKS, PUSH_TOKENS, USER_PUSH_TOKENS};
+use super::tables::{BLOCKS, PUSH_TOKENS, REVOCATIONS, USER_PUSH_TOKENS};
 use super::{EmbeddedStore, Inner};
 use crate::backend::store::{Accounts, PushToken, StoreError};
 use crate::chat::ids::UserId;
@@ -101,6 +101,26 @@ fn push_tokens(inner: &Inner, user: &str) -> Result<Vec<PushToken>, Fail> {
     Ok(tokens)
 }
 
+/// Raises the user's revocation time to `before_ms` (never lowers it).
+fn revoke(inner: &Inner, user: &str, before_ms: i64) -> Result<(), Fail> {
+    let txn = inner.write()?;
+    {
+        let mut revocations = txn.open_table(REVOCATIONS)?;
+        let current = revocations.get(user)?.map(|t| t.value());
+        if current.is_none_or(|current| current < before_ms) {
+            revocations.insert(user, before_ms)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn revoked_before(inner: &Inner, user: &str) -> Result<Option<i64>, Fail> {
+    let txn = inner.db.begin_read()?;
+    let revocations = txn.open_table(REVOCATIONS)?;
+    Ok(revocations.get(user)?.map(|t| t.value()))
+}
+
 #[async_trait]
 impl Accounts for EmbeddedStore {
     async fn block(&self, user: &UserId, other: &UserId) -> Result<(), StoreError> {
@@ -141,6 +161,18 @@ impl Accounts for EmbeddedStore {
     async fn push_tokens(&self, user: &UserId) -> Result<Vec<PushToken>, StoreError> {
         let user = user.clone();
         self.run(move |inner| push_tokens(inner, user.as_str()))
+            .await
+    }
+
+    async fn revoke_tokens_before(&self, user: &UserId, before_ms: i64) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.run(move |inner| revoke(inner, user.as_str(), before_ms))
+            .await
+    }
+
+    async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError> {
+        let user = user.clone();
+        self.run(move |inner| revoked_before(inner, user.as_str()))
             .await
     }
 }

@@ -19,6 +19,7 @@
 //! | `blocks` | (user, other) | () |
 //! | `push_tokens` | token | owning user |
 //! | `user_push_tokens` | (user, token) | [`PushTokenRecord`](super::records::PushTokenRecord) |
+//! | `revocations` | user | i64: tokens issued before this time (Unix ms) are revoked |
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -64,6 +65,9 @@ pub(super) const PUSH_TOKENS: TableDefinition<'_, &str, &str> = TableDefinition:
 pub(super) const USER_PUSH_TOKENS: TableDefinition<'_, (&str, &str), &[u8]> =
     TableDefinition::new("user_push_tokens");
 
+/// Token revocations: `user -> issued-before time`, Unix ms.
+pub(super) const REVOCATIONS: TableDefinition<'_, &str, i64> = TableDefinition::new("revocations");
+
 /// Opens (creating) every table, so that later read transactions find them all.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(META)?;
@@ -81,6 +85,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(BLOCKS)?;
     txn.open_table(PUSH_TOKENS)?;
     txn.open_table(USER_PUSH_TOKENS)?;
+    txn.open_table(REVOCATIONS)?;
     Ok(())
 }
 

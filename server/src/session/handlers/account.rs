@@ -79,10 +79,16 @@ pub(super) async fn mute_room(ctx: Ctx<'_>, r: v1::MuteRoomRequest) -> Result<Re
     if r.until_ms < 0 {
         return Err(ChatError::invalid("until_ms", "must not be negative"));
     }
+    // A time in the past unmutes, and the reply says 0 (docs/protocol.md ).
+    let until_ms = if r.until_ms <= ctx.services.clock.now_ms() {
+        0
+    } else {
+        r.until_ms
+    };
     let state = ctx
         .services
         .store
-        .set_mute(ctx.user, &room, r.until_ms)
+        .set_mute(ctx.user, &room, until_ms)
         .await?
         .ok_or(ChatError::NotFound)?;
     Ok(Reply::MuteRoom(v1::MuteRoomResponse {

@@ -1,0 +1,200 @@
+//! The admin HTTP API (DESIGN §6): rooms and members, server-side sends, history and
+//! moderation, user rooms and presence, revocation, erasure, development tokens, stats,
+//! readiness and metrics, with its OpenAPI document at `/openapi.json` and a browsable,
+//! offline Swagger UI at `/docs`.
+//!
+//! ```text
+//!  /admin/* ──admin key──▶ handler ──parse + validate──▶ RoomCommand ──▶ pipeline ──▶ room writer
+//!                                 └──────────────reads─────────────▶ store, fan-out
+//! ```
+//!
+//! Changes to rooms go through the room's writer like a client's, so they are ordered, logged
+//! and delivered live; the admin API acts with `privileged: true` (owner rights without
+//! membership) as the user `system` unless a request names another actor (a send's `sender`).
+//! Creating a room is the exception: it runs unprivileged as the given owner, exactly as that
+//! user's own CreateGroup would. Reads go to the store directly and see the whole log.
+//! What it does not do: DLQ list and replay, the dashboard, retention (answers 501, see
+//! `docs/operations.md`).
+
+mod auth;
+mod erase;
+mod error;
+mod extract;
+mod messages;
+mod ops;
+mod rooms;
+mod tokens;
+mod users;
+mod views;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::middleware;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+pub use error::{ApiError, ErrorBody};
+
+use super::AppState;
+use crate::auth::TokenMinter;
+use crate::chat::command::{Outcome, RoomCommand, RoomOp};
+use crate::chat::ids::{RoomId, UserId};
+use crate::session::services::Services;
+
+/// The user the admin API acts as when a request names none.
+pub const SYSTEM_USER: &str = "system";
+
+/// What the admin handlers share besides the session services.
+pub struct AdminState {
+    key: String,
+    minter: Option<TokenMinter>,
+    started: Instant,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("minter", &self.minter)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// Admin state checking `key`; `minter` is `None` where HS256 tokens cannot be minted.
+    pub fn new(key: String, minter: Option<TokenMinter>) -> Self {
+        Self {
+            key,
+            minter,
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn key_matches(&self, given: &str) -> bool {
+        auth::key_matches(&self.key, given)
+    }
+
+    fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chatwire admin API",
+        description = "Operate a Chatwire gateway: rooms, members, server-side sends, history, \
+                       moderation, revocation, erasure, development tokens and stats. Every \
+                       `/admin` endpoint needs `Authorization: Bearer <admin key>`; errors are \
+                       `{\"code\", \"message\"}` JSON."
+    ),
+    modifiers(&AdminKey),
+    security(("admin_key" = [])),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "rooms", description = "Rooms and members"),
+        (name = "messages", description = "Server-side sends, history, moderation"),
+        (name = "users", description = "User rooms, presence, revocation, erasure"),
+        (name = "tokens", description = "Development tokens"),
+        (name = "ops", description = "Stats, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the bearer admin key.
+struct AdminKey;
+
+impl Modify for AdminKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The admin key (the data folder's `admin-key` file by default)",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("admin_key", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The admin routes, `/readyz`, `/metrics`, `/openapi.json` and `/docs`.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let admin = OpenApiRouter::new()
+        .routes(routes!(rooms::create_room))
+        .routes(routes!(rooms::get_room, rooms::update_room))
+        .routes(routes!(rooms::list_members, rooms::add_members))
+        .routes(routes!(rooms::remove_member))
+        .routes(routes!(rooms::set_role))
+        .routes(routes!(messages::send))
+        .routes(routes!(messages::history))
+        .routes(routes!(messages::delete))
+        .routes(routes!(messages::retention))
+        .routes(routes!(users::rooms))
+        .routes(routes!(users::presence))
+        .routes(routes!(users::revoke))
+        .routes(routes!(erase::erase))
+        .routes(routes!(tokens::mint))
+        .routes(routes!(ops::stats))
+        .fallback(|| async { ApiError::no_route() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    let public = OpenApiRouter::new()
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics));
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/admin", admin)
+        .merge(public)
+        .split_for_parts();
+    // No validator: Swagger UI would otherwise send the document to an outside service.
+    let config = Config::new(["/openapi.json"]).validator_url("none");
+    router.merge(
+        SwaggerUi::new("/docs")
+            .url("/openapi.json", api)
+            .config(config),
+    )
+}
+
+/// Runs a command on the room's writer on behalf of the admin API.
+async fn write(
+    services: &Services,
+    room: RoomId,
+    actor: UserId,
+    op: RoomOp,
+    privileged: bool,
+) -> Result<Outcome, ApiError> {
+    let trace_id = format!("admin-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let command = RoomCommand {
+        room,
+        actor,
+        op,
+        trace_id,
+        privileged,
+    };
+    Ok(services.pipeline.execute(command).await?)
+}
+
+/// The `system` user.
+fn system_user() -> UserId {
+    // A constant that is a valid id.
+    UserId::parse(SYSTEM_USER).unwrap_or_else(|_| unreachable!("`system` is a valid user id"))
+}
+
+/// A page size within the protocol's page limit.
+fn page_limit(services: &Services, asked: Option<u32>) -> usize {
+    services.page_limit(asked.unwrap_or(0), 100)
+}

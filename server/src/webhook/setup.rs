@@ -1,0 +1,114 @@
+//! The built-in consumers of one server on the embedded default: one queue file per consumer
+//! in the events folder, a [`Tee`] the room writers publish to, and the consumer tasks.
+//!
+//! ```text
+//!  room writers ──publish──▶ Tee ──▶ events/push.redb ──▶ offline push consumer (high lane)
+//!                                └─▶ events/app.redb  ──▶ app webhook consumers (one per lane)
+//! ```
+//!
+//! With no consumer configured there is no publisher and nothing is stored.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::consumer::WebhookConsumer;
+use super::push::PushAudience;
+use super::sender::WebhookSender;
+use crate::backend::events::{EventPublisher, EventQueue, Lane, QueueError, Tee};
+use crate::backend::events_embedded::{EmbeddedEventQueue, EventQueueOptions};
+use crate::clock::Clock;
+
+/// How often an idle consumer looks at its queue.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The configured consumers, their queues, and the publisher feeding them.
+#[derive(Debug)]
+pub struct Consumers {
+    publisher: Arc<Tee>,
+    queues: Vec<(&'static str, Arc<dyn EventQueue>)>,
+    consumers: Vec<WebhookConsumer>,
+}
+
+impl Consumers {
+    /// Opens a queue in `dir` for each configured consumer: `push` (the push webhook and who
+    /// is online) and `app` (the app webhook). Blocks on file I/O: call it at start-up.
+    pub fn open(
+        dir: &Path,
+        options: &EventQueueOptions,
+        push: Option<(WebhookSender, Arc<dyn PushAudience>)>,
+        app: Option<WebhookSender>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, QueueError> {
+        let mut queues: Vec<(&'static str, Arc<dyn EventQueue>)> = Vec::new();
+        let mut consumers = Vec::new();
+        if let Some((sender, audience)) = push {
+            let queue = open_queue(dir, "push", options)?;
+            let consumer =
+                WebhookConsumer::offline_push(Arc::clone(&queue), sender, audience, clock.clone());
+            consumers.push(consumer.with_poll_interval(POLL_INTERVAL));
+            queues.push(("push", queue));
+        }
+        if let Some(sender) = app {
+            let queue = open_queue(dir, "app", options)?;
+            for lane in Lane::ALL {
+                let consumer = WebhookConsumer::app_webhook(
+                    Arc::clone(&queue),
+                    lane,
+                    sender.clone(),
+                    clock.clone(),
+                );
+                consumers.push(consumer.with_poll_interval(POLL_INTERVAL));
+            }
+            queues.push(("app", queue));
+        }
+        let publisher = Arc::new(Tee::new(
+            queues.iter().map(|(_, q)| Arc::clone(q)).collect(),
+        ));
+        Ok(Self {
+            publisher,
+            queues,
+            consumers,
+        })
+    }
+
+    /// What the room writers publish to; `None` when no consumer is configured (the writers
+    /// then skip building downstream events at all).
+    pub fn publisher(&self) -> Option<Arc<dyn EventPublisher>> {
+        let publisher: Arc<dyn EventPublisher> = self.publisher.clone();
+        (!self.queues.is_empty()).then_some(publisher)
+    }
+
+    /// Each consumer's queue by name (`push`, `app`), for DLQ listing and replay, and depths.
+    pub fn queues(&self) -> &[(&'static str, Arc<dyn EventQueue>)] {
+        &self.queues
+    }
+
+    /// Starts one task per consumer and lane; each stops once `shutdown` holds `true`.
+    pub fn spawn(&mut self, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        self.consumers
+            .drain(..)
+            .map(|consumer| {
+                let mut stop = shutdown.clone();
+                tokio::spawn(consumer.run(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                }))
+            })
+            .collect()
+    }
+}
+
+fn open_queue(
+    dir: &Path,
+    name: &str,
+    options: &EventQueueOptions,
+) -> Result<Arc<dyn EventQueue>, QueueError> {
+    let path = dir.join(format!("{name}.redb"));
+    Ok(Arc::new(EmbeddedEventQueue::open_with(
+        &path,
+        options.clone(),
+    )?))
+}
