@@ -141,8 +141,6 @@ async fn a_message_ending_inside_a_frame_closes_4000() {
 }
 
 #[tokio::test]
-#[ignore = "server bug (session/core.rs + driver.rs): the close is queued before the reply of \
-            the whole frame that came first in the same message, so that reply is never sent"]
 async fn the_whole_frames_before_a_partial_one_are_answered_before_the_close() {
     // R-2.3.4 ("after processing the whole frames before it"), R-5.2.1
     let scene = Scene::start().await;
@@ -196,9 +194,6 @@ async fn a_frame_one_byte_over_the_limit_closes_4007() {
 }
 
 #[tokio::test]
-#[ignore = "server bug (http/ws.rs): a WebSocket message longer than max_client_frame_bytes + 10 \
-            is cut off by the WebSocket layer's max_message_size: the connection is reset \
-            without a close frame instead of closing 4007"]
 async fn a_frame_far_over_the_limit_closes_4007() {
     // R-2.2.2 (the prefix alone decides), R-2.3.6
     let scene = small_frames_server().await;
@@ -459,8 +454,6 @@ async fn an_empty_client_msg_id_is_invalid() {
 }
 
 #[tokio::test]
-#[ignore = "server bug (session/handlers/calls.rs): a CallSignal without a signal kind is \
-            INVALID_ARGUMENT, the spec says UNSUPPORTED"]
 async fn a_call_signal_without_a_kind_is_unsupported() {
     // R-3.3.2, R-15.1.1
     let scene = Scene::start().await;

@@ -692,8 +692,6 @@ async fn replies_and_threads_are_linked_and_history_lists_a_thread() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: a missing message is NOT_FOUND without `field`; ChatError::NotFound \
-            carries no field (chat/error.rs)"]
 async fn a_missing_target_message_is_not_found_naming_the_field() {
     // R-8.4.1 (field "reply_to_seq"), R-8.5.1 (field "target_seq"), R-5.6.3
     let server = TestServer::start().await;
@@ -1651,8 +1649,6 @@ async fn since_join_members_read_from_their_join_and_full_shows_everything() {
 }
 
 #[tokio::test]
-#[ignore = "server bug (session/handlers/calls.rs): a signal to one's own user is also relayed \
-            to the sending session and counted in delivered_sessions"]
 async fn a_call_signal_to_oneself_reaches_only_the_other_sessions() {
     // R-15.1.2 (never to the sending session), R-15.1.4
     let server = TestServer::start().await;

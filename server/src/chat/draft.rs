@@ -283,11 +283,12 @@ impl<'a> Draft<'a> {
         Ok(self.store.message(&self.room_id, seq).await?)
     }
 
-    /// A live message the actor may see, or NotFound.
+    /// A live message the actor may see, or NotFound naming `field`.
     async fn visible_message(
         &mut self,
         actor: &UserId,
         seq: u64,
+        field: &'static str,
     ) -> Result<v1::Message, ChatError> {
         let state = self.member_state(actor)?;
         let min_seq = if self.privileged {
@@ -297,7 +298,7 @@ impl<'a> Draft<'a> {
         };
         match self.message(seq).await? {
             Some(message) if seq >= min_seq => Ok(message),
-            _ => Err(ChatError::NotFound),
+            _ => Err(ChatError::MessageNotFound { field }),
         }
     }
 
@@ -718,12 +719,13 @@ impl<'a> Draft<'a> {
             ));
         }
         if send.reply_to_seq != 0 {
-            self.visible_message(actor, send.reply_to_seq).await?;
+            self.visible_message(actor, send.reply_to_seq, "reply_to_seq")
+                .await?;
         }
         let root = match send.thread_root_seq {
             0 => None,
             seq => {
-                let root = self.visible_message(actor, seq).await?;
+                let root = self.visible_message(actor, seq, "thread_root_seq").await?;
                 if root.thread_root_seq != 0 {
                     return Err(ChatError::invalid("thread_root_seq", "threads do not nest"));
                 }
@@ -792,7 +794,9 @@ impl<'a> Draft<'a> {
         target_seq: u64,
         content: &v1::Content,
     ) -> Result<Outcome, ChatError> {
-        let mut message = self.visible_message(actor, target_seq).await?;
+        let mut message = self
+            .visible_message(actor, target_seq, "target_seq")
+            .await?;
         if message.sender != actor.as_str() {
             return Err(ChatError::PermissionDenied(
                 "only the author edits a message",
@@ -825,7 +829,9 @@ impl<'a> Draft<'a> {
     }
 
     async fn delete(&mut self, actor: &UserId, target_seq: u64) -> Result<Outcome, ChatError> {
-        let mut message = self.visible_message(actor, target_seq).await?;
+        let mut message = self
+            .visible_message(actor, target_seq, "target_seq")
+            .await?;
         let state = self.member_state(actor)?;
         let moderator = state.room.kind() == v1::RoomKind::Group
             && matches!(
@@ -859,7 +865,9 @@ impl<'a> Draft<'a> {
         emoji: &str,
         add: bool,
     ) -> Result<Outcome, ChatError> {
-        let mut message = self.visible_message(actor, target_seq).await?;
+        let mut message = self
+            .visible_message(actor, target_seq, "target_seq")
+            .await?;
         if message.deleted {
             return Err(ChatError::FailedPrecondition("the message was deleted"));
         }

@@ -14,6 +14,12 @@ pub enum ChatError {
     /// ids cannot be probed).
     #[error("not found")]
     NotFound,
+    /// The message a request points to does not exist or is not visible to the caller.
+    #[error("not found")]
+    MessageNotFound {
+        /// The request field that names the message.
+        field: &'static str,
+    },
     /// The caller may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(&'static str),
@@ -71,6 +77,7 @@ impl ChatError {
         let (code, retryable, retry_after_ms, field) = match self {
             ChatError::Unauthenticated => (C::Unauthenticated, false, 0, ""),
             ChatError::NotFound => (C::NotFound, false, 0, ""),
+            ChatError::MessageNotFound { field } => (C::NotFound, false, 0, *field),
             ChatError::PermissionDenied(_) => (C::PermissionDenied, false, 0, ""),
             ChatError::InvalidArgument { field, .. } => (C::InvalidArgument, false, 0, *field),
             ChatError::TooLarge { field, .. } => (C::TooLarge, false, 0, *field),

@@ -101,6 +101,8 @@ pub struct SessionCore {
     /// When "typing" was last forwarded, per room.
     typing: HashMap<RoomId, Instant>,
     out: VecDeque<Output>,
+    /// The close, emitted once every other output is out.
+    closing: Option<Output>,
 }
 
 /// Delivery state of one subscribed room.
@@ -127,12 +129,14 @@ impl SessionCore {
             cursors: HashMap::new(),
             typing: HashMap::new(),
             out: VecDeque::new(),
+            closing: None,
         }
     }
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        // The close goes last: replies to requests admitted before it are sent first.
+        self.out.pop_front().or_else(|| self.closing.take())
     }
 
     /// True once the session decided to close.
@@ -386,7 +390,7 @@ impl SessionCore {
             return;
         }
         self.phase = Phase::Closed;
-        self.out.push_back(Output::Close {
+        self.closing = Some(Output::Close {
             code,
             reason: reason.to_owned(),
             reconnect,

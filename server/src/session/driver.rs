@@ -7,7 +7,7 @@
 //! without a separate buffer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -20,6 +20,9 @@ use super::services::{Identity, Services, TokenRefusal};
 use crate::backend::fanout::{Delivery, Overflow, SessionKey, SessionLink};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
+
+/// How long a closing session tries to write its Disconnect and close frame.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One inbound transport message.
 #[derive(Debug)]
@@ -176,13 +179,20 @@ async fn drain(
     transport: &mut dyn SessionTransport,
 ) -> bool {
     let max_frame = services.limits.max_server_frame_bytes as usize;
+    let overflow = connected
+        .as_ref()
+        .map(|session| Arc::clone(&session.overflow));
+    let overflow = overflow.as_deref();
+    let write_timeout = 2 * services.session.heartbeat_interval;
     while let Some(output) = core.poll_output() {
         match output {
             Output::Frame(frame) => {
                 if encode_frame(&frame, max_frame, out).is_err() {
                     tracing::error!("a server frame exceeded the frame limit; dropped");
                 }
-                if out.len() >= max_frame && !flush(core, out, transport).await {
+                if out.len() >= max_frame
+                    && !flush(core, out, transport, overflow, write_timeout).await
+                {
                     return false;
                 }
             }
@@ -211,25 +221,41 @@ async fn drain(
                     })),
                 };
                 let _ = encode_frame(&frame, max_frame, out);
-                flush(core, out, transport).await;
-                transport.close(code, &reason).await;
+                // A peer that reads nothing gets no close frame, only the end of the connection.
+                let closing = async {
+                    if flush(core, out, transport, None, CLOSE_WRITE_TIMEOUT).await {
+                        transport.close(code, &reason).await;
+                    }
+                };
+                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, closing).await;
                 return false;
             }
         }
     }
-    flush(core, out, transport).await
+    flush(core, out, transport, overflow, write_timeout).await
 }
 
+/// Writes what is buffered. A peer that stops reading cannot hold the session: the write
+/// gives up when the session's delivery queue overflows or after two heartbeat intervals.
 async fn flush(
     core: &mut SessionCore,
     out: &mut BytesMut,
     transport: &mut dyn SessionTransport,
+    overflow: Option<&Overflow>,
+    write_timeout: Duration,
 ) -> bool {
     if out.is_empty() {
         return true;
     }
     let bytes = out.split().freeze();
-    let sent = transport.send(bytes).await.is_ok();
+    let sent = tokio::select! {
+        sent = transport.send(bytes) => sent.is_ok(),
+        () = overflowed(overflow) => {
+            core.close(v1::CloseCode::SlowConsumer, "events were not read in time", true);
+            false
+        }
+        () = tokio::time::sleep(write_timeout) => false,
+    };
     core.on_transmit(Instant::now());
     sent
 }

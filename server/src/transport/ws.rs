@@ -70,6 +70,10 @@ impl SessionTransport for WsTransport {
         loop {
             let message = match self.socket.recv().await? {
                 Ok(message) => message,
+                // The WebSocket layer refuses a message over its size limit before we see it.
+                Err(err) if err.to_string().contains("Space limit exceeded") => {
+                    return Some(Ok(Inbound::TooLarge));
+                }
                 Err(err) => return Some(Err(TransportError(err.to_string()))),
             };
             match self.inbound(message) {

@@ -109,7 +109,8 @@ pub(super) async fn call_signal(
         return Err(ChatError::invalid("call_id", "1 to 64 bytes required"));
     }
     if r.signal.as_ref().and_then(|s| s.kind.as_ref()).is_none() {
-        return Err(ChatError::invalid("signal", "missing"));
+        // An unset oneof is how a signal kind this server does not know arrives.
+        return Err(ChatError::Unsupported("unknown or missing call signal"));
     }
     let event = v1::Event {
         kind: Some(v1::event::Kind::CallSignalReceived(
@@ -124,7 +125,8 @@ pub(super) async fn call_signal(
     };
     let mut delivered = 0u32;
     for session in ctx.services.fanout.sessions_of(&target) {
-        let wanted = r.target_session_id.is_empty() || r.target_session_id == session.to_string();
+        let wanted = session != ctx.session
+            && (r.target_session_id.is_empty() || r.target_session_id == session.to_string());
         if wanted && ctx.services.fanout.publish_session(session, event.clone()) {
             delivered += 1;
         }
