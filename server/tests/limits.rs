@@ -79,3 +79,102 @@ async fn a_drain_tells_connected_sessions_to_reconnect_elsewhere() {
     assert_eq!(within(alice.wait_closed()).await.code, 4005);
     within(stopping).await.expect("server stopped");
 }
+
+/// A member that stops reading is closed as a slow consumer, with memory bounded by its queue,
+/// and loses nothing: it reconnects and resumes from the last seq it got.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_and_resumes_without_loss() {
+    use chatwire_conformance::client::{Client, ClientOptions};
+    let server = TestServer::start_with(|config| config.session.outbound_queue_frames = 64).await;
+    let senders = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"];
+    let owner = server.client("owner").await;
+    let mut members = senders.to_vec();
+    members.push("bob");
+    let room = group(&owner, &members).await;
+    let options = ClientOptions {
+        event_buffer: 1,
+        ..ClientOptions::default()
+    };
+    let bob = Client::open_with(&server.target(), options)
+        .await
+        .expect("open");
+    bob.connect(&server.token("bob")).await.expect("connect");
+    bob.subscribe(v1::SubscribeRequest {
+        room_id: room.clone(),
+        after_seq: 0,
+        limit: 0,
+    })
+    .await
+    .expect("subscribe");
+
+    // About 24 MB of messages, more than the socket buffers between server and bob hold, from
+    // eight senders at once (their sends share writer batches).
+    let mut tasks = Vec::new();
+    for sender in senders {
+        let client = server.client(sender).await;
+        let room = room.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = "€".repeat(4000);
+            let mut last = 0;
+            for i in 0..250 {
+                last = client
+                    .send(send(&room, &format!("{sender}-{i}"), &body))
+                    .await
+                    .expect("send")
+                    .seq;
+            }
+            (last, client)
+        }));
+    }
+    let mut last_sent = 0;
+    let mut keep = Vec::new();
+    for task in tasks {
+        let (last, client) = within(task).await.expect("sender");
+        last_sent = last_sent.max(last);
+        keep.push(client);
+    }
+
+    // Bob reads what reached him; the connection ends before the flood does.
+    let mut seen = Vec::new();
+    while let Ok(event) = within(bob.next_event()).await {
+        if let Some(v1::event::Kind::Room(e)) = event.kind {
+            seen.push(e.seq);
+        }
+    }
+    let closed = bob.closed().expect("bob's session ended");
+    assert!(
+        closed.code == 4004 || closed.code == 1006,
+        "slow consumer or dropped, got {closed:?}"
+    );
+    let last_seen = *seen.last().expect("bob got some events");
+    assert!(
+        last_seen < last_sent,
+        "bob was cut off before the end of the flood"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "what bob got was contiguous"
+    );
+
+    // Resume: exactly the rest, in order.
+    let bob = server.client("bob").await;
+    let mut after = last_seen;
+    let mut rest = Vec::new();
+    loop {
+        let page = bob
+            .subscribe(v1::SubscribeRequest {
+                room_id: room.clone(),
+                after_seq: after,
+                limit: 0,
+            })
+            .await
+            .expect("page");
+        rest.extend(page.events.iter().map(|e| e.seq));
+        after = page.events.last().map_or(after, |e| e.seq);
+        if page.complete {
+            break;
+        }
+    }
+    assert_eq!(rest, (last_seen + 1..=last_sent).collect::<Vec<_>>());
+    server.stop().await;
+}
