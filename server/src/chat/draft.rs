@@ -833,11 +833,13 @@ impl<'a> Draft<'a> {
             .visible_message(actor, target_seq, "target_seq")
             .await?;
         let state = self.member_state(actor)?;
-        let moderator = state.room.kind() == v1::RoomKind::Group
-            && matches!(
-                self.acting_role(state, actor),
-                Some(v1::Role::Owner | v1::Role::Admin)
-            );
+        // The admin API moderates every room; in groups, owners and admins do too.
+        let moderator = self.privileged
+            || state.room.kind() == v1::RoomKind::Group
+                && matches!(
+                    self.acting_role(state, actor),
+                    Some(v1::Role::Owner | v1::Role::Admin)
+                );
         if message.sender != actor.as_str() && !moderator {
             return Err(ChatError::PermissionDenied(
                 "only the author or a group admin deletes a message",

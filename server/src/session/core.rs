@@ -213,7 +213,7 @@ impl SessionCore {
         }
         self.out.push_back(Output::Execute {
             id: frame.id,
-            trace_id: frame.trace_id,
+            trace_id: clean_trace_id(frame.trace_id),
             request,
         });
     }
@@ -476,6 +476,13 @@ impl SessionCore {
     fn error_reply(&mut self, request_id: u64, error: ChatError) {
         self.reply(request_id, v1::reply::Result::Error(error.to_proto()));
     }
+}
+
+/// A trace id as logs may carry it: 1 to 64 hex digits or dashes, otherwise dropped (peer
+/// strings are never logged raw).
+fn clean_trace_id(raw: String) -> String {
+    let clean = raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if clean { raw } else { String::new() }
 }
 
 #[cfg(test)]

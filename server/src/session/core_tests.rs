@@ -367,3 +367,27 @@ fn typing_is_throttled_per_room_and_stopping_always_passes() {
     // After a stop, the next start goes out at once.
     assert!(core.typing_gate(&a, true, start + Duration::from_millis(2001)));
 }
+
+#[test]
+fn trace_ids_that_are_not_hex_are_dropped_before_they_reach_logs() {
+    let now = Instant::now();
+    let mut core = connected(now, Duration::from_secs(3600));
+    let traced = |trace_id: &str| v1::ClientFrame {
+        id: 5,
+        trace_id: trace_id.into(),
+        request: Some(ping()),
+    };
+    core.on_frame(now, traced("4bf92f3577b34da6a3ce929d0e0e4736"));
+    core.on_frame(now, traced("evil\nlog line"));
+    let traces: Vec<String> = outputs(&mut core)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Execute { trace_id, .. } => Some(trace_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        traces,
+        vec!["4bf92f3577b34da6a3ce929d0e0e4736".to_owned(), String::new()]
+    );
+}

@@ -277,7 +277,7 @@ async fn execute(
             Err((error, code)) => core.on_connect_failed(id, error, code),
         },
         (Request::Refresh(refresh), Some(session)) => {
-            let result = refresh_token(services, core, &session.user, &refresh.token);
+            let result = refresh_token(services, core, &session.user, &refresh.token).await;
             core.on_reply(id, result);
         }
         (request, Some(session)) => {
@@ -330,13 +330,11 @@ async fn connect_session(
         .auth
         .authenticate(&connect.token, now_ms)
         .map_err(refusal)?;
-    // Tokens issued before an admin revocation (or without `iat`, once one exists) are refused.
-    let revoked = services.store.tokens_revoked_before(&user).await;
-    match revoked.map_err(|e| (ChatError::from(e), v1::CloseCode::Internal))? {
-        Some(before) if issued_at_ms.is_none_or(|issued| issued < before) => {
-            return Err(refusal(TokenRefusal::Revoked));
-        }
-        _ => {}
+    if is_revoked(services, &user, issued_at_ms)
+        .await
+        .map_err(|e| (e, v1::CloseCode::Internal))?
+    {
+        return Err(refusal(TokenRefusal::Revoked));
     }
     let key = services.next_session_key();
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
@@ -368,7 +366,17 @@ async fn connect_session(
     ))
 }
 
-fn refresh_token(
+/// Tokens issued before an admin revocation (or without `iat`, once one exists) are refused.
+async fn is_revoked(
+    services: &Services,
+    user: &UserId,
+    issued_at_ms: Option<i64>,
+) -> Result<bool, ChatError> {
+    let before = services.store.tokens_revoked_before(user).await?;
+    Ok(before.is_some_and(|before| issued_at_ms.is_none_or(|issued| issued < before)))
+}
+
+async fn refresh_token(
     services: &Arc<Services>,
     core: &mut SessionCore,
     user: &UserId,
@@ -382,6 +390,9 @@ fn refresh_token(
         return Err(ChatError::PermissionDenied(
             "the new token is for another user",
         ));
+    }
+    if is_revoked(services, user, identity.issued_at_ms).await? {
+        return Err(ChatError::Unauthenticated);
     }
     core.on_refreshed(instant_at(services, identity.expires_at_ms));
     Ok(v1::reply::Result::Refresh(v1::RefreshResponse {
