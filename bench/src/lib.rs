@@ -1,2 +1,3 @@
 //! `chatwire-bench`: load generator for Chatwire servers and the peers it is compared with.
-//! Results and the commands that produced them live in `docs/benchmarks.md`.
+//! The binary (`src/main.rs`) drives a running server; results and the commands that produced
+//! them live in `docs/benchmarks.md`.
