@@ -1,6 +1,12 @@
 //! Assembles a server from its configuration: the embedded store, the in-process pipeline
-//! and fan-out, token checks, and the HTTP routes, served on a listener the caller binds (so
-//! tests bind port 0) until the caller's shutdown signal.
+//! and fan-out, token checks, the downstream event consumers (webhooks), and the HTTP routes,
+//! served on a listener the caller binds (so tests bind port 0) until the caller's shutdown
+//! signal.
+//!
+//! ```text
+//!  build: store ─ fan-out ─ consumers (data_dir/events/*.redb) ─ writers(publisher) ─ pipeline
+//!  serve: spawn consumers ─ HTTP until shutdown ─ drain sessions ─ stop consumers
+//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,9 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::{AuthError, TokenMinter, TokenVerifier};
 use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
+use crate::backend::events::RetryPolicy;
+use crate::backend::events_embedded::EventQueueOptions;
 use crate::backend::fanout::Fanout;
 use crate::backend::fanout_local::LocalFanout;
 use crate::backend::pipeline_local::LocalPipeline;
@@ -18,12 +27,15 @@ use crate::backend::store::Store;
 use crate::chat::draft::WriterConfig;
 use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, WebhookConfig};
 use crate::devdefaults;
 use crate::http::admin::AdminState;
 use crate::http::{AppState, router};
 use crate::session::core::SessionConfig;
 use crate::session::services::{Authenticate, Identity, Services, TokenRefusal, default_limits};
+use crate::webhook::{
+    Consumers, PushAudience, SigningKey, SigningKeys, StoreAudience, WebhookSender,
+};
 
 /// Writer shards of the embedded pipeline.
 const SHARDS: usize = 8;
@@ -55,6 +67,7 @@ impl Authenticate for TokenVerifier {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    consumers: Consumers,
 }
 
 impl Server {
@@ -76,6 +89,8 @@ impl Server {
         let verifier = TokenVerifier::from_config(&config.auth, Some(&dev.jwt_secret))
             .map_err(|e| StartError(e.to_string()))?;
         let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(Arc::clone(&clock)));
+        let consumers = open_consumers(config, &store, &fanout, &clock)?;
+        let publisher = consumers.publisher();
         let writer_config = WriterConfig {
             idempotency_window_ms: i64::try_from(config.storage.idempotency_window_ms)
                 .unwrap_or(i64::MAX),
@@ -89,6 +104,7 @@ impl Server {
                     Arc::clone(&clock),
                     writer_config,
                 )
+                .with_events(publisher.clone())
             })
             .collect();
         let pipeline = Arc::new(LocalPipeline::start(writers, SHARD_QUEUE));
@@ -112,12 +128,19 @@ impl Server {
             allowed_origins: config.allowed_origins(addr).into(),
             connections: Arc::default(),
             max_connections_per_ip: config.limits.max_connections_per_ip,
-            admin: Arc::new(AdminState::new(
-                dev.admin_key.clone(),
-                TokenMinter::from_config(&config.auth, Some(&dev.jwt_secret)).ok(),
-            )),
+            admin: Arc::new(
+                AdminState::new(
+                    dev.admin_key.clone(),
+                    TokenMinter::from_config(&config.auth, Some(&dev.jwt_secret)).ok(),
+                )
+                .with_event_queues(consumers.queues().to_vec()),
+            ),
         };
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            listener,
+            consumers,
+        })
     }
 
     /// The address the server listens on.
@@ -125,21 +148,109 @@ impl Server {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, then drains the sessions and stops the event
+    /// consumers.
     pub async fn serve(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop_consumers, consumers_stopped) = watch::channel(false);
+        let tasks = self.consumers.spawn(&consumers_stopped);
         let services = Arc::clone(&self.state.services);
         let drained = async move {
             shutdown.await;
             drain(&services).await;
         };
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(drained)
-            .await
+            .await;
+        // After the drain: the writers published their last batches, so the consumers may
+        // stop. A delivery cut short stays leased in its queue and is due again at restart.
+        let _ = stop_consumers.send(true);
+        let deadline = tokio::time::Instant::now() + CONSUMER_STOP_TIMEOUT;
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        served
     }
+}
+
+/// How long stopping waits for consumers to finish the delivery in hand.
+const CONSUMER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Events a consumer leases at once (the consumers' default batch).
+const CONSUMER_BATCH: i64 = 32;
+
+/// Opens the configured event consumers' queues under `data_dir/events` (none configured:
+/// nothing is opened and there is no publisher).
+fn open_consumers(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    fanout: &Arc<dyn Fanout>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Consumers, StartError> {
+    let events = &config.events;
+    let push = events
+        .push
+        .as_ref()
+        .map(|hook| {
+            let sender = webhook_sender("events.push", hook)?;
+            let audience: Arc<dyn PushAudience> =
+                Arc::new(StoreAudience::new(Arc::clone(store), Arc::clone(fanout)));
+            Ok::<_, StartError>((sender, audience))
+        })
+        .transpose()?;
+    let app = events
+        .app
+        .as_ref()
+        .map(|hook| webhook_sender("events.app", hook))
+        .transpose()?;
+    // A lease outlives a whole batch of slow requests, so a slow receiver does not get the
+    // same events twice; a lease only matters if a consumer task dies (a restart re-leases).
+    let slowest = [&events.push, &events.app]
+        .into_iter()
+        .flatten()
+        .map(|hook| i64::try_from(hook.timeout_ms).unwrap_or(i64::MAX))
+        .max()
+        .unwrap_or(0);
+    let default_lease = RetryPolicy::default().lease_timeout_ms;
+    let options = EventQueueOptions {
+        retry: RetryPolicy {
+            tiers_ms: events.retry_tiers(),
+            lease_timeout_ms: default_lease
+                .max(slowest.saturating_mul(CONSUMER_BATCH).saturating_add(1_000)),
+        },
+        sync: true,
+    };
+    Consumers::open(
+        &config.data_dir.join("events"),
+        &options,
+        push,
+        app,
+        Arc::clone(clock),
+    )
+    .map_err(|e| StartError(format!("event queues: {e}")))
+}
+
+/// A signed sender for the webhook section `name`; reads secret files.
+fn webhook_sender(name: &str, hook: &WebhookConfig) -> Result<WebhookSender, StartError> {
+    let keys = hook
+        .keys
+        .iter()
+        .map(|key| {
+            let secret = key
+                .secret_bytes(name)
+                .map_err(|e| StartError(e.to_string()))?;
+            SigningKey::new(key.id.clone(), secret)
+                .map_err(|e| StartError(format!("{name}.keys: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys = SigningKeys::new(keys).map_err(|e| StartError(format!("{name}.keys: {e}")))?;
+    WebhookSender::new(&hook.url, Arc::new(keys), hook.timeout())
+        .map_err(|e| StartError(format!("{name}: {e}")))
 }
 
 /// How long a drain waits for sessions to finish what is in flight.

@@ -302,16 +302,55 @@ async fn settings_roles_and_removal_go_through_the_writer() {
         })
         .collect();
     assert_eq!(roles, vec![("alice", "owner"), ("bob", "admin")]);
+    server.stop().await;
+}
+
+/// Retention of a room whose log lies in one time bucket: nothing to drop, however late the
+/// cut (the head's bucket is always kept); clients still read from seq 1. Rooms spread over
+/// several buckets are covered by `tests/retention.rs` and the store suite.
+#[tokio::test]
+async fn retention_keeps_the_head_bucket_and_reports_the_cut() {
+    // Week-long buckets: the whole test runs in one of them.
+    let server = TestServer::start_with(|c| {
+        c.storage.bucket_width_ms = chatwire_server::config::MAX_BUCKET_WIDTH_MS;
+    })
+    .await;
+    let admin = Admin::new(&server);
+    let alice = server.client("alice").await;
+    let room = group(&alice, &["bob"]).await;
+    alice.send(send(&room, "m1", "kept")).await.expect("send");
+    let path = format!("/admin/rooms/{room}/retention");
     let (status, body) = admin
         .post(
-            &format!("/admin/rooms/{room}/retention"),
+            &path,
+            json!({ "keep_after_ms": SystemClock.now_ms() + 60_000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "dropped_buckets": 0, "first_retained_seq": 1 })
+    );
+    let replay = alice
+        .subscribe(v1::SubscribeRequest {
+            room_id: room.clone(),
+            after_seq: 0,
+            limit: 0,
+        })
+        .await
+        .expect("subscribe");
+    assert_eq!(replay.first_visible_seq, 1);
+    assert_eq!(replay.events.first().map(|e| e.seq), Some(1));
+
+    let (status, body) = admin.post(&path, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = admin
+        .post(
+            "/admin/rooms/g:missing/retention",
             json!({ "keep_after_ms": 0 }),
         )
         .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_IMPLEMENTED, Some("UNIMPLEMENTED"))
-    );
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     server.stop().await;
 }
 

@@ -426,6 +426,7 @@ async fn offline_push_reaches_offline_members_with_mentions_over_mutes() {
 
     let consumer = WebhookConsumer::offline_push(
         Arc::clone(&queue),
+        Lane::High,
         sender(&url),
         audience.clone(),
         clock.clone(),
@@ -600,7 +601,7 @@ async fn configured_consumers_get_every_event_until_shutdown() {
     assert!(none.publisher().is_none() && none.queues().is_empty());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let tasks = consumers.spawn(&shutdown);
-    assert_eq!(tasks.len(), 4, "push, and app on each lane");
+    assert_eq!(tasks.len(), 6, "push and app, each on every lane");
 
     let batch = [message("g:both", 1, "alice", &[])];
     consumers

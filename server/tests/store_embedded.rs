@@ -1,5 +1,6 @@
 //! The storage suite against the embedded (redb) store, each store in a fresh temporary folder,
-//! plus the embedded store's own behaviours (the recorded bucket width, dedupe purging).
+//! plus the embedded store's own behaviours (the recorded bucket width, dedupe purging, the
+//! rows a retention cut removes).
 //!
 //! ```sh
 //! cargo test -p chatwire-server --test store_embedded
@@ -169,4 +170,85 @@ async fn purge_forgets_expired_dedupe_entries() {
             .expect("dedupe"),
         None
     );
+}
+
+#[tokio::test]
+async fn retention_removes_the_rows_of_dropped_buckets() {
+    use redb::{ReadableDatabase, TableDefinition};
+    const EVENTS: TableDefinition<'_, (&str, i64, u64), &[u8]> = TableDefinition::new("events");
+    const MESSAGES: TableDefinition<'_, (&str, i64, u64), &[u8]> = TableDefinition::new("messages");
+    const BUCKETS: TableDefinition<'_, (&str, i64), u64> = TableDefinition::new("buckets");
+    const STARTS: TableDefinition<'_, (&str, u64), i64> = TableDefinition::new("bucket_starts");
+    const EDITS: TableDefinition<'_, (&str, u64, u64), i64> = TableDefinition::new("edits");
+
+    let factory = embedded();
+    let (alice, room) = (user("alice"), room_id("g:rows"));
+    let mut script = RoomScript::new(&room);
+    let batch = store_suite::merge([
+        script.create(at(&factory, 0, 0), &alice),        // 1, 2
+        script.send(at(&factory, 0, 1), &alice, "a", 0),  // 3
+        script.edit(at(&factory, 1, 0), &alice, 3, "a2"), // 4
+        script.send(at(&factory, 2, 0), &alice, "b", 0),  // 5
+        script.edit(at(&factory, 4, 0), &alice, 5, "b2"), // 6
+        script.edit(at(&factory, 4, 1), &alice, 3, "a3"), // 7
+        script.send(at(&factory, 4, 2), &alice, "c", 0),  // 8
+    ]);
+    {
+        let store = EmbeddedStore::open(factory.dir.path(), options(WIDTH_MS)).expect("open");
+        apply(&store, &room, &batch).await;
+        let outcome = store
+            .apply_retention(&room, at(&factory, 3, 0))
+            .await
+            .expect("retention");
+        assert_eq!(
+            (outcome.dropped_buckets, outcome.first_retained_seq),
+            (3, 6)
+        );
+    }
+
+    let db = redb::Database::open(
+        factory
+            .dir
+            .path()
+            .join(chatwire_server::backend::embedded::FILE_NAME),
+    )
+    .expect("open database");
+    let txn = db.begin_read().expect("read");
+    let room = room.as_str();
+    let seqs = |table: TableDefinition<'_, (&str, i64, u64), &[u8]>| -> Vec<u64> {
+        txn.open_table(table)
+            .expect("table")
+            .range((room, i64::MIN, 0)..=(room, i64::MAX, u64::MAX))
+            .expect("range")
+            .map(|row| row.expect("row").0.value().2)
+            .collect()
+    };
+    assert_eq!(seqs(EVENTS), vec![6, 7, 8]);
+    assert_eq!(seqs(MESSAGES), vec![8]);
+    let buckets = txn.open_table(BUCKETS).expect("table");
+    let firsts: Vec<u64> = buckets
+        .range((room, i64::MIN)..=(room, i64::MAX))
+        .expect("range")
+        .map(|row| row.expect("row").1.value())
+        .collect();
+    assert_eq!(firsts, vec![6]);
+    let starts = txn.open_table(STARTS).expect("table");
+    let starts: Vec<u64> = starts
+        .range((room, 0)..=(room, u64::MAX))
+        .expect("range")
+        .map(|row| row.expect("row").0.value().1)
+        .collect();
+    assert_eq!(starts, vec![6]);
+    // The dropped edit (4) lost its row; the kept edits of dropped messages (6, 7) kept theirs.
+    let edits = txn.open_table(EDITS).expect("table");
+    let edits: Vec<(u64, u64)> = edits
+        .range((room, 0, 0)..=(room, u64::MAX, u64::MAX))
+        .expect("range")
+        .map(|row| {
+            let (key, _) = row.expect("row");
+            let (_, target, edit) = key.value();
+            (target, edit)
+        })
+        .collect();
+    assert_eq!(edits, vec![(3, 7), (5, 6)]);
 }

@@ -20,6 +20,8 @@ const MAX_BUCKETS: usize = 100_000;
 struct Bucket {
     tokens: f64,
     updated_ms: i64,
+    /// The rate the bucket was last taken at, to judge it by when forgetting full buckets.
+    rate: RateLimit,
 }
 
 /// In-process token buckets.
@@ -52,6 +54,7 @@ impl RateLimiter for LocalRateLimiter {
             // Forget buckets that have refilled: they hold no state worth keeping.
             buckets.retain(|_, b| {
                 let mut b = *b;
+                let rate = b.rate;
                 refill(&mut b, rate, now_ms);
                 b.tokens < f64::from(rate.burst)
             });
@@ -59,7 +62,9 @@ impl RateLimiter for LocalRateLimiter {
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: f64::from(rate.burst),
             updated_ms: now_ms,
+            rate,
         });
+        bucket.rate = rate;
         refill(bucket, rate, now_ms);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;

@@ -113,6 +113,16 @@ pub enum AppendOutcome {
     },
 }
 
+/// What a retention cut did ([`RoomLog::apply_retention`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// How many whole time buckets this call dropped: 0 when none was old enough (a repeat of
+    /// an earlier cut, a cut before it, or a room whose only bucket holds its head).
+    pub dropped_buckets: u64,
+    /// The room's lowest retained seq after the call: 1 when nothing was ever dropped.
+    pub first_retained_seq: u64,
+}
+
 /// Which messages a history page reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryAnchor {
@@ -232,7 +242,9 @@ pub trait RoomLog: Send + Sync + std::fmt::Debug {
     /// One message in its current state.
     async fn message(&self, room: &RoomId, seq: u64) -> Result<Option<v1::Message>, StoreError>;
 
-    /// The ordinal of the newest message with seq at or below `seq` (0 when none).
+    /// The ordinal of the newest message with seq at or below `seq` (0 when none). Messages
+    /// dropped by retention still count: where no retained message lies at or below `seq`
+    /// (`seq` below the retained seq included), it is the ordinal of the newest dropped one.
     async fn ordinal_at(&self, room: &RoomId, seq: u64) -> Result<u64, StoreError>;
 
     /// The dedupe entry of a sender's client_msg_id, if it has not expired at `now_ms`.
@@ -243,6 +255,29 @@ pub trait RoomLog: Send + Sync + std::fmt::Debug {
         client_msg_id: &str,
         now_ms: i64,
     ) -> Result<Option<DedupeEntry>, StoreError>;
+
+    /// Retention (DESIGN §5): drops every whole time bucket of the room that ends at or before
+    /// `keep_from_ms` (so every event in it is older than that), except the bucket holding the
+    /// head: its log events, message states, the index rows of its edits and its bucket index
+    /// rows. A bucket
+    /// that reaches `keep_from_ms` is kept whole. Records the room's lowest retained seq (the
+    /// first seq of the oldest kept bucket), which only moves forward: a repeat, or an earlier
+    /// `keep_from_ms`, drops nothing and changes nothing. Dedupe entries stay until they
+    /// expire. The head, the room row, the members and their watermarks are untouched.
+    ///
+    /// From then on the reads ([`read_events`](Self::read_events),
+    /// [`read_messages`](Self::read_messages), [`message`](Self::message)) return nothing below
+    /// the retained seq, and writes of an append to a message below it are skipped (the
+    /// message is gone). For a room that does not exist: nothing dropped, retained from 1.
+    async fn apply_retention(
+        &self,
+        room: &RoomId,
+        keep_from_ms: i64,
+    ) -> Result<RetentionOutcome, StoreError>;
+
+    /// The room's lowest retained seq: 1 while retention never dropped anything (and for a
+    /// room that does not exist).
+    async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError>;
 }
 
 /// Rooms, members and per-user room state (watermarks, mute).

@@ -2,14 +2,25 @@
 //! them to the room's state (authorize, dedupe, assign seqs and a timestamp that never goes
 //! backwards), appends the batch with one fenced write, then publishes the side effects and
 //! answers. The caller (a pipeline shard) guarantees one writer per room.
+//!
+//! ```text
+//!  append (the log: the truth) ──▶ fan-out (live sessions) ──▶ downstream events (webhooks)
+//! ```
+//!
+//! Downstream events (DESIGN §4.4) are queued after the fan-out, before the answer. A failed
+//! queue write is logged and not retried: the log already holds the batch, so the commands
+//! succeeded; the consumers miss those events (as they do when the process dies between the
+//! append and the queue write).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::command::{Outcome, RoomCommand};
+use super::downstream;
 use super::draft::{Draft, RoomState, WriterConfig};
 use super::error::ChatError;
 use super::ids::RoomId;
+use crate::backend::events::EventPublisher;
 use crate::backend::fanout::Fanout;
 use crate::backend::store::{AppendOutcome, Store};
 use crate::clock::Clock;
@@ -28,6 +39,7 @@ pub struct RoomWriter {
     clock: Arc<dyn Clock>,
     config: WriterConfig,
     cache: HashMap<RoomId, RoomState>,
+    events: Option<Arc<dyn EventPublisher>>,
 }
 
 impl RoomWriter {
@@ -44,7 +56,15 @@ impl RoomWriter {
             clock,
             config,
             cache: HashMap::new(),
+            events: None,
         }
+    }
+
+    /// Publishes the downstream events of every applied batch to `events` (none: nothing is
+    /// built or published, the default).
+    pub fn with_events(mut self, events: Option<Arc<dyn EventPublisher>>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Executes the commands of one room, in order, as one batch; one result per command.
@@ -106,10 +126,21 @@ impl RoomWriter {
             Err(err) => return Err(err.into()),
         }
         self.remember(room.clone(), sealed.state);
+        // Built before the events move into the fan-out (and only when someone consumes them).
+        let downstream = self
+            .events
+            .as_ref()
+            .map(|_| downstream::events_of_batch(&sealed.batch.events));
         self.fanout
             .publish_room(room, Arc::from(sealed.batch.events), &sealed.audience);
         for (user, event) in sealed.user_events {
             self.fanout.publish_user(&user, event, None);
+        }
+        if let (Some(events), Some(downstream)) = (&self.events, downstream)
+            && !downstream.is_empty()
+            && let Err(err) = events.publish(downstream).await
+        {
+            tracing::warn!(room = %room, error = %err, "downstream events not queued (the room log has them)");
         }
         Ok(Some(results))
     }

@@ -30,6 +30,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "session",
     "storage",
+    "events",
 ];
 
 /// Overrides from command-line flags, applied last.
@@ -72,6 +73,7 @@ impl ConfigSources {
 /// Loads and validates a configuration from `sources`.
 pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     let defaults = defaults_table()?;
+    let shape = shape_table()?;
     let mut table = defaults.clone();
     if let Some(path) = &sources.file {
         merge(&mut table, read_file(path)?);
@@ -80,7 +82,7 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     // Deterministic order; the keys are distinct paths, so order matters only for messages.
     vars.sort();
     for (var, value) in vars {
-        apply_env(&mut table, &defaults, var, value)?;
+        apply_env(&mut table, &defaults, &shape, var, value)?;
     }
     let mut config: Config = Value::Table(table)
         .try_into()
@@ -127,7 +129,20 @@ fn read_file(path: &Path) -> Result<Table, ConfigError> {
 }
 
 fn defaults_table() -> Result<Table, ConfigError> {
-    match Value::try_from(Config::default()) {
+    table_of(Config::default())
+}
+
+/// The defaults with the optional sections present (at their own defaults), so that a
+/// variable setting a key inside one (`CHATWIRE_EVENTS__APP__TIMEOUT_MS`) is typed after it.
+fn shape_table() -> Result<Table, ConfigError> {
+    let mut config = Config::default();
+    config.events.push = Some(super::WebhookConfig::default());
+    config.events.app = Some(super::WebhookConfig::default());
+    table_of(config)
+}
+
+fn table_of(config: Config) -> Result<Table, ConfigError> {
+    match Value::try_from(config) {
         Ok(Value::Table(t)) => Ok(t),
         Ok(_) => Err(ConfigError::Invalid(
             "defaults do not serialize to a table".into(),
@@ -141,6 +156,7 @@ fn defaults_table() -> Result<Table, ConfigError> {
 fn apply_env(
     table: &mut Table,
     defaults: &Table,
+    shape: &Table,
     var: &OsString,
     value: &OsString,
 ) -> Result<(), ConfigError> {
@@ -179,7 +195,7 @@ fn apply_env(
     let Some(raw) = value.to_str() else {
         return Err(err("value is not UTF-8".into()));
     };
-    let typed = typed_value(lookup(defaults, &path), raw).map_err(err)?;
+    let typed = typed_value(lookup(shape, &path), raw).map_err(err)?;
     // Alone on the defaults, so that a wrong key or value is blamed on this variable.
     let mut probe = defaults.clone();
     set_path(&mut probe, &path, typed.clone()).map_err(err)?;
@@ -217,12 +233,18 @@ fn typed_value(default: Option<&Value>, raw: &str) -> Result<Value, String> {
             "false" | "0" => Value::Boolean(false),
             _ => return Err(format!("{raw:?} is not true or false")),
         },
-        Some(Value::Array(_)) => Value::Array(
+        // Items are typed after the default's first item (text when the default is empty).
+        Some(Value::Array(items)) => Value::Array(
             raw.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
+                .map(|s| match items.first() {
+                    Some(first @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_))) => {
+                        typed_value(Some(first), s)
+                    }
+                    _ => Ok(Value::String(s.to_owned())),
+                })
+                .collect::<Result<_, _>>()?,
         ),
         Some(Value::Table(_)) => {
             return Err("names a section: set one of its keys (KEY__FIELD)".into());

@@ -30,8 +30,16 @@
 //!
 //! [session]
 //! heartbeat_interval_ms = 15000
+//!
+//! [events]
+//! retry_tiers_ms = [1000, 10000, 60000]
+//!
+//! [events.app]
+//! url = "http://hooks.internal:9000/chatwire"
+//! keys = [{ id = "2026-01", secret_file = "/etc/chatwire/app-hook-2026-01" }]
 //! ```
 
+mod events;
 mod load;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +48,11 @@ use std::path::PathBuf;
 use chatwire_protocol::limits;
 use serde::{Deserialize, Serialize};
 
+pub use events::{
+    DEFAULT_RETRY_TIERS_MS, DEFAULT_WEBHOOK_TIMEOUT_MS, EventsConfig, MAX_RETRY_TIER_MS,
+    MAX_RETRY_TIERS, MAX_WEBHOOK_TIMEOUT_MS, MIN_WEBHOOK_SECRET_BYTES, WebhookConfig,
+    WebhookKeyConfig,
+};
 pub use load::{CliOverrides, ConfigSources, ENV_CONFIG_FILE, ENV_PREFIX, load};
 
 /// Why the configuration could not be loaded.
@@ -106,6 +119,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// Room log layout and deduplication.
     pub storage: StorageConfig,
+    /// Downstream events: the offline push and app webhooks, and their retry tiers.
+    pub events: EventsConfig,
 }
 
 impl Default for Config {
@@ -119,6 +134,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             storage: StorageConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -555,7 +571,8 @@ impl Config {
         self.auth.validate()?;
         self.limits.validate()?;
         self.session.validate()?;
-        self.storage.validate()
+        self.storage.validate()?;
+        self.events.validate()
     }
 
     /// The server's own origins once bound to `bound`: `public_origin` when set, otherwise

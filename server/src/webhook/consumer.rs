@@ -112,15 +112,17 @@ impl WebhookConsumer {
         Self::new(queue, lane, Arc::new(AppWebhook::new(sender)), clock)
     }
 
-    /// The offline push consumer: new messages (high lane) for offline recipients.
+    /// The offline push consumer of one lane: new messages for offline recipients; other
+    /// events are acknowledged without a call (run one per lane so no lane piles up).
     pub fn offline_push(
         queue: Arc<dyn EventQueue>,
+        lane: Lane,
         sender: WebhookSender,
         audience: Arc<dyn PushAudience>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let handler = Arc::new(OfflinePush::new(sender, audience));
-        Self::new(queue, Lane::High, handler, clock)
+        Self::new(queue, lane, handler, clock)
     }
 
     /// How long to wait when the lane had nothing due.

@@ -47,9 +47,16 @@ impl Consumers {
         let mut consumers = Vec::new();
         if let Some((sender, audience)) = push {
             let queue = open_queue(dir, "push", options)?;
-            let consumer =
-                WebhookConsumer::offline_push(Arc::clone(&queue), sender, audience, clock.clone());
-            consumers.push(consumer.with_poll_interval(POLL_INTERVAL));
+            for lane in Lane::ALL {
+                let consumer = WebhookConsumer::offline_push(
+                    Arc::clone(&queue),
+                    lane,
+                    sender.clone(),
+                    Arc::clone(&audience),
+                    clock.clone(),
+                );
+                consumers.push(consumer.with_poll_interval(POLL_INTERVAL));
+            }
             queues.push(("push", queue));
         }
         if let Some(sender) = app {

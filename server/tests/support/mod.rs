@@ -5,5 +5,8 @@
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
 pub mod events_suite;
+pub mod fanout_suite;
+pub mod pipeline_suite;
+pub mod ratelimit_suite;
 pub mod server;
 pub mod store_suite;

@@ -120,6 +120,23 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// Calls the admin API with the admin key: `method path` (with its query string), no
+    /// body; the status and the body (JSON, or the text as a JSON string when it is not JSON).
+    pub async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
+        let response = within(
+            reqwest::Client::new()
+                .request(method, format!("{}{path}", self.http_url()))
+                .bearer_auth(self.admin_key())
+                .send(),
+        )
+        .await
+        .expect("admin request");
+        let status = response.status().as_u16();
+        let text = within(response.text()).await.expect("admin response body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+
     /// A WebSocket target for this server.
     pub fn target(&self) -> WsTarget {
         WsTarget::new(self.addr)

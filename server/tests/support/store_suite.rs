@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use chatwire_protocol::v1;
 use chatwire_protocol::v1::room_event::Kind;
 use chatwire_server::backend::store::{
-    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, PushToken, Store,
-    StoreError, UserRoom, Write,
+    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, PushToken,
+    RetentionOutcome, Store, StoreError, UserRoom, Write,
 };
 use chatwire_server::chat::ids::{RoomId, UserId};
 use prost::Message as _;
@@ -62,6 +62,11 @@ macro_rules! store_suite_tests {
             token_revocations_only_move_forward,
             durable_across_reopen,
             concurrent_appends_apply_once,
+            retention_drops_whole_old_buckets_only,
+            retention_keeps_the_head_bucket,
+            retention_is_idempotent_and_monotonic,
+            retention_survives_reopen,
+            reads_start_at_the_retained_seq,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1532,5 +1537,327 @@ pub async fn concurrent_appends_apply_once(factory: &dyn StoreFactory) {
     assert_eq!(
         store.head(&room).await.expect("head").map(|h| h.seq),
         Some(22)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviours: retention
+
+fn retention(dropped_buckets: u64, first_retained_seq: u64) -> RetentionOutcome {
+    RetentionOutcome {
+        dropped_buckets,
+        first_retained_seq,
+    }
+}
+
+async fn cut(store: &dyn Store, room: &RoomId, keep_from_ms: i64) -> RetentionOutcome {
+    store
+        .apply_retention(room, keep_from_ms)
+        .await
+        .expect("apply retention")
+}
+
+/// A room spread over buckets 0, 1, 3, 5 and 7 (the head's), applied:
+///
+/// | seq | bucket | event |
+/// | --- | --- | --- |
+/// | 1, 2 | 0 | created, alice joined |
+/// | 3 | 0 | m3 (ordinal 1) |
+/// | 4 | 1 | m4 (ordinal 2) |
+/// | 5 | 1 | edit of 3 |
+/// | 6 | 3 | m6 (ordinal 3) |
+/// | 7 | 5 (its very start) | edit of 6 |
+/// | 8 | 5 | m8 (ordinal 4) |
+/// | 9 | 7 | m9 (ordinal 5) |
+async fn spread_room(
+    factory: &dyn StoreFactory,
+    store: &dyn Store,
+    room: &str,
+    alice: &UserId,
+) -> RoomScript {
+    let mut script = created_room(factory, store, room, alice).await;
+    let batches = [
+        script.send(at(factory, 0, 1), alice, "m3", 0),
+        script.send(at(factory, 1, 0), alice, "m4", 0),
+        script.edit(at(factory, 1, 1), alice, 3, "m3 v2"),
+        script.send(at(factory, 3, 0), alice, "m6", 0),
+        script.edit(at(factory, 5, 0), alice, 6, "m6 v2"),
+        script.send(at(factory, 5, 1), alice, "m8", 0),
+        script.send(at(factory, 7, 0), alice, "m9", 0),
+    ];
+    for batch in &batches {
+        apply(store, &script.room, batch).await;
+    }
+    script
+}
+
+/// A cut drops exactly the whole buckets that end at or before it (bucket 3 ends where
+/// bucket 4 starts), with their events, messages and index rows; a bucket holding an event at
+/// the cut time is kept whole, and other rooms are untouched.
+pub async fn retention_drops_whole_old_buckets_only(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let alice = user("alice");
+    let script = spread_room(factory, &*store, "g:retain", &alice).await;
+    let room = script.room.clone();
+    // A neighbour whose id sorts right after, with events in the dropped time range.
+    let mut neighbour = RoomScript::new(&room_id("g:retain0"));
+    let batch = neighbour.create(at(factory, 0, 5), &alice);
+    apply(&*store, &neighbour.room, &batch).await;
+    let batch = neighbour.send(at(factory, 9, 0), &alice, "n", 0);
+    apply(&*store, &neighbour.room, &batch).await;
+    let head = store.head(&room).await.expect("head");
+
+    assert_eq!(store.retained_from(&room).await.expect("retained"), 1);
+    assert_eq!(
+        cut(&*store, &room, at(factory, 5, 0)).await,
+        retention(3, 7)
+    );
+    assert_eq!(store.retained_from(&room).await.expect("retained"), 7);
+    assert_eq!(
+        store.head(&room).await.expect("head"),
+        head,
+        "the head stays"
+    );
+    assert_eq!(
+        seqs_of_events(&all_events(&*store, &room).await),
+        vec![7, 8, 9]
+    );
+    let latest = store
+        .read_messages(&room, history(HistoryAnchor::Latest, 10))
+        .await
+        .expect("read");
+    assert_eq!(
+        latest.messages,
+        vec![script.messages[&9].clone(), script.messages[&8].clone()]
+    );
+    assert!(!latest.has_more);
+    for seq in [3, 4, 6] {
+        assert_eq!(store.message(&room, seq).await.expect("message"), None);
+    }
+    assert_eq!(
+        store.message(&room, 8).await.expect("message"),
+        Some(script.messages[&8].clone())
+    );
+    let snapshot = store.load_room(&room).await.expect("load").expect("exists");
+    assert_eq!((snapshot.head, snapshot.members.len()), (script.head, 1));
+
+    assert_eq!(
+        seqs_of_events(&all_events(&*store, &neighbour.room).await),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        store
+            .retained_from(&neighbour.room)
+            .await
+            .expect("retained"),
+        1
+    );
+}
+
+/// The bucket holding the head is never dropped, however late the cut; a room that lives in
+/// one bucket keeps everything. A room that does not exist is left alone.
+pub async fn retention_keeps_the_head_bucket(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let alice = user("alice");
+    let mut script = created_room(factory, &*store, "g:headbucket", &alice).await;
+    let room = script.room.clone();
+    let batch = script.send(at(factory, 0, 1), &alice, "m3", 0);
+    apply(&*store, &room, &batch).await;
+    let far = at(factory, 1_000, 0);
+
+    assert_eq!(cut(&*store, &room, far).await, retention(0, 1));
+    assert_eq!(
+        seqs_of_events(&all_events(&*store, &room).await),
+        vec![1, 2, 3]
+    );
+    assert_eq!(store.retained_from(&room).await.expect("retained"), 1);
+
+    let later = merge([
+        script.send(at(factory, 2, 0), &alice, "m4", 0),
+        script.rename(at(factory, 2, 1), &alice, "later"),
+    ]);
+    apply(&*store, &room, &later).await;
+    assert_eq!(cut(&*store, &room, far).await, retention(1, 4));
+    assert_eq!(
+        seqs_of_events(&all_events(&*store, &room).await),
+        vec![4, 5]
+    );
+    assert_eq!(
+        page(&*store, &room, history(HistoryAnchor::Latest, 10)).await,
+        (vec![4], false)
+    );
+
+    let unknown = room_id("g:nothing");
+    assert_eq!(cut(&*store, &unknown, far).await, retention(0, 1));
+    assert_eq!(store.retained_from(&unknown).await.expect("retained"), 1);
+    assert_eq!(store.head(&unknown).await.expect("head"), None);
+}
+
+/// The retained seq only moves forward: repeating a cut, or cutting earlier, changes nothing;
+/// a later cut drops more.
+pub async fn retention_is_idempotent_and_monotonic(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let alice = user("alice");
+    let script = spread_room(factory, &*store, "g:monotonic", &alice).await;
+    let room = script.room.clone();
+
+    // Bucket 3 reaches the cut: kept whole.
+    assert_eq!(
+        cut(&*store, &room, at(factory, 3, 999)).await,
+        retention(2, 6)
+    );
+    let events = all_events(&*store, &room).await;
+    assert_eq!(seqs_of_events(&events), vec![6, 7, 8, 9]);
+    assert_eq!(
+        cut(&*store, &room, at(factory, 3, 999)).await,
+        retention(0, 6)
+    );
+    assert_eq!(
+        cut(&*store, &room, at(factory, 1, 0)).await,
+        retention(0, 6)
+    );
+    assert_eq!(cut(&*store, &room, i64::MIN).await, retention(0, 6));
+    assert_eq!(store.retained_from(&room).await.expect("retained"), 6);
+    assert_eq!(all_events(&*store, &room).await, events);
+
+    assert_eq!(
+        cut(&*store, &room, at(factory, 6, 0)).await,
+        retention(2, 9)
+    );
+    assert_eq!(seqs_of_events(&all_events(&*store, &room).await), vec![9]);
+    assert_eq!(
+        cut(&*store, &room, at(factory, 2, 0)).await,
+        retention(0, 9)
+    );
+    assert_eq!(store.retained_from(&room).await.expect("retained"), 9);
+}
+
+/// A cut is durable: after a reopen the reads still start at the retained seq, the cut is
+/// not undone by a repeat, and the log goes on; a member joining later starts with the
+/// dropped messages counted (its read ordinal is the head's).
+pub async fn retention_survives_reopen(factory: &dyn StoreFactory) {
+    let alice = user("alice");
+    let (mut script, events) = {
+        let store = factory.open().await;
+        let script = spread_room(factory, &*store, "g:retained", &alice).await;
+        assert_eq!(
+            cut(&*store, &script.room, at(factory, 5, 0)).await,
+            retention(3, 7)
+        );
+        let events = all_events(&*store, &script.room).await;
+        (script, events)
+    };
+    let room = script.room.clone();
+
+    let store = factory.open().await;
+    assert_eq!(store.retained_from(&room).await.expect("retained"), 7);
+    assert_eq!(all_events(&*store, &room).await, events);
+    assert_eq!(seqs_of_events(&events), vec![7, 8, 9]);
+    assert_eq!(store.message(&room, 6).await.expect("message"), None);
+    assert_eq!(
+        cut(&*store, &room, at(factory, 5, 0)).await,
+        retention(0, 7)
+    );
+
+    let bob = user("bob");
+    let join = script.join(at(factory, 8, 0), &bob, v1::Role::Member);
+    apply(&*store, &room, &join).await;
+    let joined = store
+        .user_room(&bob, &room)
+        .await
+        .expect("user room")
+        .expect("member");
+    assert_eq!((joined.read_seq, joined.read_ordinal), (9, 5));
+    assert_eq!(
+        seqs_of_events(&all_events(&*store, &room).await),
+        vec![7, 8, 9, 10]
+    );
+    assert_eq!(
+        store.head(&room).await.expect("head").map(|h| h.seq),
+        Some(10)
+    );
+}
+
+/// Every read starts at the retained seq whatever it asks for: events, history in each
+/// direction (a `before` page reaching it has no more), single messages; ordinals still count
+/// the dropped messages. Writes racing the cut that target dropped messages are skipped,
+/// except that a redaction still clears the message's kept edits.
+pub async fn reads_start_at_the_retained_seq(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let alice = user("alice");
+    let mut script = spread_room(factory, &*store, "g:reads", &alice).await;
+    let room = script.room.clone();
+    assert_eq!(
+        cut(&*store, &room, at(factory, 4, 0)).await,
+        retention(3, 7)
+    );
+
+    for after in [0, 1, 5, 6] {
+        let events = store
+            .read_events(&room, after, 2, usize::MAX)
+            .await
+            .expect("read");
+        assert_eq!(seqs_of_events(&events), vec![7, 8], "after {after}");
+    }
+    let events = store
+        .read_events(&room, 7, 10, usize::MAX)
+        .await
+        .expect("read");
+    assert_eq!(seqs_of_events(&events), vec![8, 9]);
+
+    for min_seq in [0, 1, 4, 7] {
+        let query = |anchor, limit| HistoryQuery {
+            min_seq,
+            ..history(anchor, limit)
+        };
+        let latest = query(HistoryAnchor::Latest, 10);
+        assert_eq!(page(&*store, &room, latest).await, (vec![9, 8], false));
+        let before = query(HistoryAnchor::Before(9), 10);
+        assert_eq!(page(&*store, &room, before).await, (vec![8], false));
+        let before = query(HistoryAnchor::Before(8), 10);
+        assert_eq!(page(&*store, &room, before).await, (vec![], false));
+        let after = query(HistoryAnchor::After(0), 1);
+        assert_eq!(page(&*store, &room, after).await, (vec![8], true));
+        let after = query(HistoryAnchor::After(3), 10);
+        assert_eq!(page(&*store, &room, after).await, (vec![8, 9], false));
+    }
+    for seq in 0..7 {
+        assert_eq!(store.message(&room, seq).await.expect("message"), None);
+    }
+    // Ordinals: the newest dropped message (m6) is 3; below the cut it answers that too.
+    let ordinals = [(1, 3), (6, 3), (7, 3), (8, 4), (9, 5), (u64::MAX, 5)];
+    for (seq, ordinal) in ordinals {
+        assert_eq!(
+            store.ordinal_at(&room, seq).await.expect("ordinal"),
+            ordinal,
+            "seq {seq}"
+        );
+    }
+
+    // A writer that read messages 4 and 6 just before the cut.
+    let late = merge([
+        script.react(at(factory, 7, 1), &alice, 4, "+1"), // 10
+        script.edit(at(factory, 7, 2), &alice, 4, "m4 v2"), // 11
+        script.delete(at(factory, 7, 3), &alice, 6),      // 12
+    ]);
+    apply(&*store, &room, &late).await;
+    let events = all_events(&*store, &room).await;
+    assert_eq!(seqs_of_events(&events), vec![7, 8, 9, 10, 11, 12]);
+    match &events[0].kind {
+        Some(Kind::MessageEdited(edit)) => {
+            assert_eq!(edit.target_seq, 6);
+            assert!(
+                edit.redacted,
+                "the kept edit of a dropped message is cleared"
+            );
+            assert_eq!(edit.content, None);
+        }
+        other => panic!("seq 7 is not a MessageEdited: {other:?}"),
+    }
+    assert_eq!(store.message(&room, 4).await.expect("message"), None);
+    assert_eq!(store.message(&room, 6).await.expect("message"), None);
+    assert_eq!(
+        page(&*store, &room, history(HistoryAnchor::Latest, 10)).await,
+        (vec![9, 8], false)
     );
 }

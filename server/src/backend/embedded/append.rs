@@ -1,5 +1,9 @@
 //! The fenced append: check the head, write the events, the bucket index and the
 //! materialization writes, move the head, all in one write transaction.
+//!
+//! Retention (`retention.rs`) may have dropped the messages a batch's writes target (the writer
+//! read them just before the cut): those writes are skipped, since the message is gone (a
+//! redaction still clears the kept edits of such a message).
 
 use chatwire_protocol::v1;
 use chatwire_protocol::v1::room_event::Kind;
@@ -10,8 +14,8 @@ use super::directory::{put_member, raise_watermarks};
 use super::fail::{Fail, corrupt};
 use super::records::{DedupeRecord, decode, encode};
 use super::tables::{
-    BUCKET_STARTS, BUCKETS, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES, ROOMS,
-    USER_ROOMS, bucket_of,
+    BUCKET_STARTS, BUCKETS, Cut, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES,
+    RETENTION, ROOMS, USER_ROOMS, bucket_of, read_cut,
 };
 use crate::backend::store::{AppendOutcome, Batch, Head, Write};
 use crate::chat::ids::UserId;
@@ -28,11 +32,14 @@ pub(super) struct LogTables<'txn> {
     pub(super) user_rooms: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) dedupe: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
     pub(super) dedupe_expiry: Table<'txn, (i64, &'static str, &'static str, &'static str), ()>,
+    /// The room's retention cut: nothing below `cut.from` is stored any more.
+    pub(super) cut: Cut,
 }
 
 impl<'txn> LogTables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, Fail> {
+    fn open(txn: &'txn WriteTransaction, room: &str) -> Result<Self, Fail> {
         Ok(Self {
+            cut: read_cut(&txn.open_table(RETENTION)?, room)?,
             events: txn.open_table(EVENTS)?,
             buckets: txn.open_table(BUCKETS)?,
             starts: txn.open_table(BUCKET_STARTS)?,
@@ -79,7 +86,7 @@ pub(super) fn append(
     }
     check_batch(&current, batch)?;
     {
-        let mut tables = LogTables::open(&txn)?;
+        let mut tables = LogTables::open(&txn, room)?;
         write_events(inner, &mut tables, room, expected, &batch.events)?;
         for write in &batch.writes {
             apply(&mut tables, room, batch.head.seq, write)?;
@@ -200,6 +207,9 @@ fn put_message(
             message.seq
         )));
     }
+    if message.seq < tables.cut.from {
+        return Ok(());
+    }
     let bucket = bucket_of(&tables.starts, room, message.seq)?
         .ok_or_else(|| corrupt(format!("no bucket holds seq {}", message.seq)))?;
     tables
@@ -209,27 +219,14 @@ fn put_message(
 }
 
 /// Clears a message's content from its `MessageCreated` event, from every `MessageEdited`
-/// event targeting it and from its current state, keeping the seqs.
+/// event targeting it and from its current state, keeping the seqs. Of a message dropped by
+/// retention only the edits it kept are left to clear.
 fn redact(tables: &mut LogTables<'_>, room: &str, target_seq: u64) -> Result<(), Fail> {
-    let bucket = bucket_of(&tables.starts, room, target_seq)?
-        .ok_or_else(|| corrupt(format!("redaction of unknown seq {target_seq}")))?;
-    let created_key = (room, bucket, target_seq);
-    let mut created = read_event(&tables.events, created_key)?
-        .ok_or_else(|| corrupt(format!("redaction of unknown seq {target_seq}")))?;
-    match &mut created.kind {
-        Some(Kind::MessageCreated(message)) => {
-            message.content = None;
-            message.redacted = true;
-        }
-        _ => {
-            return Err(corrupt(format!(
-                "redaction of non-message seq {target_seq}"
-            )));
-        }
-    }
-    tables
-        .events
-        .insert(created_key, encode(&created).as_slice())?;
+    let created_key = if target_seq < tables.cut.from {
+        None
+    } else {
+        Some(redact_created(tables, room, target_seq)?)
+    };
 
     let mut edits = Vec::new();
     for entry in tables
@@ -251,6 +248,9 @@ fn redact(tables: &mut LogTables<'_>, room: &str, target_seq: u64) -> Result<(),
         }
     }
 
+    let Some(created_key) = created_key else {
+        return Ok(());
+    };
     let state = tables
         .messages
         .get(created_key)?
@@ -265,6 +265,34 @@ fn redact(tables: &mut LogTables<'_>, room: &str, target_seq: u64) -> Result<(),
             .insert(created_key, encode(&message).as_slice())?;
     }
     Ok(())
+}
+
+/// Clears the content of a message's `MessageCreated` event; returns its key.
+fn redact_created<'a>(
+    tables: &mut LogTables<'_>,
+    room: &'a str,
+    target_seq: u64,
+) -> Result<(&'a str, i64, u64), Fail> {
+    let bucket = bucket_of(&tables.starts, room, target_seq)?
+        .ok_or_else(|| corrupt(format!("redaction of unknown seq {target_seq}")))?;
+    let created_key = (room, bucket, target_seq);
+    let mut created = read_event(&tables.events, created_key)?
+        .ok_or_else(|| corrupt(format!("redaction of unknown seq {target_seq}")))?;
+    match &mut created.kind {
+        Some(Kind::MessageCreated(message)) => {
+            message.content = None;
+            message.redacted = true;
+        }
+        _ => {
+            return Err(corrupt(format!(
+                "redaction of non-message seq {target_seq}"
+            )));
+        }
+    }
+    tables
+        .events
+        .insert(created_key, encode(&created).as_slice())?;
+    Ok(created_key)
 }
 
 fn read_event<T>(events: &T, key: (&str, i64, u64)) -> Result<Option<v1::RoomEvent>, Fail>

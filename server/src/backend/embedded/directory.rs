@@ -43,7 +43,13 @@ pub(super) fn put_member(
                 role: member.role,
                 joined_seq: member.joined_seq,
                 read_seq: watermark,
-                read_ordinal: ordinal_at_in(&tables.messages, &tables.starts, room, watermark)?,
+                read_ordinal: ordinal_at_in(
+                    &tables.messages,
+                    &tables.starts,
+                    tables.cut,
+                    room,
+                    watermark,
+                )?,
                 delivered_seq: watermark,
                 muted_until_ms: 0,
             }

@@ -2,7 +2,8 @@
 //!
 //! Both views scan one key range `(room, bucket, seq)`: the bucket index turns the seq bounds
 //! into bucket bounds, and since buckets rise with the seq, the key order is the seq order and
-//! empty time windows cost nothing.
+//! empty time windows cost nothing. Every read starts at the room's retention cut
+//! (`retention.rs`): nothing below it is returned, even a row a cut left behind.
 
 use std::ops::Bound;
 
@@ -13,13 +14,15 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::append::{append, read_head};
 use super::fail::{Fail, corrupt};
 use super::records::{DedupeRecord, decode};
+use super::retention::{apply_retention, retained_from};
 use super::tables::{
-    BUCKET_STARTS, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, ROOMS, bucket_of, seq_key_range,
+    BUCKET_STARTS, Cut, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, RETENTION, ROOMS, bucket_of,
+    read_cut, seq_key_range,
 };
 use super::{EmbeddedStore, Inner};
 use crate::backend::store::{
-    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, MessagePage, RoomLog,
-    RoomSnapshot, StoreError,
+    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, MessagePage,
+    RetentionOutcome, RoomLog, RoomSnapshot, StoreError,
 };
 use crate::chat::ids::{RoomId, UserId};
 
@@ -53,10 +56,12 @@ impl Pager {
     }
 }
 
-/// The ordinal of the newest message at or below `seq`, 0 when none.
+/// The ordinal of the newest message at or below `seq`, 0 when none. Messages dropped by the
+/// retention `cut` count as the newest dropped one's ordinal.
 pub(super) fn ordinal_at_in<M, S>(
     messages: &M,
     starts: &S,
+    cut: Cut,
     room: &str,
     seq: u64,
 ) -> Result<u64, Fail>
@@ -64,12 +69,12 @@ where
     M: ReadableTable<(&'static str, i64, u64), &'static [u8]>,
     S: ReadableTable<(&'static str, u64), i64>,
 {
-    let Some(range) = seq_key_range(starts, room, 1, seq)? else {
-        return Ok(0);
+    let Some(range) = seq_key_range(starts, room, cut.from, seq)? else {
+        return Ok(cut.ordinal);
     };
     match messages.range(range)?.next_back() {
         Some(entry) => Ok(decode::<v1::Message>(entry?.1.value())?.ordinal),
-        None => Ok(0),
+        None => Ok(cut.ordinal),
     }
 }
 
@@ -108,9 +113,10 @@ fn read_events(
     max_bytes: usize,
 ) -> Result<Vec<v1::RoomEvent>, Fail> {
     let txn = inner.db.begin_read()?;
+    let cut = read_cut(&txn.open_table(RETENTION)?, room)?;
     let starts = txn.open_table(BUCKET_STARTS)?;
     let events = txn.open_table(EVENTS)?;
-    let Some(first) = after_seq.checked_add(1) else {
+    let Some(first) = after_seq.checked_add(1).map(|first| first.max(cut.from)) else {
         return Ok(Vec::new());
     };
     let Some(range) = seq_key_range(&starts, room, first, u64::MAX)? else {
@@ -141,10 +147,15 @@ fn history_bounds(query: &HistoryQuery) -> Option<(u64, u64, bool)> {
 }
 
 fn read_messages(inner: &Inner, room: &str, query: HistoryQuery) -> Result<MessagePage, Fail> {
+    let txn = inner.db.begin_read()?;
+    let cut = read_cut(&txn.open_table(RETENTION)?, room)?;
+    let query = HistoryQuery {
+        min_seq: query.min_seq.max(cut.from),
+        ..query
+    };
     let Some((low, high, newest_first)) = history_bounds(&query) else {
         return Ok(MessagePage::default());
     };
-    let txn = inner.db.begin_read()?;
     let starts = txn.open_table(BUCKET_STARTS)?;
     let messages = txn.open_table(MESSAGES)?;
     let Some(range) = seq_key_range(&starts, room, low, high)? else {
@@ -177,6 +188,9 @@ fn read_messages(inner: &Inner, room: &str, query: HistoryQuery) -> Result<Messa
 
 fn message(inner: &Inner, room: &str, seq: u64) -> Result<Option<v1::Message>, Fail> {
     let txn = inner.db.begin_read()?;
+    if seq < read_cut(&txn.open_table(RETENTION)?, room)?.from {
+        return Ok(None);
+    }
     let starts = txn.open_table(BUCKET_STARTS)?;
     let Some(bucket) = bucket_of(&starts, room, seq)? else {
         return Ok(None);
@@ -266,7 +280,8 @@ impl RoomLog for EmbeddedStore {
             let txn = inner.db.begin_read()?;
             let messages = txn.open_table(MESSAGES)?;
             let starts = txn.open_table(BUCKET_STARTS)?;
-            ordinal_at_in(&messages, &starts, room.as_str(), seq)
+            let cut = read_cut(&txn.open_table(RETENTION)?, room.as_str())?;
+            ordinal_at_in(&messages, &starts, cut, room.as_str(), seq)
         })
         .await
     }
@@ -280,6 +295,22 @@ impl RoomLog for EmbeddedStore {
     ) -> Result<Option<DedupeEntry>, StoreError> {
         let (room, sender, id) = (room.clone(), sender.clone(), client_msg_id.to_owned());
         self.run(move |inner| dedupe(inner, room.as_str(), sender.as_str(), &id, now_ms))
+            .await
+    }
+
+    async fn apply_retention(
+        &self,
+        room: &RoomId,
+        keep_from_ms: i64,
+    ) -> Result<RetentionOutcome, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| apply_retention(inner, room.as_str(), keep_from_ms))
+            .await
+    }
+
+    async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
+        let room = room.clone();
+        self.run(move |inner| retained_from(inner, room.as_str()))
             .await
     }
 }

@@ -17,6 +17,7 @@ mod directory;
 mod fail;
 mod log;
 mod records;
+mod retention;
 mod tables;
 
 use std::fmt;

@@ -11,6 +11,7 @@
 //! | `bucket_starts` | (room, first seq) | bucket (the same index, searchable by seq) |
 //! | `messages` | (room, bucket, seq) | `v1::Message` (current state) |
 //! | `edits` | (room, target seq, edit seq) | bucket of the edit event |
+//! | `retention` | room | (lowest retained seq, ordinal of the newest dropped message) |
 //! | `rooms` | room | `v1::Room` |
 //! | `members` | (room, user) | `v1::Member` |
 //! | `user_rooms` | (user, room) | [`UserRoomRecord`](super::records::UserRoomRecord) |
@@ -43,6 +44,10 @@ pub(super) const MESSAGES: TableDefinition<'_, (&str, i64, u64), &[u8]> =
     TableDefinition::new("messages");
 /// Edits of each message: `(room, target seq, edit seq) -> bucket of the edit`.
 pub(super) const EDITS: TableDefinition<'_, (&str, u64, u64), i64> = TableDefinition::new("edits");
+/// Retention cuts: `room -> (lowest retained seq, ordinal of the newest dropped message)`;
+/// no row while nothing was dropped.
+pub(super) const RETENTION: TableDefinition<'_, &str, (u64, u64)> =
+    TableDefinition::new("retention");
 /// Room settings.
 pub(super) const ROOMS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("rooms");
 /// Memberships.
@@ -77,6 +82,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(BUCKET_STARTS)?;
     txn.open_table(MESSAGES)?;
     txn.open_table(EDITS)?;
+    txn.open_table(RETENTION)?;
     txn.open_table(ROOMS)?;
     txn.open_table(MEMBERS)?;
     txn.open_table(USER_ROOMS)?;
@@ -99,6 +105,38 @@ where
         Some(entry) => Ok(Some(entry?.1.value())),
         None => Ok(None),
     }
+}
+
+/// A room's retention cut: nothing below `from` is stored any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cut {
+    /// The lowest retained seq; 1 while nothing was dropped.
+    pub(super) from: u64,
+    /// The ordinal of the newest dropped message; 0 while none was.
+    pub(super) ordinal: u64,
+}
+
+impl Default for Cut {
+    fn default() -> Self {
+        Self {
+            from: 1,
+            ordinal: 0,
+        }
+    }
+}
+
+/// The retention cut of `room` (the default when retention never dropped anything).
+pub(super) fn read_cut<T>(retention: &T, room: &str) -> Result<Cut, Fail>
+where
+    T: ReadableTable<&'static str, (u64, u64)>,
+{
+    Ok(retention
+        .get(room)?
+        .map(|row| {
+            let (from, ordinal) = row.value();
+            Cut { from, ordinal }
+        })
+        .unwrap_or_default())
 }
 
 /// A key range of the tables keyed `(room, bucket, seq)`.

@@ -1,5 +1,5 @@
 //! `/admin/rooms/{room_id}/messages`, `/history`, `/retention`: server-side sends (bots and
-//! system messages), history as JSON, moderation deletes.
+//! system messages), history as JSON, moderation deletes, retention cuts.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -175,23 +175,56 @@ pub(super) async fn delete(
 /// A retention cut.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(super) struct Retention {
-    /// Keep the buckets holding events after this time, Unix ms.
+    /// Drop the whole time buckets that end at or before this time, Unix ms: events at or
+    /// after it are always kept, and so is every event of a bucket that reaches it.
     pub(super) keep_after_ms: i64,
 }
 
-/// Not implemented yet: always 501. Dropping whole old buckets needs the session reads to
-/// report the lowest retained seq as the first visible one (docs/protocol.md R-6.5.1), which
-/// they do not yet; dropping them before would make replay look like a gap.
+/// What a retention cut did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct RetentionApplied {
+    /// Whole time buckets dropped by this call; 0 when none was old enough (a repeat, or a
+    /// time before an earlier cut).
+    pub(super) dropped_buckets: u64,
+    /// The room's lowest retained seq after the call (1 when nothing was ever dropped):
+    /// clients' History and Subscribe report it as `first_visible_seq` (R-6.5.1).
+    pub(super) first_retained_seq: u64,
+}
+
+/// Retention (DESIGN §5): drops the room's whole time buckets that end at or before
+/// `keep_after_ms` (never the bucket holding the head): their log events, message states and
+/// index rows. The lowest retained seq only moves forward; running the same cut again changes
+/// nothing. Client reads then start at it (docs/protocol.md R-6.5.1, R-10.1.1).
+///
+/// It goes to the store directly, not through the room's writer: the cut moves no head and
+/// writes no event, and changes nothing a writer keeps (head, settings, members). The store
+/// runs it atomically between two appends, reading the head they left, and an append whose
+/// writes target a message the cut just dropped skips them.
 #[utoipa::path(post, path = "/rooms/{room_id}/retention", tag = "messages",
     request_body = Retention,
     params(("room_id" = String, Path, description = "The room")),
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub(super) async fn retention(Path(room_id): Path<String>, Body(r): Body<Retention>) -> ApiError {
-    let _ = (room_id, r.keep_after_ms);
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "UNIMPLEMENTED",
-        "retention is not implemented yet: dropping old buckets needs reads to report the \
-         lowest retained seq (docs/protocol.md R-6.5.1); see docs/operations.md",
-    )
+    responses((status = 200, description = "Applied", body = RetentionApplied),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn retention(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    Body(r): Body<Retention>,
+) -> ApiResult<Json<RetentionApplied>> {
+    let room = extract::room(&room_id)?;
+    let store = &state.services.store;
+    if store.head(&room).await?.is_none() {
+        return Err(ChatError::NotFound.into());
+    }
+    let outcome = store.apply_retention(&room, r.keep_after_ms).await?;
+    tracing::info!(
+        room = %room,
+        keep_after_ms = r.keep_after_ms,
+        dropped_buckets = outcome.dropped_buckets,
+        first_retained_seq = outcome.first_retained_seq,
+        "retention applied"
+    );
+    Ok(Json(RetentionApplied {
+        dropped_buckets: outcome.dropped_buckets,
+        first_retained_seq: outcome.first_retained_seq,
+    }))
 }

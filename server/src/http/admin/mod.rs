@@ -12,13 +12,16 @@
 //! and delivered live; the admin API acts with `privileged: true` (owner rights without
 //! membership) as the user `system` unless a request names another actor (a send's `sender`).
 //! Creating a room is the exception: it runs unprivileged as the given owner, exactly as that
-//! user's own CreateGroup would. Reads go to the store directly and see the whole log.
-//! What it does not do: DLQ list and replay, the dashboard, retention (answers 501, see
-//! `docs/operations.md`).
+//! user's own CreateGroup would. Reads go to the store directly and see the whole log, and so
+//! does retention (it moves no head and writes no event; see `messages::retention`).
+//! Downstream event queues (webhook consumers) are inspected under `/admin/events`: dead
+//! letters listed and replayed, lane depths.
+//! What it does not do: the dashboard.
 
 mod auth;
 mod erase;
 mod error;
+mod events;
 mod extract;
 mod messages;
 mod ops;
@@ -27,6 +30,7 @@ mod tokens;
 mod users;
 mod views;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -42,6 +46,7 @@ pub use error::{ApiError, ErrorBody};
 
 use super::AppState;
 use crate::auth::TokenMinter;
+use crate::backend::events::EventQueue;
 use crate::chat::command::{Outcome, RoomCommand, RoomOp};
 use crate::chat::ids::{RoomId, UserId};
 use crate::session::services::Services;
@@ -55,6 +60,7 @@ pub struct AdminState {
     minter: Option<TokenMinter>,
     started: Instant,
     requests: AtomicU64,
+    event_queues: Vec<(&'static str, Arc<dyn EventQueue>)>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -62,6 +68,14 @@ impl std::fmt::Debug for AdminState {
         f.debug_struct("AdminState")
             .field("minter", &self.minter)
             .field("started", &self.started)
+            .field(
+                "event_queues",
+                &self
+                    .event_queues
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +88,19 @@ impl AdminState {
             minter,
             started: Instant::now(),
             requests: AtomicU64::new(0),
+            event_queues: Vec::new(),
         }
+    }
+
+    /// The downstream event consumers' queues by name (`push`, `app`), for the dead-letter
+    /// endpoints, stats and metrics.
+    pub fn with_event_queues(mut self, queues: Vec<(&'static str, Arc<dyn EventQueue>)>) -> Self {
+        self.event_queues = queues;
+        self
+    }
+
+    fn event_queues(&self) -> &[(&'static str, Arc<dyn EventQueue>)] {
+        &self.event_queues
     }
 
     fn key_matches(&self, given: &str) -> bool {
@@ -95,7 +121,8 @@ impl AdminState {
     info(
         title = "Chatwire admin API",
         description = "Operate a Chatwire gateway: rooms, members, server-side sends, history, \
-                       moderation, revocation, erasure, development tokens and stats. Every \
+                       moderation, revocation, erasure, development tokens, webhook dead \
+                       letters and stats. Every \
                        `/admin` endpoint needs `Authorization: Bearer <admin key>`; errors are \
                        `{\"code\", \"message\"}` JSON."
     ),
@@ -107,6 +134,7 @@ impl AdminState {
         (name = "messages", description = "Server-side sends, history, moderation"),
         (name = "users", description = "User rooms, presence, revocation, erasure"),
         (name = "tokens", description = "Development tokens"),
+        (name = "events", description = "Webhook consumers: dead letters, lane depths"),
         (name = "ops", description = "Stats, readiness, metrics"),
     )
 )]
@@ -148,6 +176,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .routes(routes!(erase::erase))
         .routes(routes!(tokens::mint))
         .routes(routes!(ops::stats))
+        .routes(routes!(events::dead_letters))
+        .routes(routes!(events::replay))
+        .routes(routes!(events::stats))
         .fallback(|| async { ApiError::no_route() })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -90,6 +90,49 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, labels: &str, va
     );
 }
 
+/// The webhook consumers' lane depths and dead-letter queue sizes (nothing when no consumer is
+/// configured; a queue that does not answer is logged and left out).
+async fn event_metrics(out: &mut String, state: &AppState) {
+    let consumers = match super::events::consumer_stats(state).await {
+        Ok(consumers) if !consumers.is_empty() => consumers,
+        Ok(_) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics: event queue failed");
+            return;
+        }
+    };
+    let _ = write!(
+        out,
+        "# HELP chatwire_events_queue_depth Downstream events waiting or in delivery, per \
+         consumer and lane.\n# TYPE chatwire_events_queue_depth gauge\n"
+    );
+    for c in &consumers {
+        for (lane, depth) in [
+            ("high", c.lanes.high),
+            ("medium", c.lanes.medium),
+            ("low", c.lanes.low),
+        ] {
+            let _ = writeln!(
+                out,
+                "chatwire_events_queue_depth{{consumer=\"{}\",lane=\"{lane}\"}} {depth}",
+                c.consumer
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "# HELP chatwire_events_dead_letters Downstream events in the dead-letter queue, per \
+         consumer.\n# TYPE chatwire_events_dead_letters gauge\n"
+    );
+    for c in &consumers {
+        let _ = writeln!(
+            out,
+            "chatwire_events_dead_letters{{consumer=\"{}\"}} {}",
+            c.consumer, c.dead_letters
+        );
+    }
+}
+
 /// Prometheus text exposition of this node's gauges and counters.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
@@ -141,6 +184,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         &version,
         1,
     );
+    event_metrics(out_ref, &state).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -20,16 +20,15 @@ fn first_visible(room: &v1::Room, member: &v1::Member) -> u64 {
     }
 }
 
-/// The room and the caller's first visible seq, or NotFound.
+/// The caller's first visible seq (R-6.5.1): the visibility setting's, raised to the lowest
+/// seq retention kept ("If retention removed older events, it is the larger of that and the
+/// lowest retained seq"). NotFound for a room the caller is not in.
 async fn readable(ctx: &Ctx<'_>, room: &RoomId) -> Result<u64, ChatError> {
     let member = ctx.member(room).await?;
-    let settings = ctx
-        .services
-        .store
-        .room(room)
-        .await?
-        .ok_or(ChatError::NotFound)?;
-    Ok(first_visible(&settings, &member))
+    let store = &ctx.services.store;
+    let settings = store.room(room).await?.ok_or(ChatError::NotFound)?;
+    let retained_from = store.retained_from(room).await?;
+    Ok(first_visible(&settings, &member).max(retained_from))
 }
 
 fn max_bytes(ctx: &Ctx<'_>) -> usize {

@@ -1,0 +1,422 @@
+//! Downstream events end to end (DESIGN §4.4): a real server whose `events.app` / `events.push`
+//! webhooks point at a small HTTP receiver on 127.0.0.1:0. A message sent over a WebSocket
+//! arrives signed (checked here with the hmac crate, independently of the server's signer);
+//! offline push reaches offline members only; a failing receiver sends the event through the
+//! retry tiers into the dead-letter queue, from which the admin API replays it.
+//!
+//! ```sh
+//! cargo test -p chatwire-server --test webhooks
+//! ```
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chatwire_protocol::v1;
+use chatwire_server::config::WebhookConfig;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::Method;
+use serde_json::Value;
+use sha2::Sha256;
+use support::server::{TestServer, group, send, within};
+use tokio::sync::{Mutex, mpsc};
+
+/// The app webhook's secret (32 bytes or more).
+const APP_SECRET: &str = "app-webhook-secret-0123456789abcdef";
+/// The push webhook's secret.
+const PUSH_SECRET: &str = "push-webhook-secret-0123456789abcdef";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    /// The `Chatwire-Event-Id` header.
+    event_id: String,
+    /// The `Chatwire-Signature` header.
+    signature: String,
+    /// The raw body, as signed.
+    body: Bytes,
+    /// What the receiver answered.
+    status: u16,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+}
+
+#[derive(Clone)]
+struct HookState {
+    seen: mpsc::UnboundedSender<Received>,
+    failing: Arc<AtomicBool>,
+}
+
+/// A webhook receiver: records every request, answers 200, or 500 while told to fail.
+struct Hook {
+    addr: SocketAddr,
+    seen: Mutex<mpsc::UnboundedReceiver<Received>>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Hook {
+    async fn start() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let failing = Arc::new(AtomicBool::new(false));
+        let state = HookState {
+            seen: tx,
+            failing: Arc::clone(&failing),
+        };
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            seen: Mutex::new(rx),
+            failing,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// The next request whose event id is `id` and that was answered `status`, skipping others.
+    async fn next_with(&self, id: &str, status: u16) -> Received {
+        let mut seen = self.seen.lock().await;
+        loop {
+            let received = within(seen.recv()).await.expect("receiver running");
+            if received.event_id == id && received.status == status {
+                return received;
+            }
+        }
+    }
+}
+
+async fn receive(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let status = if state.failing.load(Ordering::SeqCst) {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let _ = state.seen.send(Received {
+        event_id: header("chatwire-event-id"),
+        signature: header("chatwire-signature"),
+        body,
+        status: status.as_u16(),
+    });
+    status
+}
+
+/// Checks a `Chatwire-Signature` header the way an app developer would: parse
+/// `t=<ms>,kid=<id>,v1=<hex>`, HMAC-SHA256 `t + "." + body` with the secret of `kid`, compare.
+fn verify_signature(header: &str, body: &[u8], kid: &str, secret: &str) -> bool {
+    let mut parts = header.split(',').filter_map(|p| p.split_once('='));
+    let (Some(("t", t)), Some(("kid", got_kid)), Some(("v1", v1))) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    if got_kid != kid || t.parse::<i64>().is_err() {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    expected == v1
+}
+
+/// Polls `GET path` on the admin API until `done` accepts the body; a hang guard bounds it.
+async fn poll_admin(server: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (status, body) = server.admin(Method::GET, path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            if done(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{path} never reached the expected state"))
+}
+
+/// The dead letter with this id in a listing, if any.
+fn dead_letter<'a>(listing: &'a Value, id: &str) -> Option<&'a Value> {
+    listing["dead_letters"]
+        .as_array()
+        .expect("dead_letters")
+        .iter()
+        .find(|d| d["id"] == id)
+}
+
+#[tokio::test]
+async fn a_sent_message_reaches_the_app_webhook_signed() {
+    let hook = Hook::start().await;
+    let url = hook.url();
+    let server = TestServer::start_with(|config| {
+        config.events.app = Some(WebhookConfig::new(url, "app-2026", APP_SECRET));
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let room = group(&alice, &["bob"]).await;
+    let sent = within(alice.send(send(&room, "m-1", "hello hooks")))
+        .await
+        .expect("send");
+    let id = format!("{room}:{}:message.created", sent.seq);
+
+    let received = hook.next_with(&id, 200).await;
+    assert!(
+        verify_signature(&received.signature, &received.body, "app-2026", APP_SECRET),
+        "signature {:?} verifies with the configured secret",
+        received.signature
+    );
+    assert!(
+        !verify_signature(
+            &received.signature,
+            &received.body,
+            "app-2026",
+            "another-secret-0123456789abcdefghij"
+        ),
+        "and not with another"
+    );
+    let body = received.json();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["kind"], "message.created");
+    assert_eq!(body["lane"], "high");
+    assert_eq!(body["roomId"], room.as_str());
+    assert_eq!(body["seq"], sent.seq);
+    assert_eq!(body["attempt"], 1);
+    assert_eq!(
+        body["data"]["messageCreated"]["content"]["text"],
+        "hello hooks"
+    );
+    assert_eq!(body["data"]["sender"], "alice");
+
+    // Events of the medium lane (the room's creation) arrive too.
+    let created = hook.next_with(&format!("{room}:1:room.created"), 200).await;
+    assert_eq!(created.json()["lane"], "medium");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn offline_push_goes_to_offline_members_only() {
+    let hook = Hook::start().await;
+    let url = hook.url();
+    let server = TestServer::start_with(|config| {
+        config.events.push = Some(WebhookConfig::new(url, "push-1", PUSH_SECRET));
+    })
+    .await;
+    let register = |platform: v1::PushPlatform, token: &str| v1::RegisterPushTokenRequest {
+        platform: platform as i32,
+        token: token.to_owned(),
+        device_id: String::new(),
+    };
+    // Bob registers a device and goes offline; Carol has a device and stays online.
+    let bob = server.client("bob").await;
+    within(bob.register_push_token(register(v1::PushPlatform::Apns, "bob-apns-token")))
+        .await
+        .expect("register bob");
+    within(bob.close(1000, "bye")).await;
+    poll_admin(&server, "/admin/users/bob/presence", |p| {
+        p["online"] == false
+    })
+    .await;
+    let carol = server.client("carol").await;
+    within(carol.register_push_token(register(v1::PushPlatform::Fcm, "carol-fcm-token")))
+        .await
+        .expect("register carol");
+
+    let alice = server.client("alice").await;
+    let room = group(&alice, &["bob", "carol"]).await;
+    let sent = within(alice.send(send(&room, "m-1", "are you there?")))
+        .await
+        .expect("send");
+    let id = format!("{room}:{}:message.created", sent.seq);
+
+    let push = hook.next_with(&id, 200).await;
+    assert!(verify_signature(
+        &push.signature,
+        &push.body,
+        "push-1",
+        PUSH_SECRET
+    ));
+    let body = push.json();
+    let recipients = body["recipients"].as_array().expect("recipients");
+    assert_eq!(recipients.len(), 1, "only bob is offline: {body}");
+    assert_eq!(recipients[0]["userId"], "bob");
+    assert_eq!(recipients[0]["mentioned"], false);
+    assert_eq!(recipients[0]["devices"][0]["token"], "bob-apns-token");
+    assert_eq!(
+        recipients[0]["devices"][0]["platform"],
+        "PUSH_PLATFORM_APNS"
+    );
+    assert_eq!(
+        body["data"]["messageCreated"]["content"]["text"],
+        "are you there?"
+    );
+    drop(carol);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_receiver_dead_letters_and_the_admin_api_replays() {
+    let hook = Hook::start().await;
+    hook.fail(true);
+    let url = hook.url();
+    let server = TestServer::start_with(|config| {
+        config.events.app = Some(WebhookConfig::new(url, "app-1", APP_SECRET));
+        config.events.retry_tiers_ms = vec![1, 1];
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let room = group(&alice, &["bob"]).await;
+    let sent = within(alice.send(send(&room, "m-1", "into the void")))
+        .await
+        .expect("send");
+    let id = format!("{room}:{}:message.created", sent.seq);
+
+    // Three tries (the first and one per tier), each answered 500.
+    for attempt in 1..=3 {
+        let failed = hook.next_with(&id, 500).await;
+        assert_eq!(failed.json()["attempt"], attempt);
+    }
+    let listing = poll_admin(&server, "/admin/events/dead-letters?consumer=app", |l| {
+        dead_letter(l, &id).is_some()
+    })
+    .await;
+    assert_eq!(listing["consumer"], "app");
+    let letter = dead_letter(&listing, &id).expect("dead letter");
+    assert_eq!(letter["kind"], "message.created");
+    assert_eq!(letter["lane"], "high");
+    assert_eq!(letter["room"], room.as_str());
+    assert_eq!(letter["seq"], sent.seq);
+    assert_eq!(letter["attempts"], 3);
+    assert!(
+        letter["reason"].as_str().expect("reason").contains("500"),
+        "{letter}"
+    );
+    assert!(letter["dead_at_ms"].as_i64().expect("dead_at_ms") > 0);
+
+    let (status, stats) = server.admin(Method::GET, "/admin/events/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["consumers"][0]["consumer"], "app");
+    assert!(
+        stats["consumers"][0]["dead_letters"]
+            .as_u64()
+            .expect("size")
+            >= 1
+    );
+    let (_, metrics) = server.admin(Method::GET, "/metrics").await;
+    let metrics = metrics.as_str().expect("text");
+    assert!(metrics.contains("chatwire_events_dead_letters{consumer=\"app\"}"));
+    assert!(metrics.contains("chatwire_events_queue_depth{consumer=\"app\",lane=\"high\"}"));
+
+    // The receiver recovers; the replayed event is delivered afresh.
+    hook.fail(false);
+    let replay = format!("/admin/events/dead-letters/{id}/replay?consumer=app");
+    let (status, body) = server.admin(Method::POST, &replay).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replayed"], true);
+    let delivered = hook.next_with(&id, 200).await;
+    assert_eq!(delivered.json()["attempt"], 1);
+    assert!(verify_signature(
+        &delivered.signature,
+        &delivered.body,
+        "app-1",
+        APP_SECRET
+    ));
+    let listing = server
+        .admin(
+            Method::GET,
+            "/admin/events/dead-letters?consumer=app&limit=1000",
+        )
+        .await
+        .1;
+    assert!(dead_letter(&listing, &id).is_none(), "{listing}");
+
+    // Replaying it again, or naming a consumer that is not there, is refused.
+    let (status, body) = server.admin(Method::POST, &replay).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (status, body) = server
+        .admin(Method::GET, "/admin/events/dead-letters?consumer=push")
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (status, body) = server
+        .admin(Method::GET, "/admin/events/dead-letters?consumer=mail")
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_consumers_nothing_is_queued_and_the_endpoints_are_documented() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let room = group(&alice, &["bob"]).await;
+    within(alice.send(send(&room, "m-1", "nobody listens")))
+        .await
+        .expect("send");
+    assert!(
+        !server.config.data_dir.join("events").exists(),
+        "no queue file without a consumer"
+    );
+    let (status, stats) = server.admin(Method::GET, "/admin/events/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["consumers"], serde_json::json!([]));
+    let (status, _) = server
+        .admin(Method::GET, "/admin/events/dead-letters?consumer=app")
+        .await;
+    assert_eq!(status, 404);
+    let anonymous = within(reqwest::get(format!(
+        "{}/admin/events/stats",
+        server.http_url()
+    )))
+    .await
+    .expect("request");
+    assert_eq!(anonymous.status(), 401, "the admin key is required");
+
+    let (_, doc) = server.admin(Method::GET, "/openapi.json").await;
+    for path in [
+        "/admin/events/dead-letters",
+        "/admin/events/dead-letters/{id}/replay",
+        "/admin/events/stats",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is documented");
+    }
+    server.stop().await;
+}
