@@ -207,14 +207,25 @@ impl Fanout for LocalFanout {
         for user in users {
             if let Some(watchers) = inner.watchers.get_mut(user) {
                 watchers.remove(&session);
+                if watchers.is_empty() {
+                    inner.watchers.remove(user);
+                }
             }
             if let Some(watching) = inner.watching.get_mut(&session) {
                 watching.remove(user);
+                if watching.is_empty() {
+                    inner.watching.remove(&session);
+                }
             }
         }
     }
 
     fn presence(&self, user: &UserId) -> v1::Presence {
-        Self::presence_of(&self.lock(), user)
+        let mut presence = Self::presence_of(&self.lock(), user);
+        if presence.online {
+            // Online users are seen now (docs/protocol.md §14).
+            presence.last_seen_ms = self.clock.now_ms();
+        }
+        presence
     }
 }

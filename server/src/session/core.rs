@@ -316,6 +316,13 @@ impl SessionCore {
         };
         if from_repair {
             cursor.repairing = false;
+            // A repair read that starts past the cursor means retention dropped the events in
+            // between: nothing can fill that gap, so delivery goes on from the first kept one.
+            if let Some(first) = events.first()
+                && first.seq > cursor.last + 1
+            {
+                cursor.last = first.seq - 1;
+            }
         }
         let mut deliver = Vec::new();
         let mut gap = false;

@@ -391,3 +391,24 @@ fn trace_ids_that_are_not_hex_are_dropped_before_they_reach_logs() {
         vec!["4bf92f3577b34da6a3ce929d0e0e4736".to_owned(), String::new()]
     );
 }
+
+#[test]
+fn a_repair_that_starts_past_the_cursor_resumes_from_the_first_kept_event() {
+    let now = Instant::now();
+    let mut core = connected(now, Duration::from_secs(3600));
+    let room = RoomId::parse("g.r").unwrap();
+    core.start_live(room.clone(), 3);
+    core.on_room_events(&room, &[room_event("g.r", 9)], false);
+    assert!(matches!(
+        outputs(&mut core).as_slice(),
+        [Output::Repair { after_seq: 3, .. }]
+    ));
+    // Retention dropped 4..=7: the repair read starts at 8.
+    core.on_room_events(&room, &[room_event("g.r", 8), room_event("g.r", 9)], true);
+    let out = outputs(&mut core);
+    assert_eq!(delivered_seqs(&out), vec![8, 9]);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Repair { .. })),
+        "no endless repair"
+    );
+}
