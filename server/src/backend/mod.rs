@@ -19,4 +19,5 @@ pub mod fanout_local;
 pub mod pipeline;
 pub mod pipeline_local;
 pub mod ratelimit;
+mod redb_fail;
 pub mod store;

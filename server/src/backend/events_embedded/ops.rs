@@ -131,7 +131,7 @@ pub(super) fn lease(
 fn take_leased(t: &mut Tables<'_>, tag: DeliveryTag) -> Result<EntryRecord, Fail> {
     let record = match t.entry(tag.key)? {
         Some(record) if record.lease != 0 && record.lease == tag.lease => record,
-        _ => return Err(Fail::Queue(QueueError::LeaseLost)),
+        _ => return Err(Fail::Own(QueueError::LeaseLost)),
     };
     t.lane(record.lane()?).remove((record.due_ms, tag.key))?;
     t.leased.remove(tag.key)?;

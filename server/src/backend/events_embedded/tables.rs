@@ -12,6 +12,7 @@
 //! A waiting event is due at 0 (new), at the end of its retry delay, or at `now` (replayed);
 //! a leased one at the end of its lease, so a lease that runs out makes it due again by itself.
 
+use crate::backend::redb_fail::{DbFault, classify};
 use bytes::Bytes;
 use redb::{Table, TableDefinition, WriteTransaction};
 
@@ -182,57 +183,27 @@ pub(super) fn decode(bytes: &[u8]) -> Result<EntryRecord, Fail> {
 
 /// An internal failure; converts into [`QueueError`] at the edge of each operation, so redb
 /// types never leave this module.
-#[derive(Debug)]
-pub(super) enum Fail {
-    Db(redb::Error),
-    Queue(QueueError),
-}
+pub(super) type Fail = crate::backend::redb_fail::Fail<QueueError>;
 
 /// A broken invariant or undecodable stored data.
 pub(super) fn corrupt(what: impl Into<String>) -> Fail {
-    Fail::Queue(QueueError::Corrupt(what.into()))
+    Fail::Own(QueueError::Corrupt(what.into()))
 }
-
-macro_rules! from_redb {
-    ($($error:ty),*) => {
-        $(impl From<$error> for Fail {
-            fn from(error: $error) -> Self {
-                Fail::Db(error.into())
-            }
-        })*
-    };
-}
-
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
 
 impl From<QueueError> for Fail {
     fn from(error: QueueError) -> Self {
-        Fail::Queue(error)
+        Fail::Own(error)
     }
 }
 
 impl From<Fail> for QueueError {
     fn from(fail: Fail) -> Self {
         match fail {
-            Fail::Queue(error) => error,
-            Fail::Db(
-                error @ (redb::Error::Corrupted(_)
-                | redb::Error::UpgradeRequired(_)
-                | redb::Error::TableTypeMismatch { .. }
-                | redb::Error::TypeDefinitionChanged { .. }
-                | redb::Error::TableIsMultimap(_)
-                | redb::Error::TableIsNotMultimap(_)
-                | redb::Error::ValueTooLarge(_)),
-            ) => QueueError::Corrupt(error.to_string()),
-            Fail::Db(error) => QueueError::Unavailable(error.to_string()),
+            Fail::Own(error) => error,
+            Fail::Db(error) => match classify(&error) {
+                DbFault::Corrupt => QueueError::Corrupt(error.to_string()),
+                DbFault::Unavailable => QueueError::Unavailable(error.to_string()),
+            },
         }
     }
 }
