@@ -56,6 +56,14 @@ impl Ctx<'_> {
     }
 }
 
+/// Parses the `after_user_id` cursor of a member page (empty: from the start).
+fn after_user(raw: &str) -> Result<Option<UserId>, ChatError> {
+    match raw {
+        "" => Ok(None),
+        raw => crate::chat::validate::user_id("after_user_id", raw).map(Some),
+    }
+}
+
 /// Parses a room id field.
 fn room_id(raw: &str) -> Result<RoomId, ChatError> {
     RoomId::parse(raw).map_err(|_| ChatError::NotFound)

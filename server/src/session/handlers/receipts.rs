@@ -3,11 +3,10 @@
 use chatwire_protocol::v1;
 use v1::reply::Result as Reply;
 
-use super::{Ctx, room_id};
+use super::{Ctx, after_user, room_id};
 use crate::backend::store::{HistoryAnchor, HistoryQuery, UserRoom};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
-use crate::chat::validate;
 
 fn unread(last_ordinal: u64, read_ordinal: u64) -> u32 {
     u32::try_from(last_ordinal.saturating_sub(read_ordinal)).unwrap_or(u32::MAX)
@@ -165,10 +164,7 @@ pub(super) async fn get_receipts(
 ) -> Result<Reply, ChatError> {
     let room = room_id(&r.room_id)?;
     ctx.member(&room).await?;
-    let after = match r.after_user_id.as_str() {
-        "" => None,
-        raw => Some(validate::user_id("after_user_id", raw)?),
-    };
+    let after = after_user(&r.after_user_id)?;
     let limit = ctx.services.page_limit(r.limit, 100);
     let store = &ctx.services.store;
     let mut members = store.members(&room, after.as_ref(), limit + 1).await?;

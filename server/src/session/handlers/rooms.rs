@@ -3,7 +3,7 @@
 use chatwire_protocol::v1;
 use v1::reply::Result as Reply;
 
-use super::{Ctx, room_id};
+use super::{Ctx, after_user, room_id};
 use crate::chat::command::{CreateGroup, Outcome, RoomOp, RoomSettings};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
@@ -138,10 +138,7 @@ pub(super) async fn list_members(
 ) -> Result<Reply, ChatError> {
     let room = room_id(&r.room_id)?;
     ctx.member(&room).await?;
-    let after = match r.after_user_id.as_str() {
-        "" => None,
-        raw => Some(validate::user_id("after_user_id", raw)?),
-    };
+    let after = after_user(&r.after_user_id)?;
     let limit = ctx.services.page_limit(r.limit, 100);
     let mut members = ctx
         .services
