@@ -56,6 +56,9 @@ fn serve(
         let server = Server::build(&config, listener, system_clock()).await.map_err(|e| e.to_string())?;
         let addr = server.local_addr().map_or_else(|| config.listen.to_string(), |a| a.to_string());
         eprintln!("chatwire: serving on http://{addr} (WebSocket: ws://{addr}/v1/ws, subprotocol chatwire.v1)");
+        if let (Some(quic), Some(fingerprint)) = (server.quic_addr(), server.quic_fingerprint()) {
+            eprintln!("chatwire: QUIC on udp://{quic} (ALPN chatwire/1), certificate SHA-256 {fingerprint}");
+        }
         eprintln!("chatwire: data in {}", config.data_dir.display());
         eprintln!("chatwire: get a development token with: chatwire --data-dir {} token --user alice", config.data_dir.display());
         server.serve(shutdown_signal()).await.map_err(|e| e.to_string())

@@ -33,6 +33,8 @@ use crate::http::admin::AdminState;
 use crate::http::{AppState, router};
 use crate::session::core::SessionConfig;
 use crate::session::services::{Authenticate, Identity, Services, TokenRefusal, default_limits};
+use crate::transport::quic;
+use crate::transport::quic_endpoint::{self, QuicState};
 use crate::webhook::{
     Consumers, PushAudience, SigningKey, SigningKeys, StoreAudience, WebhookSender,
 };
@@ -68,6 +70,12 @@ pub struct Server {
     state: AppState,
     listener: TcpListener,
     consumers: Consumers,
+    /// The QUIC endpoint, unless disabled.
+    quic: Option<quinn::Endpoint>,
+    /// The SHA-256 fingerprint of the QUIC certificate.
+    quic_fingerprint: Option<String>,
+    /// `quic.retry_above_handshakes`.
+    quic_retry_above: usize,
 }
 
 impl Server {
@@ -136,16 +144,37 @@ impl Server {
                 .with_event_queues(consumers.queues().to_vec()),
             ),
         };
+        let (quic, quic_fingerprint) = if config.quic.enabled {
+            let (endpoint, fingerprint) = quic_endpoint(config, &dev, addr)?;
+            (Some(endpoint), Some(fingerprint))
+        } else {
+            (None, None)
+        };
         Ok(Self {
             state,
             listener,
             consumers,
+            quic,
+            quic_fingerprint,
+            quic_retry_above: config.quic.retry_above_handshakes,
         })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// The UDP address of the QUIC endpoint: the TCP address's port when it was free, another
+    /// port otherwise; `None` when QUIC is disabled.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref()?.local_addr().ok()
+    }
+
+    /// The SHA-256 fingerprint of the QUIC certificate (`AB:CD:...`), which clients of the
+    /// development certificate pin; `None` when QUIC is disabled.
+    pub fn quic_fingerprint(&self) -> Option<&str> {
+        self.quic_fingerprint.as_deref()
     }
 
     /// Serves until `shutdown` resolves, then drains the sessions and stops the event
@@ -161,10 +190,29 @@ impl Server {
             shutdown.await;
             drain(&services).await;
         };
+        let quic = self.quic.take();
+        if let Some(endpoint) = &quic {
+            let state = QuicState {
+                services: Arc::clone(&self.state.services),
+                connections: Arc::clone(&self.state.connections),
+                max_connections_per_ip: self.state.max_connections_per_ip,
+                handshaking: Arc::default(),
+                retry_above: self.quic_retry_above,
+            };
+            tokio::spawn(quic_endpoint::accept_loop(endpoint.clone(), state));
+        }
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(drained)
             .await;
+        // After the drain every QUIC session has closed with its code; stop the endpoint.
+        if let Some(endpoint) = quic {
+            endpoint.close(
+                quic::error_code(chatwire_protocol::v1::CloseCode::ServerDraining),
+                b"server stopped",
+            );
+            let _ = tokio::time::timeout(QUIC_IDLE_WAIT, endpoint.wait_idle()).await;
+        }
         // After the drain: the writers published their last batches, so the consumers may
         // stop. A delivery cut short stays leased in its queue and is due again at restart.
         let _ = stop_consumers.send(true);
@@ -176,6 +224,45 @@ impl Server {
         }
         served
     }
+}
+
+/// How long stopping waits for QUIC connections to finish closing.
+const QUIC_IDLE_WAIT: Duration = Duration::from_secs(2);
+
+/// The QUIC endpoint on the TCP listener's address, with the configured certificate or the
+/// development one; logs the certificate's SHA-256 fingerprint (clients pin it).
+fn quic_endpoint(
+    config: &Config,
+    dev: &devdefaults::DevSecrets,
+    addr: SocketAddr,
+) -> Result<(quinn::Endpoint, String), StartError> {
+    // ring is the only provider compiled in; installing it makes that explicit for any
+    // rustls user in the process (a second install is refused, which is fine).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (cert, key) = match (&config.quic.cert_file, &config.quic.key_file) {
+        (Some(cert), Some(key)) => (read_file(cert)?, read_file(key)?),
+        (None, None) => (dev.tls_cert_der.clone(), dev.tls_key_der.clone()),
+        _ => {
+            return Err(StartError(
+                "quic.cert_file and quic.key_file go together".into(),
+            ));
+        }
+    };
+    let heartbeat = Duration::from_millis(config.session.heartbeat_interval_ms);
+    let server_config = quic_endpoint::server_config(&cert, &key, heartbeat)
+        .map_err(|e| StartError(e.to_string()))?;
+    let endpoint =
+        quic_endpoint::bind(server_config, addr).map_err(|e| StartError(e.to_string()))?;
+    let quic_addr = endpoint
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    let fingerprint = quic_endpoint::fingerprint(&cert);
+    tracing::info!(%quic_addr, alpn = "chatwire/1", sha256 = %fingerprint, "QUIC listening");
+    Ok((endpoint, fingerprint))
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| StartError(format!("{}: {e}", path.display())))
 }
 
 /// How long stopping waits for consumers to finish the delivery in hand.

@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "session",
     "storage",
     "events",
+    "quic",
 ];
 
 /// Overrides from command-line flags, applied last.

@@ -121,6 +121,34 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Downstream events: the offline push and app webhooks, and their retry tiers.
     pub events: EventsConfig,
+    /// The QUIC endpoint (UDP, same address as `listen`).
+    pub quic: QuicConfig,
+}
+
+/// The QUIC endpoint (docs/operations.md, "QUIC transport").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    /// Serve QUIC next to WebSocket. Default true.
+    pub enabled: bool,
+    /// The certificate (DER X.509). Default: the development certificate in the data folder.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PKCS#8 DER); required with `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Handshakes in progress above which new clients must first prove their address with a
+    /// QUIC Retry (0: always). Default 64.
+    pub retry_above_handshakes: usize,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cert_file: None,
+            key_file: None,
+            retry_above_handshakes: 64,
+        }
+    }
 }
 
 impl Default for Config {
@@ -135,6 +163,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             storage: StorageConfig::default(),
             events: EventsConfig::default(),
+            quic: QuicConfig::default(),
         }
     }
 }

@@ -218,6 +218,18 @@ impl SessionCore {
         });
     }
 
+    /// A typing request arrived as a QUIC datagram: executed without a reply, outside the
+    /// in-flight count, and not counted as traffic for the heartbeat.
+    pub fn on_typing_datagram(&mut self, request: v1::TypingRequest) {
+        if self.phase == Phase::Connected {
+            self.out.push_back(Output::Execute {
+                id: 0,
+                trace_id: String::new(),
+                request: Request::Typing(request),
+            });
+        }
+    }
+
     /// Input could not be decoded.
     pub fn on_decode_error(&mut self, error: &DecodeError) {
         match error {

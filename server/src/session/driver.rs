@@ -31,6 +31,8 @@ pub enum Inbound {
     Frames(Bytes),
     /// Bytes of a stream, frames may span chunks (QUIC).
     Stream(Bytes),
+    /// One QUIC datagram: exactly one frame, a typing request only.
+    Datagram(Bytes),
     /// A message the framing does not allow (a WebSocket text message without JSON mapping).
     Invalid(&'static str),
     /// A whole frame that could not be decoded (invalid JSON on the JSON mapping).
@@ -55,7 +57,19 @@ pub trait SessionTransport: Send {
     async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError>;
     /// Closes with a Chatwire close code.
     async fn close(&mut self, code: v1::CloseCode, reason: &str);
+    /// Whether the transport can carry typing as datagrams (QUIC with datagram support).
+    fn typing_datagrams(&self) -> bool {
+        false
+    }
+    /// Sends one whole frame as an unreliable datagram; false when it could not go (too
+    /// large, or no datagram support), so the caller sends it on the stream instead.
+    fn send_datagram(&mut self, _frame: Bytes) -> bool {
+        false
+    }
 }
+
+/// The capability that lets typing travel as QUIC datagrams (docs/protocol.md §22).
+pub const TYPING_DATAGRAMS: &str = "typing-datagrams";
 
 /// The authenticated part of a session.
 #[derive(Debug)]
@@ -64,6 +78,8 @@ struct Connected {
     key: SessionKey,
     deliveries: tokio::sync::mpsc::Receiver<Delivery>,
     overflow: Arc<Overflow>,
+    /// The session negotiated `typing-datagrams`.
+    typing_datagrams: bool,
 }
 
 /// Runs a session until the connection ends.
@@ -80,6 +96,7 @@ pub async fn run(services: Arc<Services>, mut transport: Box<dyn SessionTranspor
             .map(|session| Arc::clone(&session.overflow));
         tokio::select! {
             inbound = transport.recv() => match inbound {
+                Some(Ok(Inbound::Datagram(datagram))) => on_datagram(&mut core, connected.as_ref(), limits, &datagram),
                 Some(Ok(message)) => on_inbound(&mut core, &mut decoder, message),
                 Some(Err(_)) | None => break,
             },
@@ -128,6 +145,29 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// A typing datagram goes to the session like a frame with id 0; anything else, or a datagram
+/// on a session without `typing-datagrams`, is discarded silently. Datagrams do not
+/// count as traffic for the heartbeat.
+fn on_datagram(
+    core: &mut SessionCore,
+    connected: Option<&Connected>,
+    limits: &v1::Limits,
+    datagram: &[u8],
+) {
+    if !connected.is_some_and(|session| session.typing_datagrams) {
+        return;
+    }
+    let mut decoder = ClientFrameDecoder::new(limits.max_client_frame_bytes as usize);
+    decoder.push(datagram);
+    let Ok(Some(frame)) = decoder.next_frame() else {
+        return;
+    };
+    if let (Ok(()), 0, Some(Request::Typing(typing))) = (decoder.finish(), frame.id, frame.request)
+    {
+        core.on_typing_datagram(typing);
+    }
+}
+
 fn on_inbound(core: &mut SessionCore, decoder: &mut ClientFrameDecoder, message: Inbound) {
     core.on_message(Instant::now());
     let (bytes, whole) = match message {
@@ -149,7 +189,7 @@ fn on_inbound(core: &mut SessionCore, decoder: &mut ClientFrameDecoder, message:
             });
             return;
         }
-        Inbound::Closed => return,
+        Inbound::Closed | Inbound::Datagram(_) => return,
     };
     decoder.push(&bytes);
     loop {
@@ -187,6 +227,10 @@ async fn drain(
     while let Some(output) = core.poll_output() {
         match output {
             Output::Frame(frame) => {
+                let datagram = connected.as_ref().is_some_and(|s| s.typing_datagrams);
+                if datagram && is_typing(&frame) && send_datagram(transport, &frame, max_frame) {
+                    continue;
+                }
                 if encode_frame(&frame, max_frame, out).is_err() {
                     tracing::error!("a server frame exceeded the frame limit; dropped");
                 }
@@ -201,7 +245,16 @@ async fn drain(
                 trace_id,
                 request,
             } => {
-                execute(services, core, connected, id, &trace_id, request).await;
+                let datagrams = transport.typing_datagrams();
+                execute(
+                    services,
+                    core,
+                    connected,
+                    (id, datagrams),
+                    &trace_id,
+                    request,
+                )
+                .await;
             }
             Output::Repair { room, after_seq } => repair(services, core, &room, after_seq).await,
             Output::Close {
@@ -235,6 +288,25 @@ async fn drain(
     flush(core, out, transport, overflow, write_timeout).await
 }
 
+fn is_typing(frame: &v1::ServerFrame) -> bool {
+    matches!(
+        &frame.frame,
+        Some(v1::server_frame::Frame::Event(v1::Event {
+            kind: Some(v1::event::Kind::TypingChanged(_))
+        }))
+    )
+}
+
+/// Sends a frame as one datagram; false when it has to go on the stream.
+fn send_datagram(
+    transport: &mut dyn SessionTransport,
+    frame: &v1::ServerFrame,
+    max_frame: usize,
+) -> bool {
+    let mut bytes = BytesMut::new();
+    encode_frame(frame, max_frame, &mut bytes).is_ok() && transport.send_datagram(bytes.freeze())
+}
+
 /// Writes what is buffered. A peer that stops reading cannot hold the session: the write
 /// gives up when the session's delivery queue overflows or after two heartbeat intervals.
 async fn flush(
@@ -264,18 +336,20 @@ async fn execute(
     services: &Arc<Services>,
     core: &mut SessionCore,
     connected: &mut Option<Connected>,
-    id: u64,
+    (id, datagrams): (u64, bool),
     trace_id: &str,
     request: Request,
 ) {
     match (request, connected.as_ref()) {
-        (Request::Connect(connect), _) => match connect_session(services, core, &connect).await {
-            Ok((session, response)) => {
-                *connected = Some(session);
-                core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
+        (Request::Connect(connect), _) => {
+            match connect_session(services, core, &connect, datagrams).await {
+                Ok((session, response)) => {
+                    *connected = Some(session);
+                    core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
+                }
+                Err((error, code)) => core.on_connect_failed(id, error, code),
             }
-            Err((error, code)) => core.on_connect_failed(id, error, code),
-        },
+        }
         (Request::Refresh(refresh), Some(session)) => {
             let result = refresh_token(services, core, &session.user, &refresh.token).await;
             core.on_reply(id, result);
@@ -320,6 +394,7 @@ async fn connect_session(
     services: &Arc<Services>,
     core: &mut SessionCore,
     connect: &v1::ConnectRequest,
+    datagrams: bool,
 ) -> Result<(Connected, v1::ConnectResponse), (ChatError, v1::CloseCode)> {
     let now_ms = services.clock.now_ms();
     let Identity {
@@ -340,6 +415,8 @@ async fn connect_session(
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
     services.fanout.attach(key, &user, link);
     core.on_connected(instant_at(services, expires_at_ms));
+    // only on a transport with datagram support, and only when the client offered it.
+    let typing_datagrams = datagrams && connect.capabilities.iter().any(|c| c == TYPING_DATAGRAMS);
     let response = v1::ConnectResponse {
         session_id: key.to_string(),
         user_id: user.to_string(),
@@ -348,7 +425,11 @@ async fn connect_session(
             version: env!("CARGO_PKG_VERSION").into(),
             node_id: services.node_id.clone(),
         }),
-        capabilities: Vec::new(),
+        capabilities: if typing_datagrams {
+            vec![TYPING_DATAGRAMS.to_owned()]
+        } else {
+            Vec::new()
+        },
         limits: Some(services.limits),
         heartbeat_interval_ms: u32::try_from(services.session.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),
@@ -361,6 +442,7 @@ async fn connect_session(
             key,
             deliveries,
             overflow,
+            typing_datagrams,
         },
         response,
     ))

@@ -2,4 +2,6 @@
 //! every protocol decision is the session's.
 
 pub mod json;
+pub mod quic;
+pub mod quic_endpoint;
 pub mod ws;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chatwire_conformance::client::{Client, WsTarget};
+use chatwire_conformance::client::{Client, QuicTarget, TransportFactory, WsTarget};
 use chatwire_protocol::v1;
 use chatwire_server::auth::TokenMinter;
 use chatwire_server::chat::ids::UserId;
@@ -18,8 +18,12 @@ use tokio::sync::oneshot;
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its QUIC endpoint listens (UDP), unless QUIC is disabled.
+    pub quic_addr: Option<SocketAddr>,
     /// Its configuration.
     pub config: Config,
+    /// The certificate of its QUIC endpoint (the development certificate).
+    pub cert_der: Vec<u8>,
     minter: TokenMinter,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -63,6 +67,7 @@ impl TestServer {
         let server = Server::build(&config, listener, system_clock())
             .await
             .expect("server builds");
+        let quic_addr = server.quic_addr();
         let secrets =
             chatwire_server::devdefaults::load_or_create(&config.data_dir).expect("dev secrets");
         let minter =
@@ -73,7 +78,9 @@ impl TestServer {
         }));
         Self {
             addr,
+            quic_addr,
             config,
+            cert_der: secrets.tls_cert_der,
             minter,
             stop: Some(stop),
             task: Some(task),
@@ -142,9 +149,42 @@ impl TestServer {
         WsTarget::new(self.addr)
     }
 
-    /// A client that opened a WebSocket but did not connect.
+    /// A QUIC target for this server, on its own client endpoint, trusting the server's
+    /// development certificate.
+    pub fn quic_target(&self) -> QuicTarget {
+        let addr = self.quic_addr.expect("the server serves QUIC");
+        QuicTarget::new(addr, "localhost", self.cert_der.clone()).expect("QUIC client endpoint")
+    }
+
+    /// The transport the session suites run on: `CHATWIRE_TEST_TRANSPORT` = `ws` (default) or
+    /// `quic`. WebSocket-specific tests use [`TestServer::target`] instead.
+    pub fn factory(&self) -> Box<dyn TransportFactory> {
+        match std::env::var("CHATWIRE_TEST_TRANSPORT").as_deref() {
+            Ok("quic") => Box::new(self.quic_target()),
+            Ok("ws") | Err(_) => Box::new(self.target()),
+            Ok(other) => panic!("CHATWIRE_TEST_TRANSPORT={other}: use ws or quic"),
+        }
+    }
+
+    /// A client that opened a connection (on the transport of [`TestServer::factory`]) but
+    /// did not connect.
     pub async fn open(&self) -> Client {
+        Client::open(self.factory().as_ref())
+            .await
+            .expect("connection opens")
+    }
+
+    /// A client that opened a WebSocket (whatever `CHATWIRE_TEST_TRANSPORT` says) but did not
+    /// connect, for tests of WebSocket framing.
+    pub async fn ws_open(&self) -> Client {
         Client::open(&self.target()).await.expect("websocket opens")
+    }
+
+    /// A client connected as `user` over WebSocket, for tests of WebSocket framing.
+    pub async fn ws_client(&self, user: &str) -> Client {
+        let client = self.ws_open().await;
+        client.connect(&self.token(user)).await.expect("connect");
+        client
     }
 
     /// A client connected as `user`.
