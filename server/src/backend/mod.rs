@@ -6,7 +6,7 @@
 //! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | RabbitMQ (later) |
 //! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | Redis (later) |
 //! | downstream events, retries, DLQ | [`events::EventQueue`] | [`events_embedded`] (redb) | RabbitMQ (later) |
-//! | rate limits | [`ratelimit::RateLimiter`] | [`ratelimit::LocalRateLimiter`] | Redis (later) |
+//! | rate limits | [`ratelimit::RateLimiter`] | [`ratelimit::LocalRateLimiter`] | [`ratelimit_redis`] (Redis, fails open) |
 //!
 //! Driver types never appear in these traits; each implementation keeps its driver inside its
 //! own module.
@@ -19,5 +19,6 @@ pub mod fanout_local;
 pub mod pipeline;
 pub mod pipeline_local;
 pub mod ratelimit;
+pub mod ratelimit_redis;
 mod redb_fail;
 pub mod store;

@@ -1,16 +1,20 @@
 //! Rate limits: token buckets keyed by user or address. Embedded: in process
-//! ([`LocalRateLimiter`]); distributed: Redis (later). Time comes from the caller.
+//! ([`LocalRateLimiter`]); distributed: Redis ([`super::ratelimit_redis`]). Time comes from
+//! the caller.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use async_trait::async_trait;
+
 use crate::config::RateLimit;
 
 /// Takes tokens from named buckets.
+#[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// Takes one token from bucket `key` refilled at `rate`. `Err(retry_after_ms)` when the
     /// bucket is empty: the earliest time a token will be there.
-    fn take(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<(), u32>;
+    async fn take(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<(), u32>;
 }
 
 /// Most buckets kept before idle (full) ones are forgotten.
@@ -44,8 +48,9 @@ fn refill(bucket: &mut Bucket, rate: RateLimit, now_ms: i64) {
     bucket.updated_ms = bucket.updated_ms.max(now_ms);
 }
 
+#[async_trait]
 impl RateLimiter for LocalRateLimiter {
-    fn take(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<(), u32> {
+    async fn take(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<(), u32> {
         let mut buckets = self
             .buckets
             .lock()
@@ -89,39 +94,39 @@ mod tests {
         burst: 3,
     };
 
-    #[test]
-    fn a_burst_passes_then_the_rate_applies() {
+    #[tokio::test]
+    async fn a_burst_passes_then_the_rate_applies() {
         let limiter = LocalRateLimiter::new();
         for _ in 0..3 {
-            assert_eq!(limiter.take("u", RATE, 0), Ok(()));
+            assert_eq!(limiter.take("u", RATE, 0).await, Ok(()));
         }
         // One token per second: the next is a second away.
-        assert_eq!(limiter.take("u", RATE, 0), Err(1000));
-        assert_eq!(limiter.take("u", RATE, 400), Err(600));
-        assert_eq!(limiter.take("u", RATE, 1000), Ok(()));
-        assert_eq!(limiter.take("u", RATE, 1000), Err(1000));
+        assert_eq!(limiter.take("u", RATE, 0).await, Err(1000));
+        assert_eq!(limiter.take("u", RATE, 400).await, Err(600));
+        assert_eq!(limiter.take("u", RATE, 1000).await, Ok(()));
+        assert_eq!(limiter.take("u", RATE, 1000).await, Err(1000));
     }
 
-    #[test]
-    fn buckets_are_separate_and_refill_to_the_burst_only() {
+    #[tokio::test]
+    async fn buckets_are_separate_and_refill_to_the_burst_only() {
         let limiter = LocalRateLimiter::new();
         for _ in 0..3 {
-            assert_eq!(limiter.take("a", RATE, 0), Ok(()));
+            assert_eq!(limiter.take("a", RATE, 0).await, Ok(()));
         }
-        assert_eq!(limiter.take("b", RATE, 0), Ok(()));
+        assert_eq!(limiter.take("b", RATE, 0).await, Ok(()));
         // An hour later "a" holds the burst, not 3600 tokens.
         for _ in 0..3 {
-            assert_eq!(limiter.take("a", RATE, 3_600_000), Ok(()));
+            assert_eq!(limiter.take("a", RATE, 3_600_000).await, Ok(()));
         }
-        assert!(limiter.take("a", RATE, 3_600_000).is_err());
+        assert!(limiter.take("a", RATE, 3_600_000).await.is_err());
     }
 
-    #[test]
-    fn a_clock_going_backwards_does_not_mint_tokens() {
+    #[tokio::test]
+    async fn a_clock_going_backwards_does_not_mint_tokens() {
         let limiter = LocalRateLimiter::new();
         for _ in 0..3 {
-            assert_eq!(limiter.take("u", RATE, 10_000), Ok(()));
+            assert_eq!(limiter.take("u", RATE, 10_000).await, Ok(()));
         }
-        assert!(limiter.take("u", RATE, 5_000).is_err());
+        assert!(limiter.take("u", RATE, 5_000).await.is_err());
     }
 }

@@ -42,11 +42,15 @@ pub async fn upgrade(
     }
     let services = &state.services;
     let connects = services.rates.connects_per_ip;
-    if let Err(retry_after_ms) = services.limiter.take(
-        &format!("connect:{}", peer.ip()),
-        connects,
-        services.clock.now_ms(),
-    ) {
+    if let Err(retry_after_ms) = services
+        .limiter
+        .take(
+            &format!("connect:{}", peer.ip()),
+            connects,
+            services.clock.now_ms(),
+        )
+        .await
+    {
         let retry_after_s = retry_after_ms.div_ceil(1000).max(1).to_string();
         return (
             StatusCode::TOO_MANY_REQUESTS,

@@ -356,7 +356,7 @@ async fn execute(
         }
         (request, Some(session)) => {
             let rates = services.rates.requests;
-            if let Err(err) = services.rate_limit("requests", &session.user, rates) {
+            if let Err(err) = services.rate_limit("requests", &session.user, rates).await {
                 core.on_reply(id, Err(err));
                 return;
             }

@@ -120,7 +120,7 @@ impl Services {
     }
 
     /// Takes a token from `user`'s bucket of `kind` (requests, sends, typing).
-    pub fn rate_limit(
+    pub async fn rate_limit(
         &self,
         kind: &str,
         user: &UserId,
@@ -128,6 +128,7 @@ impl Services {
     ) -> Result<(), crate::chat::error::ChatError> {
         self.limiter
             .take(&format!("{kind}:{user}"), rate, self.clock.now_ms())
+            .await
             .map_err(|retry_after_ms| crate::chat::error::ChatError::RateLimited { retry_after_ms })
     }
 

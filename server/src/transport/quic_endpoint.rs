@@ -138,7 +138,7 @@ pub struct QuicState {
 /// Accepts connections until the endpoint is closed.
 pub async fn accept_loop(endpoint: Endpoint, state: QuicState) {
     while let Some(incoming) = endpoint.accept().await {
-        if let Some(incoming) = admit(&state, incoming) {
+        if let Some(incoming) = admit(&state, incoming).await {
             tokio::spawn(connection(state.clone(), incoming));
         }
     }
@@ -146,7 +146,7 @@ pub async fn accept_loop(endpoint: Endpoint, state: QuicState) {
 
 /// Decides on a new connection attempt before any handshake work: Retry under load, refuse
 /// while draining or over the per-address rate.
-fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
+async fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
     let services = &state.services;
     if services.draining.load(Ordering::SeqCst) {
         incoming.refuse();
@@ -165,6 +165,7 @@ fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
     if services
         .limiter
         .take(&key, rate, services.clock.now_ms())
+        .await
         .is_err()
     {
         incoming.refuse();

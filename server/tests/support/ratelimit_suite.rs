@@ -72,25 +72,29 @@ const PER_SECOND: RateLimit = RateLimit {
 };
 
 /// Takes the whole burst of a fresh bucket `key` at `now_ms`.
-fn drain(limiter: &dyn RateLimiter, key: &str, limit: RateLimit, now_ms: i64) {
+async fn drain(limiter: &dyn RateLimiter, key: &str, limit: RateLimit, now_ms: i64) {
     for i in 0..limit.burst {
-        assert_eq!(limiter.take(key, limit, now_ms), Ok(()), "{key}: token {i}");
+        assert_eq!(
+            limiter.take(key, limit, now_ms).await,
+            Ok(()),
+            "{key}: token {i}"
+        );
     }
 }
 
 /// A burst passes at once; then tokens come at the rate, and failed takes consume nothing.
 pub async fn a_burst_passes_then_the_rate_applies(factory: &dyn LimiterFactory) {
     let limiter = factory.limiter().await;
-    drain(&*limiter, "u", PER_SECOND, T0);
-    assert_eq!(limiter.take("u", PER_SECOND, T0), Err(1000));
-    assert_eq!(limiter.take("u", PER_SECOND, T0 + 400), Err(600));
-    assert!(limiter.take("u", PER_SECOND, T0 + 999).is_err());
-    assert_eq!(limiter.take("u", PER_SECOND, T0 + 1_000), Ok(()));
-    assert_eq!(limiter.take("u", PER_SECOND, T0 + 1_000), Err(1000));
+    drain(&*limiter, "u", PER_SECOND, T0).await;
+    assert_eq!(limiter.take("u", PER_SECOND, T0).await, Err(1000));
+    assert_eq!(limiter.take("u", PER_SECOND, T0 + 400).await, Err(600));
+    assert!(limiter.take("u", PER_SECOND, T0 + 999).await.is_err());
+    assert_eq!(limiter.take("u", PER_SECOND, T0 + 1_000).await, Ok(()));
+    assert_eq!(limiter.take("u", PER_SECOND, T0 + 1_000).await, Err(1000));
     // Two and a half seconds later: two tokens and half of the next.
-    assert_eq!(limiter.take("u", PER_SECOND, T0 + 3_500), Ok(()));
-    assert_eq!(limiter.take("u", PER_SECOND, T0 + 3_500), Ok(()));
-    assert_eq!(limiter.take("u", PER_SECOND, T0 + 3_500), Err(500));
+    assert_eq!(limiter.take("u", PER_SECOND, T0 + 3_500).await, Ok(()));
+    assert_eq!(limiter.take("u", PER_SECOND, T0 + 3_500).await, Ok(()));
+    assert_eq!(limiter.take("u", PER_SECOND, T0 + 3_500).await, Err(500));
 }
 
 /// The answer is the wait until the next token, rounded up to a millisecond: a take one
@@ -107,11 +111,14 @@ pub async fn retry_after_is_exact(factory: &dyn LimiterFactory) {
         (rate(7, 1), 8_572),
     ] {
         let key = format!("k{}", limit.rate_per_minute);
-        drain(&*limiter, &key, limit, T0);
-        assert_eq!(limiter.take(&key, limit, T0), Err(wait), "{limit:?}");
+        drain(&*limiter, &key, limit, T0).await;
+        assert_eq!(limiter.take(&key, limit, T0).await, Err(wait), "{limit:?}");
         let then = T0 + i64::from(wait);
-        assert!(limiter.take(&key, limit, then - 1).is_err(), "{limit:?}");
-        assert_eq!(limiter.take(&key, limit, then), Ok(()), "{limit:?}");
+        assert!(
+            limiter.take(&key, limit, then - 1).await.is_err(),
+            "{limit:?}"
+        );
+        assert_eq!(limiter.take(&key, limit, then).await, Ok(()), "{limit:?}");
     }
 }
 
@@ -121,15 +128,15 @@ pub async fn retry_after_is_never_too_early(factory: &dyn LimiterFactory) {
     for per_minute in (1..=6_000).step_by(7) {
         let limit = rate(per_minute, 1);
         let key = format!("r{per_minute}");
-        drain(&*limiter, &key, limit, T0);
+        drain(&*limiter, &key, limit, T0).await;
         let asked = T0 + i64::from(per_minute % 13);
-        let wait = match limiter.take(&key, limit, asked) {
+        let wait = match limiter.take(&key, limit, asked).await {
             Ok(()) => continue,
             Err(wait) => wait,
         };
         assert!(wait > 0, "{limit:?}");
         assert_eq!(
-            limiter.take(&key, limit, asked + i64::from(wait)),
+            limiter.take(&key, limit, asked + i64::from(wait)).await,
             Ok(()),
             "{limit:?}: told to wait {wait} ms at +{} ms",
             asked - T0
@@ -140,26 +147,31 @@ pub async fn retry_after_is_never_too_early(factory: &dyn LimiterFactory) {
 /// Draining one key leaves the others full, whatever their rates.
 pub async fn keys_are_independent(factory: &dyn LimiterFactory) {
     let limiter = factory.limiter().await;
-    drain(&*limiter, "send:alice", PER_SECOND, T0);
-    assert!(limiter.take("send:alice", PER_SECOND, T0).is_err());
-    drain(&*limiter, "send:bob", PER_SECOND, T0);
-    drain(&*limiter, "typing:alice", rate(120, 5), T0);
-    assert!(limiter.take("send:bob", PER_SECOND, T0).is_err());
-    assert!(limiter.take("typing:alice", rate(120, 5), T0).is_err());
-    assert_eq!(limiter.take("send:carol", PER_SECOND, T0), Ok(()));
+    drain(&*limiter, "send:alice", PER_SECOND, T0).await;
+    assert!(limiter.take("send:alice", PER_SECOND, T0).await.is_err());
+    drain(&*limiter, "send:bob", PER_SECOND, T0).await;
+    drain(&*limiter, "typing:alice", rate(120, 5), T0).await;
+    assert!(limiter.take("send:bob", PER_SECOND, T0).await.is_err());
+    assert!(
+        limiter
+            .take("typing:alice", rate(120, 5), T0)
+            .await
+            .is_err()
+    );
+    assert_eq!(limiter.take("send:carol", PER_SECOND, T0).await, Ok(()));
 }
 
 /// A bucket left alone refills to its burst and no further.
 pub async fn refill_is_capped_at_the_burst(factory: &dyn LimiterFactory) {
     let limiter = factory.limiter().await;
-    drain(&*limiter, "u", PER_SECOND, T0);
+    drain(&*limiter, "u", PER_SECOND, T0).await;
     let hour_later = T0 + 3_600_000;
-    drain(&*limiter, "u", PER_SECOND, hour_later);
-    assert_eq!(limiter.take("u", PER_SECOND, hour_later), Err(1000));
+    drain(&*limiter, "u", PER_SECOND, hour_later).await;
+    assert_eq!(limiter.take("u", PER_SECOND, hour_later).await, Err(1000));
     // A partly drained bucket too.
-    assert_eq!(limiter.take("v", PER_SECOND, T0), Ok(()));
-    drain(&*limiter, "v", PER_SECOND, T0 + 10_000);
-    assert!(limiter.take("v", PER_SECOND, T0 + 10_000).is_err());
+    assert_eq!(limiter.take("v", PER_SECOND, T0).await, Ok(()));
+    drain(&*limiter, "v", PER_SECOND, T0 + 10_000).await;
+    assert!(limiter.take("v", PER_SECOND, T0 + 10_000).await.is_err());
 }
 
 /// Time going backwards neither refills a bucket nor, when it comes forward again, counts the
@@ -167,18 +179,18 @@ pub async fn refill_is_capped_at_the_burst(factory: &dyn LimiterFactory) {
 pub async fn a_clock_going_backwards_mints_nothing(factory: &dyn LimiterFactory) {
     let limiter = factory.limiter().await;
     let later = T0 + 10_000;
-    drain(&*limiter, "u", PER_SECOND, later);
+    drain(&*limiter, "u", PER_SECOND, later).await;
     for earlier in [T0 + 5_000, T0, T0 - 3_600_000] {
         assert!(
-            limiter.take("u", PER_SECOND, earlier).is_err(),
+            limiter.take("u", PER_SECOND, earlier).await.is_err(),
             "at {earlier}"
         );
     }
-    assert!(limiter.take("u", PER_SECOND, later + 999).is_err());
-    assert_eq!(limiter.take("u", PER_SECOND, later + 1_000), Ok(()));
-    assert!(limiter.take("u", PER_SECOND, later + 1_000).is_err());
+    assert!(limiter.take("u", PER_SECOND, later + 999).await.is_err());
+    assert_eq!(limiter.take("u", PER_SECOND, later + 1_000).await, Ok(()));
+    assert!(limiter.take("u", PER_SECOND, later + 1_000).await.is_err());
     // A first take at an old time after newer ones elsewhere is just a fresh bucket.
-    drain(&*limiter, "w", PER_SECOND, T0 - 1);
+    drain(&*limiter, "w", PER_SECOND, T0 - 1).await;
 }
 
 /// How many keys [`many_keys_keep_their_own_state`] uses: enough to pass any in-memory cap.
@@ -191,16 +203,19 @@ pub async fn many_keys_keep_their_own_state(factory: &dyn LimiterFactory) {
     let slow = rate(1, 1);
     let fast = rate(60_000, 1);
     for i in 0..MANY_KEYS {
-        assert_eq!(limiter.take(&format!("slow:{i}"), slow, T0), Ok(()));
+        assert_eq!(limiter.take(&format!("slow:{i}"), slow, T0).await, Ok(()));
     }
     // A second later a fast bucket would be full again; the slow ones hold 1/60 of a token.
     let second = T0 + 1_000;
     for i in 0..10 {
-        assert_eq!(limiter.take(&format!("fast:{i}"), fast, second), Ok(()));
+        assert_eq!(
+            limiter.take(&format!("fast:{i}"), fast, second).await,
+            Ok(())
+        );
     }
     for i in (0..MANY_KEYS).step_by(997) {
         assert_eq!(
-            limiter.take(&format!("slow:{i}"), slow, second),
+            limiter.take(&format!("slow:{i}"), slow, second).await,
             Err(59_000),
             "slow:{i}"
         );
@@ -208,7 +223,10 @@ pub async fn many_keys_keep_their_own_state(factory: &dyn LimiterFactory) {
     // A minute on, every slow bucket has its token back.
     let minute = T0 + 60_000;
     for i in (0..MANY_KEYS).step_by(991) {
-        assert_eq!(limiter.take(&format!("slow:{i}"), slow, minute), Ok(()));
+        assert_eq!(
+            limiter.take(&format!("slow:{i}"), slow, minute).await,
+            Ok(())
+        );
     }
-    assert_eq!(limiter.take("fresh", slow, minute), Ok(()));
+    assert_eq!(limiter.take("fresh", slow, minute).await, Ok(()));
 }

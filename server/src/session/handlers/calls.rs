@@ -19,7 +19,8 @@ pub(super) async fn typing(
     let room = room_id(&r.room_id)?;
     ctx.member(&room).await?;
     ctx.services
-        .rate_limit("typing", ctx.user, ctx.services.rates.typing)?;
+        .rate_limit("typing", ctx.user, ctx.services.rates.typing)
+        .await?;
     if !core.typing_gate(&room, r.active, std::time::Instant::now()) {
         return Ok(Reply::Typing(v1::TypingResponse {}));
     }

@@ -12,7 +12,8 @@ pub(super) async fn send(ctx: Ctx<'_>, r: v1::SendRequest) -> Result<Reply, Chat
     let room = room_id(&r.room_id)?;
     validate::client_msg_id(&r.client_msg_id)?;
     ctx.services
-        .rate_limit("send", ctx.user, ctx.services.rates.sends)?;
+        .rate_limit("send", ctx.user, ctx.services.rates.sends)
+        .await?;
     let content = validate::content(r.content, &ctx.services.content)?;
     let op = SendOp {
         client_msg_id: r.client_msg_id,
