@@ -23,6 +23,7 @@ use crate::backend::events_embedded::EventQueueOptions;
 use crate::backend::fanout::Fanout;
 use crate::backend::fanout_local::LocalFanout;
 use crate::backend::pipeline_local::LocalPipeline;
+use crate::backend::ratelimit_redis::RedisRateLimiter;
 use crate::backend::store::Store;
 use crate::chat::draft::WriterConfig;
 use crate::chat::writer::RoomWriter;
@@ -128,6 +129,13 @@ impl Server {
         );
         services.delivery_queue = config.session.outbound_queue_frames;
         services.rates = crate::session::services::Rates::from_config(&config.limits);
+        if let Some(url) = &config.redis.url {
+            let limiter =
+                RedisRateLimiter::connect(url, &format!("{}rate:", config.redis.key_prefix))
+                    .await
+                    .map_err(|e| StartError(format!("redis: {e}")))?;
+            services.limiter = Arc::new(limiter);
+        }
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;

@@ -178,3 +178,50 @@ async fn a_client_that_stops_reading_is_closed_and_resumes_without_loss() {
     assert_eq!(rest, (last_seen + 1..=last_sent).collect::<Vec<_>>());
     server.stop().await;
 }
+
+/// With `redis.url` set, rate limits live in Redis (shared by every node) and still refuse.
+#[tokio::test]
+async fn rate_limits_can_live_in_redis() {
+    let url = std::env::var("CHATWIRE_TEST_REDIS_URL")
+        .expect("CHATWIRE_TEST_REDIS_URL is not set: start the services (scripts/services start)");
+    let prefix = format!(
+        "limits-test-{}-{:?}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    let (redis_url, key_prefix) = (url.clone(), prefix.clone());
+    let server = TestServer::start_with(|config| {
+        config.redis.url = Some(url);
+        config.redis.key_prefix = prefix;
+        config.limits.rate_sends = RateLimit {
+            rate_per_minute: 1,
+            burst: 2,
+        };
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let room = group(&alice, &[]).await;
+    alice.send(send(&room, "a", "one")).await.expect("first");
+    alice.send(send(&room, "b", "two")).await.expect("second");
+    let err = alice
+        .send(send(&room, "c", "three"))
+        .await
+        .expect_err("over the burst");
+    assert_eq!(err.server_code(), Some(v1::ErrorCode::RateLimited));
+    // The buckets are in Redis, under the configured prefix.
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{key_prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(
+        keys.iter().any(|k| k.contains("send:alice")),
+        "no send bucket in {keys:?}"
+    );
+    server.stop().await;
+}

@@ -1,5 +1,5 @@
 //! The rate limiter suite against the Redis token buckets of the distributed backend, plus its
-//! fail-open behaviour. Needs Redis: fails (never skips) when `CHATWIRE_REDIS_URL` is unset.
+//! fail-open behaviour. Needs Redis: fails (never skips) when `CHATWIRE_TEST_REDIS_URL` is unset.
 //!
 //! ```sh
 //! scripts/services start && set -a && . .services/env && set +a
@@ -23,10 +23,10 @@ struct Redis {
 }
 
 fn redis_url() -> String {
-    match std::env::var("CHATWIRE_REDIS_URL") {
+    match std::env::var("CHATWIRE_TEST_REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => url,
         _ => panic!(
-            "CHATWIRE_REDIS_URL is not set: start the services with `scripts/services start` \
+            "CHATWIRE_TEST_REDIS_URL is not set: start the services with `scripts/services start` \
              and load them with `set -a; . .services/env; set +a` (scripts/test does both)"
         ),
     }

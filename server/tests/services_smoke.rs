@@ -50,9 +50,9 @@ fn unique_suffix() -> String {
 
 #[tokio::test]
 async fn redis_answers_ping() {
-    let url = required_env("CHATWIRE_REDIS_URL");
+    let url = required_env("CHATWIRE_TEST_REDIS_URL");
     let client = redis::Client::open(url.as_str())
-        .unwrap_or_else(|e| panic!("CHATWIRE_REDIS_URL={url} is not a valid Redis URL: {e}"));
+        .unwrap_or_else(|e| panic!("CHATWIRE_TEST_REDIS_URL={url} is not a valid Redis URL: {e}"));
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(OP_TIMEOUT));
@@ -75,7 +75,7 @@ async fn redis_answers_ping() {
 
 #[tokio::test]
 async fn rabbitmq_declares_and_deletes_a_queue() {
-    let url = required_env("CHATWIRE_AMQP_URL");
+    let url = required_env("CHATWIRE_TEST_AMQP_URL");
     let conn = bounded(
         "amqp connect",
         CONNECT_TIMEOUT,
@@ -124,7 +124,7 @@ async fn rabbitmq_declares_and_deletes_a_queue() {
 
 #[tokio::test]
 async fn cassandra_is_release_5() {
-    let nodes = required_env("CHATWIRE_CQL_NODES");
+    let nodes = required_env("CHATWIRE_TEST_CQL_NODES");
     let mut builder = SessionBuilder::new().connection_timeout(CONNECT_TIMEOUT);
     for node in nodes.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         builder = builder.known_node(node);

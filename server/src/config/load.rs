@@ -19,7 +19,7 @@ pub const ENV_PREFIX: &str = "CHATWIRE_";
 pub const ENV_CONFIG_FILE: &str = "CHATWIRE_CONFIG";
 
 /// Top-level keys of [`Config`]. A `CHATWIRE_*` variable whose first key is not one of these
-/// belongs to something else (test harnesses use `CHATWIRE_REDIS_URL` and the like) and is
+/// belongs to something else (test harnesses use `CHATWIRE_TEST_REDIS_URL` and the like) and is
 /// ignored.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
@@ -32,6 +32,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "storage",
     "events",
     "quic",
+    "redis",
 ];
 
 /// Overrides from command-line flags, applied last.
@@ -325,7 +326,7 @@ mod tests {
                     "CHATWIRE_ALLOWED_ORIGINS",
                     "https://a.example, https://b.example",
                 ),
-                ("CHATWIRE_REDIS_URL", "redis://ignored"),
+                ("CHATWIRE_TEST_REDIS_URL", "redis://ignored"),
                 ("PATH", "/bin"),
             ]),
             cli: CliOverrides {
@@ -416,6 +417,7 @@ mod tests {
                 ("CHATWIRE_AUTH__HS256_KID", "dev-1"),
                 ("CHATWIRE_AUTH__ALGORITHMS", "HS256"),
                 ("CHATWIRE_AUTH__LEEWAY_MS", "1_000"),
+                ("CHATWIRE_REDIS__URL", "redis://127.0.0.1:6379/0"),
             ]),
             ..Default::default()
         })
@@ -424,6 +426,7 @@ mod tests {
         assert_eq!(c.auth.hs256_kid.as_deref(), Some("dev-1"));
         assert_eq!(c.auth.algorithms, vec![JwtAlgorithm::Hs256]);
         assert_eq!(c.auth.leeway_ms, 1000);
+        assert_eq!(c.redis.url.as_deref(), Some("redis://127.0.0.1:6379/0"));
     }
 
     #[test]

@@ -123,6 +123,28 @@ pub struct Config {
     pub events: EventsConfig,
     /// The QUIC endpoint (UDP, same address as `listen`).
     pub quic: QuicConfig,
+    /// Redis, for the backends that can use it (today: rate limits shared by every node).
+    pub redis: RedisConfig,
+}
+
+/// Redis (docs/operations.md, "Configuration"). Unset: every concern stays in process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`. When set, rate limits live in Redis (shared by every node; if
+    /// Redis cannot answer, requests are allowed rather than refused). Default unset.
+    pub url: Option<String>,
+    /// Prefix of every key this server writes. Default `chatwire:`.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "chatwire:".to_owned(),
+        }
+    }
 }
 
 /// The QUIC endpoint (docs/operations.md, "QUIC transport").
@@ -164,6 +186,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             events: EventsConfig::default(),
             quic: QuicConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
