@@ -1,6 +1,7 @@
-//! The internal error of the redb-backed implementations (the embedded store and the embedded
-//! event queue): a redb error or the implementation's own error `E`, turned into `E` at the
-//! edge of each operation so that redb types never leave these modules.
+//! What the redb-backed implementations (the embedded store and the embedded event queue)
+//! share: their internal error — a redb error or the implementation's own error `E`, turned
+//! into `E` at the edge of each operation so that redb types never leave these modules — and
+//! how they open a write transaction.
 
 /// An internal failure of a redb-backed implementation whose public error is `E`.
 #[derive(Debug)]
@@ -53,3 +54,15 @@ from_redb!(
     redb::CommitError,
     redb::SetDurabilityError
 );
+
+/// A write transaction; without `sync` its commit is not flushed to disk.
+pub(crate) fn begin_write<E>(
+    db: &redb::Database,
+    sync: bool,
+) -> Result<redb::WriteTransaction, Fail<E>> {
+    let mut txn = db.begin_write()?;
+    if !sync {
+        txn.set_durability(redb::Durability::None)?;
+    }
+    Ok(txn)
+}

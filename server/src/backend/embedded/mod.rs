@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable, WriteTransaction};
 
 use self::fail::{Fail, corrupt};
 use self::tables::{DEDUPE, DEDUPE_EXPIRY, META};
@@ -77,11 +77,7 @@ struct Inner {
 impl Inner {
     /// A write transaction with the configured durability.
     fn write(&self) -> Result<WriteTransaction, Fail> {
-        let mut txn = self.db.begin_write()?;
-        if !self.sync {
-            txn.set_durability(Durability::None)?;
-        }
-        Ok(txn)
+        crate::backend::redb_fail::begin_write(&self.db, self.sync)
     }
 
     /// The time bucket of a timestamp.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Database, WriteTransaction};
 
 use self::tables::Fail;
 use super::events::{
@@ -63,11 +63,7 @@ struct Inner {
 impl Inner {
     /// A write transaction with the configured durability.
     fn write(&self) -> Result<WriteTransaction, Fail> {
-        let mut txn = self.db.begin_write()?;
-        if !self.sync {
-            txn.set_durability(Durability::None)?;
-        }
-        Ok(txn)
+        crate::backend::redb_fail::begin_write(&self.db, self.sync)
     }
 }
 
