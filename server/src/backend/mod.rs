@@ -16,6 +16,7 @@ pub mod events;
 pub mod events_embedded;
 pub mod fanout;
 pub mod fanout_local;
+pub mod nodes;
 pub mod pipeline;
 pub mod pipeline_local;
 pub mod ratelimit;
