@@ -33,6 +33,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "events",
     "quic",
     "redis",
+    "cluster",
 ];
 
 /// Overrides from command-line flags, applied last.

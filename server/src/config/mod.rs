@@ -48,6 +48,8 @@ use std::path::PathBuf;
 use chatwire_protocol::limits;
 use serde::{Deserialize, Serialize};
 
+mod cluster;
+pub use cluster::{ClusterConfig, CqlConfig, StoreBackend};
 pub use events::{
     DEFAULT_RETRY_TIERS_MS, DEFAULT_WEBHOOK_TIMEOUT_MS, EventsConfig, MAX_RETRY_TIER_MS,
     MAX_RETRY_TIERS, MAX_WEBHOOK_TIMEOUT_MS, MIN_WEBHOOK_SECRET_BYTES, WebhookConfig,
@@ -123,8 +125,11 @@ pub struct Config {
     pub events: EventsConfig,
     /// The QUIC endpoint (UDP, same address as `listen`).
     pub quic: QuicConfig,
-    /// Redis, for the backends that can use it (today: rate limits shared by every node).
+    /// Redis, for the backends that can use it: rate limits; in a cluster also fan-out and
+    /// presence.
     pub redis: RedisConfig,
+    /// Distributed mode: many gateway nodes as one server (RabbitMQ pipeline and events).
+    pub cluster: ClusterConfig,
 }
 
 /// Redis (docs/operations.md, "Configuration"). Unset: every concern stays in process.
@@ -187,6 +192,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             quic: QuicConfig::default(),
             redis: RedisConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -568,10 +574,20 @@ pub struct StorageConfig {
     /// Width of a room log time bucket. Used when a store is created; an existing store keeps
     /// the width it recorded. Default 1 h.
     pub bucket_width_ms: u64,
+    /// Which store: `embedded` (default) or `scylla`.
+    pub backend: StoreBackend,
+    /// The CQL store, when `backend = "scylla"`.
+    pub cql: CqlConfig,
+    /// How many shards (writer queues) rooms are spread over. A distributed store records the
+    /// count at migrate time and the recorded count wins; changing it means draining first.
+    /// Default 8.
+    pub shards: usize,
 }
 
 /// Smallest bucket width (one minute).
 pub const MIN_BUCKET_WIDTH_MS: u64 = 60_000;
+/// Most shards.
+pub const MAX_SHARDS: usize = 1024;
 /// Largest bucket width (seven days).
 pub const MAX_BUCKET_WIDTH_MS: u64 = 7 * 24 * 3_600_000;
 
@@ -580,6 +596,9 @@ impl Default for StorageConfig {
         Self {
             idempotency_window_ms: 24 * 3_600_000,
             bucket_width_ms: 3_600_000,
+            backend: StoreBackend::Embedded,
+            cql: CqlConfig::default(),
+            shards: 8,
         }
     }
 }
@@ -595,6 +614,15 @@ impl StorageConfig {
                  {MAX_BUCKET_WIDTH_MS}",
                 self.bucket_width_ms
             )));
+        }
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            return Err(invalid(format!(
+                "storage.shards is {}, between 1 and {MAX_SHARDS}",
+                self.shards
+            )));
+        }
+        if self.backend == StoreBackend::Scylla {
+            self.cql.validate()?;
         }
         Ok(())
     }
@@ -624,6 +652,8 @@ impl Config {
         self.limits.validate()?;
         self.session.validate()?;
         self.storage.validate()?;
+        self.cluster
+            .validate(self.storage.backend, self.redis.url.as_deref())?;
         self.events.validate()
     }
 
