@@ -4,6 +4,7 @@
 // Each test binary uses the part of the support code it needs.
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
+pub mod cluster;
 pub mod events_suite;
 pub mod fanout_suite;
 pub mod pipeline_suite;

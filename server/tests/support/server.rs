@@ -452,7 +452,18 @@ impl ServerProcess {
     /// `chatwire: serving on http://ADDR ...` line. Rate limits are lifted through the
     /// environment: the tests here send in bursts.
     pub async fn spawn(data_dir: &std::path::Path) -> Self {
+        Self::spawn_with(data_dir, &[]).await
+    }
+
+    /// [`ServerProcess::spawn`] with extra environment variables (configuration such as
+    /// `CHATWIRE_STORAGE__BACKEND`). The server's log lines are echoed to the test's stderr,
+    /// prefixed with the data folder's name, so a failing test shows them.
+    pub async fn spawn_with(data_dir: &std::path::Path, envs: &[(String, String)]) -> Self {
         use std::io::BufRead;
+        let label = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"))
             .arg("--data-dir")
             .arg(data_dir)
@@ -462,6 +473,7 @@ impl ServerProcess {
             .env("CHATWIRE_LIMITS__RATE_SENDS__BURST", "100000")
             .env("CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE", "1000000")
             .env("CHATWIRE_LIMITS__RATE_REQUESTS__BURST", "100000")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -475,6 +487,7 @@ impl ServerProcess {
                 .lines()
                 .map_while(Result::ok)
             {
+                eprintln!("[{label}] {line}");
                 let addr = line
                     .strip_prefix("chatwire: serving on http://")
                     .and_then(|rest| rest.split_whitespace().next())
@@ -493,6 +506,21 @@ impl ServerProcess {
     /// A WebSocket target for this process.
     pub fn target(&self) -> WsTarget {
         WsTarget::new(self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} {}", self.pid());
     }
 
     /// Kills the process with SIGKILL (no drain, no flush) and reaps it.
