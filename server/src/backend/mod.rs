@@ -11,6 +11,7 @@
 //! Driver types never appear in these traits; each implementation keeps its driver inside its
 //! own module.
 
+pub mod breaker;
 pub mod embedded;
 pub mod events;
 pub mod events_embedded;
