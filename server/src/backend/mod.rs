@@ -17,6 +17,7 @@ pub mod events;
 pub mod events_embedded;
 pub mod fanout;
 pub mod fanout_local;
+pub mod health;
 pub mod nodes;
 pub mod pipeline;
 pub mod pipeline_local;

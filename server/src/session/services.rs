@@ -73,6 +73,8 @@ pub struct Services {
     pub rates: Rates,
     /// Set when the server drains: new sessions are refused.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Probes of the backends besides the store, for `/readyz` (none on the embedded default).
+    pub probes: Vec<Arc<dyn crate::backend::health::Probe>>,
     next_session: AtomicU64,
 }
 
@@ -110,6 +112,7 @@ impl Services {
             draining: std::sync::atomic::AtomicBool::new(false),
             limiter: Arc::new(LocalRateLimiter::new()),
             rates: Rates::default(),
+            probes: Vec::new(),
             next_session: AtomicU64::new(1),
         }
     }

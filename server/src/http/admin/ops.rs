@@ -53,9 +53,14 @@ pub(super) struct Ready {
     pub(super) status: String,
     /// The store's state: `ok`.
     pub(super) store: String,
+    /// Every other backend by name (`pipeline`, `fanout`, `events`): `ok`, or `down: reason`
+    /// for one that does not answer. Empty on the embedded default.
+    pub(super) backends: std::collections::BTreeMap<String, String>,
 }
 
-/// 200 when the store answers a read and the server is not draining; 503 otherwise.
+/// 200 when the store and every critical backend answer and the server is not draining; 503
+/// otherwise. A non-critical backend that is down (the Redis fan-out) shows in `backends` but
+/// keeps the node ready.
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
     responses((status = 200, body = Ready), (status = 503, body = ErrorBody)))]
 pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
@@ -76,9 +81,29 @@ pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Read
             "store: not answering",
         ));
     }
+    let mut backends = std::collections::BTreeMap::new();
+    for probe in &services.probes {
+        match probe.check().await {
+            Ok(()) => {
+                backends.insert(probe.name().to_owned(), "ok".to_owned());
+            }
+            Err(reason) if probe.critical() => {
+                tracing::warn!(backend = probe.name(), %reason, "readiness: backend failed");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    format!("{}: {reason}", probe.name()),
+                ));
+            }
+            Err(reason) => {
+                backends.insert(probe.name().to_owned(), format!("down: {reason}"));
+            }
+        }
+    }
     Ok(Json(Ready {
         status: "ready".into(),
         store: "ok".into(),
+        backends,
     }))
 }
 
