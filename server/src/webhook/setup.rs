@@ -1,5 +1,6 @@
-//! The built-in consumers of one server on the embedded default: one queue file per consumer
-//! in the events folder, a [`Tee`] the room writers publish to, and the consumer tasks.
+//! The built-in consumers of one server: one queue per consumer (on the embedded default a file
+//! in the events folder, in a cluster RabbitMQ lane queues), a [`Tee`] the room writers publish
+//! to, and the consumer tasks.
 //!
 //! ```text
 //!  room writers ──publish──▶ Tee ──▶ events/push.redb ──▶ offline push consumer (high lane)
@@ -43,10 +44,27 @@ impl Consumers {
         app: Option<WebhookSender>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QueueError> {
+        let push = match push {
+            Some((sender, audience)) => Some((sender, audience, open_queue(dir, "push", options)?)),
+            None => None,
+        };
+        let app = match app {
+            Some(sender) => Some((sender, open_queue(dir, "app", options)?)),
+            None => None,
+        };
+        Ok(Self::with_queues(push, app, clock))
+    }
+
+    /// The consumers over queues opened elsewhere (the RabbitMQ ones in a cluster): `push` with
+    /// its sender, audience and queue, `app` with its sender and queue.
+    pub fn with_queues(
+        push: Option<(WebhookSender, Arc<dyn PushAudience>, Arc<dyn EventQueue>)>,
+        app: Option<(WebhookSender, Arc<dyn EventQueue>)>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let mut queues: Vec<(&'static str, Arc<dyn EventQueue>)> = Vec::new();
         let mut consumers = Vec::new();
-        if let Some((sender, audience)) = push {
-            let queue = open_queue(dir, "push", options)?;
+        if let Some((sender, audience, queue)) = push {
             for lane in Lane::ALL {
                 let consumer = WebhookConsumer::offline_push(
                     Arc::clone(&queue),
@@ -59,8 +77,7 @@ impl Consumers {
             }
             queues.push(("push", queue));
         }
-        if let Some(sender) = app {
-            let queue = open_queue(dir, "app", options)?;
+        if let Some((sender, queue)) = app {
             for lane in Lane::ALL {
                 let consumer = WebhookConsumer::app_webhook(
                     Arc::clone(&queue),
@@ -75,11 +92,11 @@ impl Consumers {
         let publisher = Arc::new(Tee::new(
             queues.iter().map(|(_, q)| Arc::clone(q)).collect(),
         ));
-        Ok(Self {
+        Self {
             publisher,
             queues,
             consumers,
-        })
+        }
     }
 
     /// What the room writers publish to; `None` when no consumer is configured (the writers
