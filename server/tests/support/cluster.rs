@@ -33,7 +33,9 @@ impl Services {
     pub fn shared() -> Self {
         let var = |name: &str| {
             std::env::var(name).unwrap_or_else(|_| {
-                panic!("{name} is not set: run the tests through scripts/test, or load .services/env")
+                panic!(
+                    "{name} is not set: run the tests through scripts/test, or load .services/env"
+                )
             })
         };
         Self {
@@ -180,7 +182,10 @@ impl Cluster {
         let name = &self.name;
         [
             ("CHATWIRE_STORAGE__BACKEND", "scylla".to_owned()),
-            ("CHATWIRE_STORAGE__CQL__NODES", self.services.cql_nodes.clone()),
+            (
+                "CHATWIRE_STORAGE__CQL__NODES",
+                self.services.cql_nodes.clone(),
+            ),
             ("CHATWIRE_STORAGE__CQL__KEYSPACE", format!("cluster_{name}")),
             ("CHATWIRE_CLUSTER__AMQP_URL", self.services.amqp_url.clone()),
             ("CHATWIRE_CLUSTER__QUEUE_PREFIX", format!("t{name}.")),
