@@ -29,7 +29,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// The configured consumers, their queues, and the publisher feeding them.
 #[derive(Debug)]
 pub struct Consumers {
-    publisher: Arc<Tee>,
+    publisher: Arc<dyn EventPublisher>,
     queues: Vec<(&'static str, Arc<dyn EventQueue>)>,
     consumers: Vec<WebhookConsumer>,
 }
@@ -52,14 +52,17 @@ impl Consumers {
             Some(sender) => Some((sender, open_queue(dir, "app", options)?)),
             None => None,
         };
-        Ok(Self::with_queues(push, app, clock))
+        Ok(Self::with_queues(push, app, None, clock))
     }
 
     /// The consumers over queues opened elsewhere (the RabbitMQ ones in a cluster): `push` with
-    /// its sender, audience and queue, `app` with its sender and queue.
+    /// its sender, audience and queue, `app` with its sender and queue. `publisher` is what the
+    /// writers publish to when the queues share one (a RabbitMQ exchange that copies each event
+    /// into every consumer's lanes); `None` publishes to each queue in turn (a [`Tee`]).
     pub fn with_queues(
         push: Option<(WebhookSender, Arc<dyn PushAudience>, Arc<dyn EventQueue>)>,
         app: Option<(WebhookSender, Arc<dyn EventQueue>)>,
+        publisher: Option<Arc<dyn EventPublisher>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let mut queues: Vec<(&'static str, Arc<dyn EventQueue>)> = Vec::new();
@@ -89,9 +92,11 @@ impl Consumers {
             }
             queues.push(("app", queue));
         }
-        let publisher = Arc::new(Tee::new(
-            queues.iter().map(|(_, q)| Arc::clone(q)).collect(),
-        ));
+        let publisher = publisher.unwrap_or_else(|| {
+            Arc::new(Tee::new(
+                queues.iter().map(|(_, q)| Arc::clone(q)).collect(),
+            ))
+        });
         Self {
             publisher,
             queues,
@@ -102,8 +107,7 @@ impl Consumers {
     /// What the room writers publish to; `None` when no consumer is configured (the writers
     /// then skip building downstream events at all).
     pub fn publisher(&self) -> Option<Arc<dyn EventPublisher>> {
-        let publisher: Arc<dyn EventPublisher> = self.publisher.clone();
-        (!self.queues.is_empty()).then_some(publisher)
+        (!self.queues.is_empty()).then(|| Arc::clone(&self.publisher))
     }
 
     /// Each consumer's queue by name (`push`, `app`), for DLQ listing and replay, and depths.
