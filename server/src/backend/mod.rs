@@ -2,7 +2,7 @@
 //!
 //! | concern | trait | embedded (default) | distributed |
 //! | --- | --- | --- | --- |
-//! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | ScyllaDB (later) |
+//! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | [`scylla`] (ScyllaDB / Cassandra) |
 //! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | RabbitMQ (later) |
 //! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | Redis (later) |
 //! | downstream events, retries, DLQ | [`events::EventQueue`] | [`events_embedded`] (redb) | RabbitMQ (later) |
@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod fanout_local;
 pub mod health;
 pub mod nodes;
+pub mod scylla;
 pub mod pipeline;
 pub mod pipeline_local;
 pub mod ratelimit;
