@@ -11,6 +11,7 @@
 //! Driver types never appear in these traits; each implementation keeps its driver inside its
 //! own module.
 
+pub(crate) mod amqp;
 pub mod breaker;
 pub mod embedded;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod nodes;
 pub mod scylla;
 pub mod pipeline;
 pub mod pipeline_local;
+pub mod pipeline_rabbit;
 pub mod ratelimit;
 pub mod ratelimit_redis;
 mod redb_fail;

@@ -29,3 +29,55 @@ pub trait NodeRegistry: Send + Sync + std::fmt::Debug {
     /// the TTL.
     async fn leave(&self, node_id: &str) -> Result<(), StoreError>;
 }
+
+/// Registry rows by node id: the node and when its row expires (ms).
+type Rows = std::collections::BTreeMap<String, (LiveNode, i64)>;
+
+/// The in-process registry: rows in memory with a time to live on an injected clock. Serves
+/// the embedded default (one node) and tests, where several pipelines in one process share
+/// it.
+#[derive(Debug)]
+pub struct MemoryRegistry {
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    rows: std::sync::Mutex<Rows>,
+}
+
+impl MemoryRegistry {
+    /// An empty registry whose rows expire by `clock`.
+    pub fn new(clock: std::sync::Arc<dyn crate::clock::Clock>) -> Self {
+        Self {
+            clock,
+            rows: std::sync::Mutex::default(),
+        }
+    }
+
+    fn rows(&self) -> Result<std::sync::MutexGuard<'_, Rows>, StoreError> {
+        self.rows
+            .lock()
+            .map_err(|_| StoreError::Corrupt("node registry lock poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl NodeRegistry for MemoryRegistry {
+    async fn heartbeat(&self, node: &LiveNode, ttl_ms: u64) -> Result<(), StoreError> {
+        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+        let until = self.clock.now_ms().saturating_add(ttl);
+        self.rows()?
+            .insert(node.node_id.clone(), (node.clone(), until));
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Result<Vec<LiveNode>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut rows = self.rows()?;
+        rows.retain(|_, (_, until)| *until > now);
+        // A BTreeMap keeps them sorted by id.
+        Ok(rows.values().map(|(node, _)| node.clone()).collect())
+    }
+
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
+        self.rows()?.remove(node_id);
+        Ok(())
+    }
+}
