@@ -16,6 +16,7 @@ pub mod breaker;
 pub mod embedded;
 pub mod events;
 pub mod events_embedded;
+pub mod events_rabbit;
 pub mod fanout;
 pub mod fanout_local;
 pub mod health;
