@@ -19,6 +19,7 @@ pub mod events_embedded;
 pub mod events_rabbit;
 pub mod fanout;
 pub mod fanout_local;
+pub mod fanout_redis;
 pub mod health;
 pub mod nodes;
 pub mod scylla;
