@@ -76,6 +76,9 @@ pub enum CliError {
     /// The token could not be minted.
     #[error(transparent)]
     Mint(#[from] MintError),
+    /// The distributed store could not be migrated.
+    #[error("migrate: {0}")]
+    Migrate(String),
 }
 
 /// Parses the process's arguments; prints help or an error and exits on bad ones.
@@ -123,11 +126,26 @@ pub fn token(config: &Config, args: &TokenArgs, now_ms: i64) -> Result<String, C
 pub const EMBEDDED_MIGRATE_MESSAGE: &str = "embedded store needs no migration";
 
 /// `chatwire migrate`. The embedded store creates its tables when it opens, so there is
-/// nothing to migrate; distributed backends add their schema steps here.
+/// nothing to migrate; the CQL store (`storage.backend = "scylla"`) gets its keyspace, tables
+/// and cluster metadata (idempotent: run it before every deploy).
 pub fn migrate(config: &Config) -> Result<(), CliError> {
-    let _ = config;
-    println!("{EMBEDDED_MIGRATE_MESSAGE}");
-    Ok(())
+    match config.storage.backend {
+        crate::config::StoreBackend::Embedded => {
+            println!("{EMBEDDED_MIGRATE_MESSAGE}");
+            Ok(())
+        }
+        crate::config::StoreBackend::Scylla => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Migrate(e.to_string()))?;
+            let done = runtime
+                .block_on(crate::distributed::migrate(config))
+                .map_err(CliError::Migrate)?;
+            println!("{done}");
+            Ok(())
+        }
+    }
 }
 
 /// `chatwire version`: the binary's version and the protocol package it speaks.

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod devdefaults;
+pub mod distributed;
 pub mod http;
 pub mod server;
 pub mod session;

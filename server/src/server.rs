@@ -17,19 +17,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{AuthError, TokenMinter, TokenVerifier};
+use crate::backend::breaker::{Breaker, BreakerConfig, BreakerPipeline};
 use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::backend::events::RetryPolicy;
 use crate::backend::events_embedded::EventQueueOptions;
 use crate::backend::fanout::Fanout;
 use crate::backend::fanout_local::LocalFanout;
+use crate::backend::health::Probe;
+use crate::backend::nodes::NodeRegistry;
+use crate::backend::pipeline::Pipeline;
 use crate::backend::pipeline_local::LocalPipeline;
+use crate::backend::pipeline_rabbit::RabbitPipeline;
 use crate::backend::ratelimit_redis::RedisRateLimiter;
-use crate::backend::store::Store;
+use crate::backend::store::{RoomLog, Store};
 use crate::chat::draft::WriterConfig;
 use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, WebhookConfig};
+use crate::config::{Config, StoreBackend, WebhookConfig};
 use crate::devdefaults;
+use crate::distributed;
 use crate::http::admin::AdminState;
 use crate::http::{AppState, router};
 use crate::session::core::SessionConfig;
@@ -39,9 +45,6 @@ use crate::transport::quic_endpoint::{self, QuicState};
 use crate::webhook::{
     Consumers, PushAudience, SigningKey, SigningKeys, StoreAudience, WebhookSender,
 };
-
-/// Writer shards of the embedded pipeline.
-const SHARDS: usize = 8;
 
 /// Commands a shard queues before it answers RATE_LIMITED.
 const SHARD_QUEUE: usize = 4096;
@@ -77,6 +80,8 @@ pub struct Server {
     quic_fingerprint: Option<String>,
     /// `quic.retry_above_handshakes`.
     quic_retry_above: usize,
+    /// The RabbitMQ pipeline in a cluster, shut down (leaving the live set) after the drain.
+    rabbit: Option<Arc<RabbitPipeline>>,
 }
 
 impl Server {
@@ -88,24 +93,54 @@ impl Server {
     ) -> Result<Self, StartError> {
         let dev =
             devdefaults::load_or_create(&config.data_dir).map_err(|e| StartError(e.to_string()))?;
-        let options = EmbeddedOptions {
-            bucket_width_ms: i64::try_from(config.storage.bucket_width_ms).unwrap_or(3_600_000),
-            sync: true,
-        };
-        let store = EmbeddedStore::open(&config.data_dir.join("store"), options)
-            .map_err(|e| StartError(e.to_string()))?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let node_id = node_id();
+        let clustered = config.cluster.enabled();
+        // The store, the shard count and (in a cluster) the registry of live nodes.
+        let (store, shards, registry): (Arc<dyn Store>, usize, Option<Arc<dyn NodeRegistry>>) =
+            match config.storage.backend {
+                StoreBackend::Embedded => {
+                    let options = EmbeddedOptions {
+                        bucket_width_ms: i64::try_from(config.storage.bucket_width_ms)
+                            .unwrap_or(3_600_000),
+                        sync: true,
+                    };
+                    let store = EmbeddedStore::open(&config.data_dir.join("store"), options)
+                        .map_err(|e| StartError(e.to_string()))?;
+                    (Arc::new(store), config.storage.shards, None)
+                }
+                StoreBackend::Scylla => {
+                    let store =
+                        Arc::new(distributed::open_store(config).await.map_err(StartError)?);
+                    let shards = usize::try_from(store.meta().shards).unwrap_or(1);
+                    let registry: Arc<dyn NodeRegistry> = store.clone();
+                    (store, shards, Some(registry))
+                }
+            };
         let verifier = TokenVerifier::from_config(&config.auth, Some(&dev.jwt_secret))
             .map_err(|e| StartError(e.to_string()))?;
-        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(Arc::clone(&clock)));
-        let consumers = open_consumers(config, &store, &fanout, &clock)?;
+        let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
+        let fanout: Arc<dyn Fanout> = if clustered {
+            let log: Arc<dyn RoomLog> = store.clone();
+            let fanout = distributed::open_fanout(config, &node_id, log, Arc::clone(&clock))
+                .await
+                .map_err(StartError)?;
+            probes.push(Arc::new(distributed::FanoutProbe(Arc::clone(&fanout))));
+            fanout
+        } else {
+            Arc::new(LocalFanout::new(Arc::clone(&clock)))
+        };
+        let consumers = if clustered {
+            open_cluster_consumers(config, &store, &fanout, &clock).await?
+        } else {
+            open_consumers(config, &store, &fanout, &clock)?
+        };
         let publisher = consumers.publisher();
         let writer_config = WriterConfig {
             idempotency_window_ms: i64::try_from(config.storage.idempotency_window_ms)
                 .unwrap_or(i64::MAX),
             ..WriterConfig::default()
         };
-        let writers = (0..SHARDS)
+        let writers: Vec<RoomWriter> = (0..shards)
             .map(|_| {
                 RoomWriter::new(
                     Arc::clone(&store),
@@ -116,7 +151,29 @@ impl Server {
                 .with_events(publisher.clone())
             })
             .collect();
-        let pipeline = Arc::new(LocalPipeline::start(writers, SHARD_QUEUE));
+        let mut rabbit = None;
+        let pipeline: Arc<dyn Pipeline> = match (clustered, registry) {
+            (true, Some(registry)) => {
+                let address = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let started =
+                    distributed::start_pipeline(config, &node_id, address, writers, registry)
+                        .await
+                        .map_err(StartError)?;
+                rabbit = Some(Arc::clone(&started));
+                let breaker = Arc::new(Breaker::new(BreakerConfig::default(), Arc::clone(&clock)));
+                probes.push(Arc::new(distributed::PipelineProbe(Arc::clone(&breaker))));
+                Arc::new(BreakerPipeline::new(started, breaker))
+            }
+            (true, None) => {
+                return Err(StartError(
+                    "a cluster needs storage.backend = \"scylla\"".into(),
+                ));
+            }
+            (false, _) => Arc::new(LocalPipeline::start(writers, SHARD_QUEUE)),
+        };
         let mut services = Services::new(
             store,
             pipeline,
@@ -125,8 +182,9 @@ impl Server {
             Arc::new(verifier),
             session_config(config),
             limits(config),
-            node_id(),
+            node_id,
         );
+        services.probes = probes;
         services.delivery_queue = config.session.outbound_queue_frames;
         services.rates = crate::session::services::Rates::from_config(&config.limits);
         if let Some(url) = &config.redis.url {
@@ -165,6 +223,7 @@ impl Server {
             quic,
             quic_fingerprint,
             quic_retry_above: config.quic.retry_above_handshakes,
+            rabbit,
         })
     }
 
@@ -224,6 +283,10 @@ impl Server {
         // After the drain: the writers published their last batches, so the consumers may
         // stop. A delivery cut short stays leased in its queue and is due again at restart.
         let _ = stop_consumers.send(true);
+        // Leave the live set at once, so the shards move without waiting for the TTL.
+        if let Some(rabbit) = &self.rabbit {
+            rabbit.shutdown().await;
+        }
         let deadline = tokio::time::Instant::now() + CONSUMER_STOP_TIMEOUT;
         for mut task in tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
@@ -279,14 +342,19 @@ const CONSUMER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events a consumer leases at once (the consumers' default batch).
 const CONSUMER_BATCH: i64 = 32;
 
-/// Opens the configured event consumers' queues under `data_dir/events` (none configured:
-/// nothing is opened and there is no publisher).
-fn open_consumers(
+/// The configured consumers (the push webhook with who is online, the app webhook) and the
+/// retry policy of their queues.
+type ConsumerParts = (
+    Option<(WebhookSender, Arc<dyn PushAudience>)>,
+    Option<WebhookSender>,
+    RetryPolicy,
+);
+
+fn consumer_parts(
     config: &Config,
     store: &Arc<dyn Store>,
     fanout: &Arc<dyn Fanout>,
-    clock: &Arc<dyn Clock>,
-) -> Result<Consumers, StartError> {
+) -> Result<ConsumerParts, StartError> {
     let events = &config.events;
     let push = events
         .push
@@ -312,14 +380,24 @@ fn open_consumers(
         .max()
         .unwrap_or(0);
     let default_lease = RetryPolicy::default().lease_timeout_ms;
-    let options = EventQueueOptions {
-        retry: RetryPolicy {
-            tiers_ms: events.retry_tiers(),
-            lease_timeout_ms: default_lease
-                .max(slowest.saturating_mul(CONSUMER_BATCH).saturating_add(1_000)),
-        },
-        sync: true,
+    let retry = RetryPolicy {
+        tiers_ms: events.retry_tiers(),
+        lease_timeout_ms: default_lease
+            .max(slowest.saturating_mul(CONSUMER_BATCH).saturating_add(1_000)),
     };
+    Ok((push, app, retry))
+}
+
+/// Opens the configured event consumers' queues under `data_dir/events` (none configured:
+/// nothing is opened and there is no publisher).
+fn open_consumers(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    fanout: &Arc<dyn Fanout>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Consumers, StartError> {
+    let (push, app, retry) = consumer_parts(config, store, fanout)?;
+    let options = EventQueueOptions { retry, sync: true };
     Consumers::open(
         &config.data_dir.join("events"),
         &options,
@@ -328,6 +406,44 @@ fn open_consumers(
         Arc::clone(clock),
     )
     .map_err(|e| StartError(format!("event queues: {e}")))
+}
+
+/// The configured consumers on RabbitMQ lanes shared by every node (each node consumes them
+/// too; the broker spreads deliveries), fed by one exchange.
+async fn open_cluster_consumers(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    fanout: &Arc<dyn Fanout>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Consumers, StartError> {
+    let (push, app, retry) = consumer_parts(config, store, fanout)?;
+    let mut names = Vec::new();
+    if push.is_some() {
+        names.push("push");
+    }
+    if app.is_some() {
+        names.push("app");
+    }
+    if names.is_empty() {
+        return Ok(Consumers::with_queues(None, None, None, Arc::clone(clock)));
+    }
+    let (publisher, mut queues) = distributed::open_events(config, &retry, &names)
+        .await
+        .map_err(StartError)?;
+    let app = match app {
+        Some(sender) => queues.pop().map(|queue| (sender, queue)),
+        None => None,
+    };
+    let push = match push {
+        Some((sender, audience)) => queues.pop().map(|queue| (sender, audience, queue)),
+        None => None,
+    };
+    Ok(Consumers::with_queues(
+        push,
+        app,
+        Some(publisher),
+        Arc::clone(clock),
+    ))
 }
 
 /// A signed sender for the webhook section `name`; reads secret files.

@@ -3,9 +3,10 @@
 //! | concern | trait | embedded (default) | distributed |
 //! | --- | --- | --- | --- |
 //! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | [`scylla`] (ScyllaDB / Cassandra) |
-//! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | RabbitMQ (later) |
-//! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | Redis (later) |
-//! | downstream events, retries, DLQ | [`events::EventQueue`] | [`events_embedded`] (redb) | RabbitMQ (later) |
+//! | live gateway nodes | [`nodes::NodeRegistry`] | - | [`scylla`] (rows with a TTL) |
+//! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | [`pipeline_rabbit`] (RabbitMQ shard queues) |
+//! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | [`fanout_redis`] (Redis: tail streams, pub/sub, presence registry) |
+//! | downstream events, retries, DLQ | [`events::EventQueue`] | [`events_embedded`] (redb) | [`events_rabbit`] (RabbitMQ lanes, retry tiers, DLQ) |
 //! | rate limits | [`ratelimit::RateLimiter`] | [`ratelimit::LocalRateLimiter`] | [`ratelimit_redis`] (Redis, fails open) |
 //!
 //! Driver types never appear in these traits; each implementation keeps its driver inside its
@@ -22,11 +23,11 @@ pub mod fanout_local;
 pub mod fanout_redis;
 pub mod health;
 pub mod nodes;
-pub mod scylla;
 pub mod pipeline;
 pub mod pipeline_local;
 pub mod pipeline_rabbit;
 pub mod ratelimit;
 pub mod ratelimit_redis;
 mod redb_fail;
+pub mod scylla;
 pub mod store;

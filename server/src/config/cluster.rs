@@ -147,9 +147,17 @@ mod tests {
             amqp_url: Some("amqp://127.0.0.1:5672/%2f".into()),
             ..ClusterConfig::default()
         };
-        assert!(cluster.validate(StoreBackend::Embedded, Some("redis://x")).is_err());
+        assert!(
+            cluster
+                .validate(StoreBackend::Embedded, Some("redis://x"))
+                .is_err()
+        );
         assert!(cluster.validate(StoreBackend::Scylla, None).is_err());
-        assert!(cluster.validate(StoreBackend::Scylla, Some("redis://x")).is_ok());
+        assert!(
+            cluster
+                .validate(StoreBackend::Scylla, Some("redis://x"))
+                .is_ok()
+        );
         assert!(
             ClusterConfig::default()
                 .validate(StoreBackend::Embedded, None)

@@ -113,11 +113,13 @@ impl Services {
             limiter: Arc::new(LocalRateLimiter::new()),
             rates: Rates::default(),
             probes: Vec::new(),
-            next_session: AtomicU64::new(1),
+            next_session: AtomicU64::new(first_session_key()),
         }
     }
 
-    /// A new session key, unique in this process.
+    /// A new session key, unique in this process and, with a random high half per process,
+    /// across the nodes of a cluster (the Redis fan-out addresses sessions on other nodes by
+    /// key).
     pub fn next_session_key(&self) -> SessionKey {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
@@ -198,4 +200,13 @@ pub fn default_limits() -> v1::Limits {
         typing_throttle_ms: 2000,
         typing_ttl_ms: 6000,
     }
+}
+
+/// The first session key of this process: a random high half (nodes of a cluster draw
+/// different ones, with a 1 in 2^32 chance of a collision per pair), counting from 1 below it.
+fn first_session_key() -> u64 {
+    let mut high = [0u8; 4];
+    // Without randomness every process starts at the same half: still unique within a node.
+    let _ = getrandom::fill(&mut high);
+    (u64::from(u32::from_be_bytes(high)) << 32) | 1
 }

@@ -26,6 +26,9 @@ use crate::clock::Clock;
 /// How often an idle consumer looks at its queue.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The offline push consumer's parts: its webhook, who is online, its queue.
+pub type PushConsumer = (WebhookSender, Arc<dyn PushAudience>, Arc<dyn EventQueue>);
+
 /// The configured consumers, their queues, and the publisher feeding them.
 #[derive(Debug)]
 pub struct Consumers {
@@ -60,7 +63,7 @@ impl Consumers {
     /// writers publish to when the queues share one (a RabbitMQ exchange that copies each event
     /// into every consumer's lanes); `None` publishes to each queue in turn (a [`Tee`]).
     pub fn with_queues(
-        push: Option<(WebhookSender, Arc<dyn PushAudience>, Arc<dyn EventQueue>)>,
+        push: Option<PushConsumer>,
         app: Option<(WebhookSender, Arc<dyn EventQueue>)>,
         publisher: Option<Arc<dyn EventPublisher>>,
         clock: Arc<dyn Clock>,
