@@ -80,6 +80,8 @@ impl PrivateServices {
             .arg(command)
             .env("CHATWIRE_SERVICES_DIR", self.dir.path())
             .env("CHATWIRE_SERVICES", &self.which)
+            // A private Cassandra must keep what it acknowledged through a SIGKILL.
+            .env("CHATWIRE_CASSANDRA_COMMITLOG", "group")
             .env(
                 "CHATWIRE_SERVICES_REUSE_PORTS",
                 if reuse_ports { "1" } else { "0" },
@@ -158,6 +160,7 @@ pub struct Cluster {
     seed: TempDir,
     nodes: TempDir,
     next: usize,
+    config_file: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -172,9 +175,18 @@ impl Cluster {
             seed,
             nodes: tempfile::tempdir().expect("temp dir"),
             next: 0,
+            config_file: None,
         };
         cluster.migrate();
         cluster
+    }
+
+    /// Gives every node started from now on this TOML configuration file (sections the
+    /// environment cannot express, such as webhook keys).
+    pub fn with_config(&mut self, toml: &str) {
+        let path = self.seed.path().join("chatwire.toml");
+        std::fs::write(&path, toml).expect("config file");
+        self.config_file = Some(path);
     }
 
     /// The configuration every node of the cluster gets, as environment variables.
@@ -200,6 +212,11 @@ impl Cluster {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            self.config_file
+                .iter()
+                .map(|path| ("CHATWIRE_CONFIG".to_owned(), path.display().to_string())),
+        )
         .collect()
     }
 
@@ -394,4 +411,76 @@ pub fn check_stream(seqs: &[u64]) -> (usize, usize) {
         }
     }
     (bad_order, gaps)
+}
+
+/// A webhook receiver that answers 200 and records the `Chatwire-Event-Id` of every request.
+pub struct EventSink {
+    addr: std::net::SocketAddr,
+    ids: tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
+}
+
+impl EventSink {
+    /// Listens on a free port.
+    pub async fn start() -> Self {
+        let (tx, ids) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+        let tx = Arc::new(tx);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let tx = Arc::clone(&tx);
+                async move {
+                    if let Some(id) = headers
+                        .get("chatwire-event-id")
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        let id = id.to_owned();
+                        tx.send_modify(|ids| {
+                            ids.insert(id);
+                        });
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, ids }
+    }
+
+    /// The URL to configure as a webhook.
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// The `[events.app]` section that sends every room event here.
+    pub fn app_webhook_toml(&self) -> String {
+        format!(
+            "[events.app]\nurl = \"{}\"\nkeys = [{{ id = \"k1\", secret = \"{}\" }}]\n",
+            self.url(),
+            "cluster-test-webhook-secret-0123456789"
+        )
+    }
+
+    /// Waits until every id of `expected` was delivered (at least once); returns how many
+    /// were delivered in all.
+    pub async fn wait_for_all(&self, expected: &std::collections::BTreeSet<String>) -> usize {
+        let mut ids = self.ids.clone();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            ids.wait_for(|ids| expected.is_subset(ids)),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            let got = self.ids.borrow();
+            let missing: Vec<_> = expected.difference(&got).take(10).collect();
+            panic!("downstream events missing: {missing:?}")
+        })
+        .expect("sink alive")
+        .len()
+    }
 }
