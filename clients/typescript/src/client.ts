@@ -3,7 +3,7 @@
 // generated `ChatwireRequests`; this class implements its `call`.
 import { create } from "@bufbuild/protobuf";
 import { ClientFrameSchema, type ClientFrame, type Reply, type ServerFrame } from "./gen/chatwire/v1/frames_pb.js";
-import type { ConnectResponse } from "./gen/chatwire/v1/session_pb.js";
+import type { ConnectResponse, RefreshResponse } from "./gen/chatwire/v1/session_pb.js";
 import { CloseCode, type Error as ErrorMessage } from "./gen/chatwire/v1/errors_pb.js";
 import { ContentSchema, SendRequestSchema, type Content } from "./gen/chatwire/v1/messages_pb.js";
 import type { Disconnect, Event, RoomEvent } from "./gen/chatwire/v1/events_pb.js";
@@ -54,6 +54,8 @@ export interface ClientEvents extends Events {
   session: ConnectResponse;
   /** One of the user's own messages changed status. */
   status: OutgoingMessage;
+  /** The session's token was replaced after a `TokenExpiring` event. */
+  tokenRefreshed: RefreshResponse;
   /** Something failed that no caller awaits (a background resume, a token refresh). */
   error: Error;
 }
@@ -597,6 +599,7 @@ export class ChatwireClient extends ChatwireRequests {
     if (!source) return;
     Promise.resolve(source())
       .then((token) => this.refresh({ token }))
+      .then((response) => this.emitter.emit("tokenRefreshed", response))
       .catch((err) => this.emitter.emit("error", err));
   }
 

@@ -67,8 +67,8 @@ export class TestServer {
     return `http://${this.addr}`;
   }
 
-  token(user) {
-    return execFileSync(chatwireBin, ["token", "--user", user, "--data-dir", this.dataDir], { env: { ...process.env, ...serverEnv } })
+  token(user, ttl = "1h") {
+    return execFileSync(chatwireBin, ["token", "--user", user, "--ttl", ttl, "--data-dir", this.dataDir], { env: { ...process.env, ...serverEnv } })
       .toString()
       .trim();
   }
