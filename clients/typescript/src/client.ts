@@ -163,9 +163,33 @@ export class ChatwireClient extends ChatwireRequests {
       room.lastSeq = options.afterSeq;
     }
     room.live = false;
-    await this.catchUp(room);
-    await this.loadReceipts(room);
-    return room;
+    for (;;) {
+      try {
+        await this.catchUp(room);
+        await this.loadReceipts(room);
+        return room;
+      } catch (err) {
+        // The connection dropped mid-way: the next session's resume picks the room up.
+        if (!(err instanceof NoReplyError && err.reason === "connection-lost")) throw err;
+        await this.nextSession();
+      }
+    }
+  }
+
+  /** Resolves at the next established session; rejects if the client closes first. */
+  private nextSession(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const offSession = this.emitter.once("session", () => {
+        offState();
+        resolve();
+      });
+      const offState = this.emitter.on("state", (state) => {
+        if (state !== "closed") return;
+        offSession();
+        offState();
+        reject(new SessionClosedError(undefined, "client closed"));
+      });
+    });
   }
 
   /** Stops following a room. */
@@ -591,6 +615,8 @@ export class ChatwireClient extends ChatwireRequests {
     if (room && message.seq !== undefined) {
       message.advance(statusFromReceipts(message.seq, this.userId, room.members, room.receipts));
     }
+    // Without a followed room no receipt can move it further: forget it once acknowledged.
+    if (!room && message.status !== "pending") this.outbox.remove(message.clientMsgId);
     this.emitter.emit("status", message);
   }
 
@@ -629,8 +655,10 @@ export class ChatwireClient extends ChatwireRequests {
     if (err instanceof NoReplyError && err.reason === "connection-lost") return; // resent by resume()
     if (err instanceof NoReplyError && err.reason === "closed") return;
     const wait = err instanceof ChatwireError ? err.retryAfterMs : 0;
+    const attempts = message.attempts;
     setTimeout(() => {
-      if (this.state === "connected") this.transmit(message);
+      // Skipped when a resume has sent it again meanwhile.
+      if (this.state === "connected" && message.attempts === attempts) this.transmit(message);
     }, wait);
   }
 }

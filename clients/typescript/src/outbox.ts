@@ -81,6 +81,11 @@ export class Outbox {
     return this.byId.get(clientMsgId);
   }
 
+  /** Forgets a message. */
+  remove(clientMsgId: string): void {
+    this.byId.delete(clientMsgId);
+  }
+
   /** Messages still waiting for an acknowledgement, oldest first. */
   unacknowledged(): OutgoingMessage[] {
     return [...this.byId.values()].filter((m) => m.status === "pending");

@@ -85,6 +85,12 @@ export class TestServer {
     await this.exited;
   }
 
+  /** SIGTERM: the server drains (Disconnect SERVER_DRAINING, reconnect true) and exits. */
+  async terminate() {
+    this.proc.kill("SIGTERM");
+    await this.exited;
+  }
+
   /** Starts again on the same address and data folder. */
   async restart() {
     await this.spawn(this.addr);
