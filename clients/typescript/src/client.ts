@@ -100,6 +100,7 @@ export class ChatwireClient extends ChatwireRequests {
   private stableTimer: ReturnType<typeof setTimeout> | undefined;
   private lastSent = 0;
   private transmitting = false;
+  private hadSession = false;
   private lastReceived = 0;
   private firstSession: { resolve(r: ConnectResponse): void; reject(e: Error): void } | null = null;
   private readonly onOnline = () => this.networkReturned();
@@ -271,7 +272,7 @@ export class ChatwireClient extends ChatwireRequests {
 
   private async startConnection(): Promise<void> {
     const generation = ++this.generation;
-    this.setState(this.session === undefined && this.attempt === 0 ? "connecting" : "reconnecting");
+    this.setState(this.hadSession ? "reconnecting" : "connecting");
     this.disconnect = undefined;
     let token: string;
     try {
@@ -329,6 +330,7 @@ export class ChatwireClient extends ChatwireRequests {
   private established(transport: Transport, response: ConnectResponse): void {
     if (transport !== this.transport) return;
     this.session = response;
+    this.hadSession = true;
     this.setState("connected");
     this.lastReceived = Date.now();
     const interval = response.heartbeatIntervalMs || 30000;
