@@ -27,8 +27,10 @@ pub struct AppState {
     pub admin: Arc<admin::AdminState>,
 }
 
-/// The example web chat (DESIGN §5b): plain JavaScript on the JSON mapping.
-const EXAMPLE_PAGE: &str = include_str!("chat.html");
+/// The example web chat (DESIGN §5b): the `@chatwire/client` example bundled into one page
+/// (`clients/typescript/examples/web-chat`, rebuilt by `scripts/regen`).
+const EXAMPLE_PAGE: &str =
+    include_str!("../../../clients/typescript/examples/web-chat/dist/index.html");
 
 /// The server's routes.
 pub fn router(state: AppState) -> Router {

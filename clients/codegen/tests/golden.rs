@@ -1,0 +1,114 @@
+//! Golden output of every back end, and the check that the checked-in SDK files are what a
+//! fresh regeneration writes. `CHATWIRE_REGEN=1` (what `scripts/regen` sets) writes both
+//! instead of comparing.
+
+use std::path::{Path, PathBuf};
+
+use chatwire_codegen::{Conventions, backend, render_all, walk};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn regen() -> bool {
+    std::env::var_os("CHATWIRE_REGEN").is_some()
+}
+
+fn mini_protocol() -> chatwire_codegen::Protocol {
+    let dir = crate_dir().join("tests/fixtures/mini");
+    let mut compiler = protox::Compiler::new([&dir]).expect("include path");
+    compiler.include_source_info(true).include_imports(true);
+    compiler
+        .open_files(["chatwire/v1/mini.proto"])
+        .expect("fixture compiles");
+    let bytes = prost::Message::encode_to_vec(&compiler.file_descriptor_set());
+    let pool = prost_reflect::DescriptorPool::decode(bytes.as_slice()).expect("pool");
+    walk(&pool, &Conventions::chatwire_v1()).expect("fixture walks")
+}
+
+fn compare_or_write(path: &Path, contents: &str) {
+    if regen() {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("golden dir");
+        std::fs::write(path, contents).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        expected == contents,
+        "{} differs from the back end's output: run scripts/regen and review the diff",
+        path.display()
+    );
+}
+
+#[test]
+fn every_backend_matches_its_golden_output_for_the_fixture() {
+    let protocol = mini_protocol();
+    for b in backend::all() {
+        for file in b.render(&protocol) {
+            let golden = crate_dir()
+                .join("tests/golden")
+                .join(b.name())
+                .join(&file.path);
+            compare_or_write(&golden, &file.contents);
+        }
+    }
+}
+
+#[test]
+fn checked_in_sdk_files_match_a_fresh_regeneration() {
+    let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
+    let root = crate_dir().join("../..");
+    let files = render_all(&protocol);
+    if regen() {
+        chatwire_codegen::write_all(&root, &files).expect("write");
+        return;
+    }
+    let stale = chatwire_codegen::check_all(&root, &files);
+    assert!(
+        stale.is_empty(),
+        "stale generated files (run scripts/regen): {stale:?}"
+    );
+}
+
+#[test]
+fn the_walker_pairs_every_request_of_chatwire_v1() {
+    let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
+    assert_eq!(protocol.requests.len(), 33);
+    let send = protocol
+        .requests
+        .iter()
+        .find(|r| r.rpc == "Send")
+        .expect("Send");
+    assert_eq!((send.case.as_str(), send.number), ("send", 40));
+    assert_eq!(send.request.name, "SendRequest");
+    assert_eq!(send.response.file, "chatwire/v1/messages.proto");
+    assert!(send.doc.contains("client_msg_id"));
+    assert_eq!(protocol.events.len(), 14);
+    assert_eq!(protocol.room_events.len(), 9);
+    assert!(
+        protocol
+            .error_codes
+            .values
+            .iter()
+            .any(|v| v.short == "NOT_FOUND")
+    );
+    assert!(protocol.close_codes.values.iter().any(|v| v.number == 4012));
+}
+
+#[test]
+fn an_rpc_without_a_frame_case_fails_the_walk() {
+    let dir = crate_dir().join("tests/fixtures/mini");
+    let text = std::fs::read_to_string(dir.join("chatwire/v1/mini.proto")).expect("fixture");
+    let broken = text.replace(
+        "  rpc Send(SendRequest) returns (SendResponse);",
+        "  rpc Send(SendRequest) returns (SendResponse);\n  rpc Edit(SendRequest) returns (SendResponse);",
+    );
+    let tmp = std::env::temp_dir().join(format!("chatwire-codegen-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("chatwire/v1")).expect("tmp");
+    std::fs::write(tmp.join("chatwire/v1/mini.proto"), broken).expect("write");
+    let fds = protox::compile(["chatwire/v1/mini.proto"], [&tmp]).expect("compiles");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let pool = prost_reflect::DescriptorPool::from_file_descriptor_set(fds).expect("pool");
+    let err = walk(&pool, &Conventions::chatwire_v1()).expect_err("Edit has no frame case");
+    assert!(err.to_string().contains("Edit"), "{err}");
+}

@@ -1,0 +1,676 @@
+// The runtime: one WebSocket session at a time, reconnect with backoff, resume, outbox,
+// message status, request timeouts, token refresh. The typed request methods come from the
+// generated `ChatwireRequests`; this class implements its `call`.
+import { create } from "@bufbuild/protobuf";
+import { ClientFrameSchema, type ClientFrame, type Reply, type ServerFrame } from "./gen/chatwire/v1/frames_pb.js";
+import type { ConnectResponse, RefreshResponse } from "./gen/chatwire/v1/session_pb.js";
+import { CloseCode, type Error as ErrorMessage } from "./gen/chatwire/v1/errors_pb.js";
+import { ContentSchema, SendRequestSchema, type Content } from "./gen/chatwire/v1/messages_pb.js";
+import type { Disconnect, Event, RoomEvent } from "./gen/chatwire/v1/events_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ChatwireRequests, EVENTS_KINDS, type CallOptions, type Events, type RequestKind, type Requests } from "./generated/api.js";
+import { ChatwireError, NoReplyError, SessionClosedError } from "./errors.js";
+import { decodeServerFrames, encodeClientFrame } from "./codec.js";
+import { Transport, type WebSocketConstructor } from "./transport.js";
+import { backoffDelay, type BackoffOptions } from "./backoff.js";
+import { Emitter, type Unsubscribe } from "./emitter.js";
+import { OutgoingMessage, Outbox, statusFromReceipts } from "./outbox.js";
+import { RoomState } from "./rooms.js";
+
+/** Where the client's connection stands. */
+export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
+
+/** How to reach and authenticate to a server. */
+export interface ClientOptions {
+  /** The WebSocket URL, `ws://host:port/v1/ws`. */
+  url: string;
+  /** The session token, or a function asked for one before every connection. */
+  token: string | (() => string | Promise<string>);
+  /** Asked for a new token when the server says the current one expires soon (default: `token` when it is a function). */
+  refreshToken?: () => string | Promise<string>;
+  /** The WebSocket constructor: `ws` in Node; default `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** Default request timeout in ms (30000). */
+  requestTimeoutMs?: number;
+  /** Reconnect backoff (full jitter, 1 s doubling to 30 s). */
+  backoff?: BackoffOptions;
+  /** Reconnect automatically (default true). */
+  reconnect?: boolean;
+  /** Sent in ConnectRequest.client, for the server's logs. */
+  clientInfo?: { name?: string; version?: string; platform?: string };
+  /** A stable id of this app install. */
+  deviceId?: string;
+  /** Capabilities to offer. */
+  capabilities?: string[];
+}
+
+/** Everything the client emits: the server's events by case, plus its own. */
+export interface ClientEvents extends Events {
+  /** Every server event (room events after seq de-duplication), as a oneof value. */
+  event: ChatwireEvent;
+  /** The connection state changed. */
+  state: ConnectionState;
+  /** A session was established (first connect or reconnect). */
+  session: ConnectResponse;
+  /** One of the user's own messages changed status. */
+  status: OutgoingMessage;
+  /** The session's token was replaced after a `TokenExpiring` event. */
+  tokenRefreshed: RefreshResponse;
+  /** Something failed that no caller awaits (a background resume, a token refresh). */
+  error: Error;
+}
+
+/** One server event: `{ case, value }` as protobuf-es types `Event.kind`. */
+export type ChatwireEvent = Exclude<Event["kind"], { case: undefined }>;
+
+interface PendingCall {
+  id: bigint;
+  kind: RequestKind;
+  frame: ClientFrame;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  sentOn: number | undefined;
+  /** A transmission of an outbox message: never carried over to the next connection. */
+  outbox: boolean;
+}
+
+const NO_RECONNECT = new Set<number>([CloseCode.AUTH_FAILED, CloseCode.REVOKED, CloseCode.CLIENT_CLOSED]);
+
+/**
+ * A Chatwire client. `await ChatwireClient.connect(options)`, then call the typed request
+ * methods, follow rooms with `subscribeRoom`, post with `sendMessage`, and listen with `on` or
+ * `events()`.
+ */
+export class ChatwireClient extends ChatwireRequests {
+  private readonly options: ClientOptions;
+  private readonly emitter = new Emitter<ClientEvents>();
+  private readonly outbox = new Outbox();
+  private readonly rooms = new Map<string, RoomState>();
+  private readonly watched = new Set<string>();
+  private readonly pending = new Map<bigint, PendingCall>();
+  private queue: PendingCall[] = [];
+  private transport: Transport | null = null;
+  private generation = 0;
+  private nextId = 1n;
+  private attempt = 0;
+  private disconnect: Disconnect | undefined;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private stableTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastSent = 0;
+  private transmitting = false;
+  private hadSession = false;
+  private lastReceived = 0;
+  private firstSession: { resolve(r: ConnectResponse): void; reject(e: Error): void } | null = null;
+  private readonly onOnline = () => this.networkReturned();
+  /** The current session, while connected. */
+  session: ConnectResponse | undefined;
+  /** The connection state. */
+  state: ConnectionState = "idle";
+
+  constructor(options: ClientOptions) {
+    super();
+    this.options = options;
+  }
+
+  /** Creates a client and resolves once its first session is established. */
+  static async connect(options: ClientOptions): Promise<ChatwireClient> {
+    const client = new ChatwireClient(options);
+    await client.open();
+    return client;
+  }
+
+  /** Opens the connection (retrying with backoff) and resolves with the first session. */
+  open(): Promise<ConnectResponse> {
+    if (this.state !== "idle") return Promise.reject(new Error("open() was already called"));
+    const first = new Promise<ConnectResponse>((resolve, reject) => (this.firstSession = { resolve, reject }));
+    (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("online", this.onOnline);
+    this.startConnection();
+    return first;
+  }
+
+  /** The user id of the session (after the first connect). */
+  get userId(): string {
+    return this.session?.userId ?? "";
+  }
+
+  /** Listens to one kind of event; returns the function that stops it. */
+  on<K extends keyof ClientEvents>(kind: K, listener: (value: ClientEvents[K]) => void): Unsubscribe {
+    return this.emitter.on(kind, listener);
+  }
+
+  /** Every server event as an async iterator (`for await (const e of client.events())`). */
+  events(): AsyncIterableIterator<ChatwireEvent> {
+    return this.emitter.iterate("event");
+  }
+
+  /** One kind of event as an async iterator. */
+  iterate<K extends keyof ClientEvents>(kind: K): AsyncIterableIterator<ClientEvents[K]> {
+    return this.emitter.iterate(kind);
+  }
+
+  /**
+   * Follows a room: replays its log after `afterSeq` (default: what this client already
+   * applied, else 0) page by page as `room` events, then delivers it live; after every
+   * reconnect it resumes from the last applied seq. Resolves once the room is live.
+   */
+  async subscribeRoom(roomId: string, options: { afterSeq?: bigint } = {}): Promise<RoomState> {
+    let room = this.rooms.get(roomId);
+    if (!room) {
+      room = new RoomState(roomId, options.afterSeq ?? 0n);
+      this.rooms.set(roomId, room);
+    } else if (options.afterSeq !== undefined) {
+      room.lastSeq = options.afterSeq;
+    }
+    room.live = false;
+    for (;;) {
+      try {
+        await this.catchUp(room);
+        await this.loadReceipts(room);
+        return room;
+      } catch (err) {
+        // The connection dropped mid-way: the next session's resume picks the room up.
+        if (!(err instanceof NoReplyError && err.reason === "connection-lost")) throw err;
+        await this.nextSession();
+      }
+    }
+  }
+
+  /** Resolves at the next established session; rejects if the client closes first. */
+  private nextSession(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const offSession = this.emitter.once("session", () => {
+        offState();
+        resolve();
+      });
+      const offState = this.emitter.on("state", (state) => {
+        if (state !== "closed") return;
+        offSession();
+        offState();
+        reject(new SessionClosedError(undefined, "client closed"));
+      });
+    });
+  }
+
+  /** Stops following a room. */
+  async unsubscribeRoom(roomId: string): Promise<void> {
+    this.rooms.delete(roomId);
+    await this.unsubscribe({ roomId });
+  }
+
+  /** The state of a followed room. */
+  room(roomId: string): RoomState | undefined {
+    return this.rooms.get(roomId);
+  }
+
+  /**
+   * Posts a message through the outbox: it is sent now when connected, else on the next
+   * session, and resent with the same client_msg_id until the server stores it.
+   */
+  sendMessage(roomId: string, content: string | MessageInitShape<typeof ContentSchema>, extra: { clientMsgId?: string; replyToSeq?: bigint; threadRootSeq?: bigint } = {}): OutgoingMessage {
+    const body: Content = create(ContentSchema, typeof content === "string" ? { text: content } : content);
+    const request = create(SendRequestSchema, {
+      roomId,
+      clientMsgId: extra.clientMsgId ?? newClientMsgId(),
+      content: body,
+      replyToSeq: extra.replyToSeq ?? 0n,
+      threadRootSeq: extra.threadRootSeq ?? 0n,
+    });
+    const message = new OutgoingMessage(request);
+    this.outbox.add(message);
+    this.emitter.emit("status", message);
+    if (this.state === "connected") this.transmit(message);
+    return message;
+  }
+
+  /** A message of the outbox by its client_msg_id. */
+  outgoing(clientMsgId: string): OutgoingMessage | undefined {
+    return this.outbox.get(clientMsgId);
+  }
+
+  /** Messages not yet acknowledged by the server. */
+  unacknowledged(): OutgoingMessage[] {
+    return this.outbox.unacknowledged();
+  }
+
+  /** Tells the client the network is back: a waiting reconnect happens now, with backoff reset. */
+  networkReturned(): void {
+    this.attempt = 0;
+    if (this.state === "reconnecting" && this.reconnectTimer !== undefined) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      this.startConnection();
+    }
+  }
+
+  /** Ends the session on purpose (close code 4012): pending requests and unsent messages fail. */
+  close(): void {
+    if (this.state === "closed") return;
+    this.transport?.close(CloseCode.CLIENT_CLOSED, "client closed");
+    this.finish(new SessionClosedError(CloseCode.CLIENT_CLOSED, "client closed"));
+  }
+
+  protected call<K extends RequestKind>(kind: K, request: Requests[K]["request"], options: CallOptions = {}): Promise<Requests[K]["response"]> {
+    if (this.state === "closed") return Promise.reject(new SessionClosedError(undefined, "client is closed"));
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      const frame = create(ClientFrameSchema, { id, traceId: options.traceId ?? "", request: { case: kind, value: request } as ClientFrame["request"] });
+      const call: PendingCall = { id, kind, frame, resolve: resolve as (v: unknown) => void, reject, timer: undefined, sentOn: undefined, outbox: this.transmitting };
+      const timeout = options.timeoutMs ?? this.options.requestTimeoutMs ?? 30000;
+      call.timer = setTimeout(() => this.expire(call), timeout);
+      this.queue.push(call);
+      this.pump();
+    }).then((response) => {
+      this.afterReply(kind, request);
+      return response as Requests[K]["response"];
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Connection life cycle
+
+  private async startConnection(): Promise<void> {
+    const generation = ++this.generation;
+    this.setState(this.hadSession ? "reconnecting" : "connecting");
+    this.disconnect = undefined;
+    let token: string;
+    try {
+      token = typeof this.options.token === "string" ? this.options.token : await this.options.token();
+    } catch (err) {
+      this.emitter.emit("error", err as Error);
+      this.scheduleReconnect();
+      return;
+    }
+    if (generation !== this.generation || this.state === "closed") return;
+    const ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!ctor) {
+      this.finish(new Error("no WebSocket: pass options.WebSocket (the `ws` package in Node)"));
+      return;
+    }
+    const transport: Transport = new Transport(this.options.url, ctor, {
+      open: () => this.sendConnect(transport, token),
+      message: (bytes) => this.receive(transport, bytes),
+      close: (code, reason) => this.lost(transport, code, reason),
+    });
+    this.transport = transport;
+  }
+
+  private sendConnect(transport: Transport, token: string): void {
+    if (transport !== this.transport) return;
+    const id = this.nextId++;
+    const info = this.options.clientInfo ?? {};
+    const frame = create(ClientFrameSchema, {
+      id,
+      request: {
+        case: "connect",
+        value: {
+          token,
+          client: { name: info.name ?? "@chatwire/client", version: info.version ?? "0.1.0", platform: info.platform ?? "web" },
+          capabilities: this.options.capabilities ?? [],
+          deviceId: this.options.deviceId ?? "",
+        },
+      },
+    });
+    const call: PendingCall = {
+      id,
+      kind: "connect",
+      frame,
+      resolve: (r) => this.established(transport, r as ConnectResponse),
+      reject: () => transport.close(CloseCode.CLIENT_CLOSED, "connect refused"),
+      timer: undefined,
+      sentOn: this.generation,
+      outbox: false,
+    };
+    call.timer = setTimeout(() => this.expire(call), this.options.requestTimeoutMs ?? 30000);
+    this.pending.set(id, call);
+    this.write(frame);
+  }
+
+  private established(transport: Transport, response: ConnectResponse): void {
+    if (transport !== this.transport) return;
+    this.session = response;
+    this.hadSession = true;
+    this.setState("connected");
+    this.lastReceived = Date.now();
+    const interval = response.heartbeatIntervalMs || 30000;
+    this.heartbeatTimer = setInterval(() => this.heartbeat(interval), Math.max(250, interval / 4));
+    unref(this.heartbeatTimer);
+    // Backoff resets once a session has stayed up for one interval (R-4.9.1).
+    this.stableTimer = setTimeout(() => (this.attempt = 0), interval);
+    unref(this.stableTimer);
+    this.emitter.emit("session", response);
+    this.firstSession?.resolve(response);
+    this.firstSession = null;
+    this.resume();
+    this.pump();
+  }
+
+  /** Re-subscribes every followed room, re-watches presence, resends the outbox, in that order of sending. */
+  private resume(): void {
+    for (const room of this.rooms.values()) {
+      room.live = false;
+      this.catchUp(room)
+        .then(() => this.loadReceipts(room))
+        .catch((err) => this.emitter.emit("error", err));
+    }
+    if (this.watched.size > 0) {
+      this.watchPresence({ userIds: [...this.watched] }).catch((err) => this.emitter.emit("error", err));
+    }
+    for (const message of this.outbox.unacknowledged()) this.transmit(message);
+  }
+
+  private heartbeat(interval: number): void {
+    const now = Date.now();
+    if (now - this.lastReceived >= 2 * interval) {
+      this.transport?.close(CloseCode.HEARTBEAT_TIMEOUT, "no frame for two intervals");
+      return;
+    }
+    if (now - this.lastSent >= interval) {
+      this.ping({ clientTimeMs: BigInt(now) }).catch(() => {});
+    }
+  }
+
+  private lost(transport: Transport, code: number, reason: string): void {
+    if (transport !== this.transport) return;
+    this.transport = null;
+    this.session = undefined;
+    this.stopTimers();
+    const generation = this.generation;
+    for (const call of [...this.pending.values()]) {
+      if (call.sentOn !== generation) continue;
+      this.pending.delete(call.id);
+      clearTimeout(call.timer);
+      call.reject(new NoReplyError(call.kind, "connection-lost"));
+    }
+    // Queued outbox sends wait for resume(), which resends the whole outbox in order.
+    for (const call of this.queue.filter((c) => c.outbox)) {
+      clearTimeout(call.timer);
+      call.reject(new NoReplyError(call.kind, "connection-lost"));
+    }
+    this.queue = this.queue.filter((c) => !c.outbox);
+    for (const room of this.rooms.values()) room.live = false;
+    if (this.state === "closed") return;
+    const told = this.disconnect;
+    const permanent = told ? !told.reconnect : NO_RECONNECT.has(code);
+    if (permanent || this.options.reconnect === false) {
+      this.finish(new SessionClosedError(told?.code ?? code, told?.reason ?? reason));
+      return;
+    }
+    this.scheduleReconnect(told?.reconnectDelayMs ?? 0);
+  }
+
+  private scheduleReconnect(floorMs = 0): void {
+    this.setState("reconnecting");
+    const delay = backoffDelay(this.attempt++, this.options.backoff, floorMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.startConnection();
+    }, delay);
+  }
+
+  private finish(error: Error): void {
+    this.setState("closed");
+    this.stopTimers();
+    clearTimeout(this.reconnectTimer);
+    (globalThis as { removeEventListener?: (t: string, f: () => void) => void }).removeEventListener?.("online", this.onOnline);
+    this.transport = null;
+    this.firstSession?.reject(error);
+    this.firstSession = null;
+    for (const call of [...this.pending.values(), ...this.queue]) {
+      clearTimeout(call.timer);
+      call.reject(new NoReplyError(call.kind, "closed"));
+    }
+    this.pending.clear();
+    this.queue = [];
+    for (const message of this.outbox.unacknowledged()) {
+      if (message.fail(error)) this.emitter.emit("status", message);
+    }
+    this.emitter.end();
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.stableTimer);
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.state === state || this.state === "closed") return;
+    this.state = state;
+    this.emitter.emit("state", state);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Requests
+
+  /** Sends queued requests while the session is up and the in-flight limit allows. */
+  private pump(): void {
+    if (this.state !== "connected" || !this.session) return;
+    const limit = this.session.limits?.maxInFlightRequests || 64;
+    while (this.queue.length > 0 && this.inFlight() < limit) {
+      const call = this.queue.shift()!;
+      call.sentOn = this.generation;
+      this.pending.set(call.id, call);
+      this.write(call.frame);
+    }
+  }
+
+  private inFlight(): number {
+    let n = 0;
+    for (const call of this.pending.values()) if (call.sentOn === this.generation) n++;
+    return n;
+  }
+
+  private write(frame: ClientFrame): void {
+    this.lastSent = Date.now();
+    this.transport?.send(encodeClientFrame(frame));
+  }
+
+  private expire(call: PendingCall): void {
+    const queued = this.queue.indexOf(call);
+    if (queued >= 0) this.queue.splice(queued, 1);
+    if (!this.pending.delete(call.id) && queued < 0) return;
+    call.reject(new NoReplyError(call.kind, "timeout"));
+    this.pump();
+  }
+
+  private afterReply(kind: RequestKind, request: Requests[RequestKind]["request"]): void {
+    if (kind === "watchPresence") {
+      for (const user of (request as Requests["watchPresence"]["request"]).userIds) this.watched.add(user);
+    } else if (kind === "unwatchPresence") {
+      for (const user of (request as Requests["unwatchPresence"]["request"]).userIds) this.watched.delete(user);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Incoming frames
+
+  private receive(transport: Transport, bytes: Uint8Array): void {
+    if (transport !== this.transport) return;
+    this.lastReceived = Date.now();
+    let frames: ServerFrame[];
+    try {
+      frames = decodeServerFrames(bytes);
+    } catch (err) {
+      this.emitter.emit("error", err as Error);
+      transport.close(CloseCode.PROTOCOL_VIOLATION, "undecodable server frame");
+      return;
+    }
+    for (const frame of frames) {
+      if (frame.frame.case === "reply") this.reply(frame.frame.value);
+      else if (frame.frame.case === "event") this.event(frame.frame.value);
+    }
+  }
+
+  private reply(reply: Reply): void {
+    const call = this.pending.get(reply.requestId);
+    if (!call) return;
+    this.pending.delete(reply.requestId);
+    clearTimeout(call.timer);
+    const result = reply.result;
+    if (result.case === "error") call.reject(new ChatwireError(call.kind, result.value as ErrorMessage));
+    else call.resolve(result.value);
+    this.pump();
+  }
+
+  private event(event: Event): void {
+    const kind = event.kind;
+    if (kind.case === undefined) return;
+    switch (kind.case) {
+      case "room":
+        if (!this.liveRoomEvent(kind.value)) return;
+        break;
+      case "disconnect":
+        this.disconnect = kind.value;
+        break;
+      case "tokenExpiring":
+        this.refreshSoon();
+        break;
+      case "receiptsChanged":
+        this.receiptsChanged(kind.value.roomId, kind.value.receipts);
+        break;
+    }
+    this.deliver(kind);
+  }
+
+  private deliver(kind: ChatwireEvent): void {
+    if (!EVENTS_KINDS.includes(kind.case)) return;
+    this.emitter.emit(kind.case, kind.value as never);
+    this.emitter.emit("event", kind);
+  }
+
+  /** Applies a live room event exactly once by seq; returns whether it is new. */
+  private liveRoomEvent(event: RoomEvent): boolean {
+    const room = this.rooms.get(event.roomId);
+    if (!room) return true;
+    if (!room.live || event.seq <= room.lastSeq) return false;
+    if (event.seq > room.lastSeq + 1n) {
+      // A gap (R-10.5.4): replay from the last applied seq instead.
+      room.live = false;
+      this.catchUp(room).catch((err) => this.emitter.emit("error", err));
+      return false;
+    }
+    this.apply(room, event);
+    return true;
+  }
+
+  private apply(room: RoomState, event: RoomEvent): void {
+    room.lastSeq = event.seq;
+    const kind = event.kind;
+    if (kind.case === "memberJoined") room.members.add(kind.value.userId);
+    else if (kind.case === "memberLeft") room.members.delete(kind.value.userId);
+    else if (kind.case === "messageCreated" && event.sender === this.userId) {
+      const message = this.outbox.get(kind.value.clientMsgId);
+      if (message?.acknowledge(event.seq)) this.statusChanged(message, room);
+    }
+  }
+
+  /** Pages Subscribe until the room is live; replayed events are delivered like live ones. */
+  private catchUp(room: RoomState): Promise<void> {
+    if (room.catchingUp) return room.catchingUp;
+    const run = async () => {
+      for (;;) {
+        let page;
+        try {
+          page = await this.subscribe({ roomId: room.roomId, afterSeq: room.lastSeq });
+        } catch (err) {
+          if (err instanceof ChatwireError && err.field === "after_seq") {
+            room.lastSeq = 0n; // R-10.1.5: the local copy is ahead of the server; start over.
+            continue;
+          }
+          throw err;
+        }
+        if (this.rooms.get(room.roomId) !== room) return;
+        for (const event of page.events) {
+          if (event.seq <= room.lastSeq) continue;
+          this.apply(room, event);
+          this.deliver({ case: "room", value: event });
+        }
+        if (page.complete) {
+          room.live = true;
+          return;
+        }
+      }
+    };
+    room.catchingUp = run().finally(() => (room.catchingUp = null));
+    return room.catchingUp;
+  }
+
+  /** Members and watermarks of a room, for message status. */
+  private async loadReceipts(room: RoomState): Promise<void> {
+    const members = await this.listMembers({ roomId: room.roomId });
+    room.members.clear();
+    for (const m of members.members) room.members.add(m.userId);
+    const receipts = await this.getReceipts({ roomId: room.roomId });
+    this.receiptsChanged(room.roomId, receipts.receipts);
+  }
+
+  private receiptsChanged(roomId: string, receipts: { userId: string; deliveredSeq: bigint; readSeq: bigint }[]): void {
+    const room = this.rooms.get(roomId);
+    if (!room) return;
+    for (const r of receipts) room.mark(r.userId, r.deliveredSeq, r.readSeq);
+    for (const message of this.outbox.inRoom(roomId)) this.statusChanged(message, room);
+    this.outbox.prune();
+  }
+
+  private statusChanged(message: OutgoingMessage, room: RoomState | undefined): void {
+    if (room && message.seq !== undefined) {
+      message.advance(statusFromReceipts(message.seq, this.userId, room.members, room.receipts));
+    }
+    // Without a followed room no receipt can move it further: forget it once acknowledged.
+    if (!room && message.status !== "pending") this.outbox.remove(message.clientMsgId);
+    this.emitter.emit("status", message);
+  }
+
+  private refreshSoon(): void {
+    const source = this.options.refreshToken ?? (typeof this.options.token === "function" ? this.options.token : undefined);
+    if (!source) return;
+    Promise.resolve(source())
+      .then((token) => this.refresh({ token }))
+      .then((response) => this.emitter.emit("tokenRefreshed", response))
+      .catch((err) => this.emitter.emit("error", err));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Outbox
+
+  private transmit(message: OutgoingMessage): void {
+    if (message.status !== "pending") return;
+    message.attempts++;
+    this.transmitting = true;
+    const reply = this.send(message.request);
+    this.transmitting = false;
+    reply.then(
+      (response) => {
+        if (message.acknowledge(response.seq)) this.statusChanged(message, this.rooms.get(message.roomId));
+      },
+      (err: Error) => this.sendFailed(message, err),
+    );
+  }
+
+  private sendFailed(message: OutgoingMessage, err: Error): void {
+    if (message.status !== "pending") return;
+    if (err instanceof ChatwireError && !err.retryable) {
+      if (message.fail(err)) this.emitter.emit("status", message);
+      return;
+    }
+    if (err instanceof NoReplyError && err.reason === "connection-lost") return; // resent by resume()
+    if (err instanceof NoReplyError && err.reason === "closed") return;
+    const wait = err instanceof ChatwireError ? err.retryAfterMs : 0;
+    const attempts = message.attempts;
+    setTimeout(() => {
+      // Skipped when a resume has sent it again meanwhile.
+      if (this.state === "connected" && message.attempts === attempts) this.transmit(message);
+    }, wait);
+  }
+}
+
+function newClientMsgId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
+}
+
+function unref(timer: unknown): void {
+  (timer as { unref?: () => void }).unref?.();
+}

@@ -1,0 +1,22 @@
+// @chatwire/client: the TypeScript SDK of Chatwire (browsers and Node).
+export { ChatwireClient, type ClientOptions, type ClientEvents, type ChatwireEvent, type ConnectionState } from "./client.js";
+export { ChatwireError, NoReplyError, SessionClosedError, type NoReplyReason } from "./errors.js";
+export { OutgoingMessage, statusFromReceipts, type MessageStatus, type Watermarks } from "./outbox.js";
+export { RoomState } from "./rooms.js";
+export { backoffDelay, type BackoffOptions } from "./backoff.js";
+export { encodeFrame, decodeFrames, encodeClientFrame, decodeServerFrames, encodeVarint, decodeVarint, FrameDecodeError } from "./codec.js";
+export { SUBPROTOCOL, type WebSocketLike, type WebSocketConstructor } from "./transport.js";
+export type { Unsubscribe } from "./emitter.js";
+export * from "./generated/api.js";
+export * from "./gen/chatwire/v1/account_pb.js";
+export * from "./gen/chatwire/v1/calls_pb.js";
+export * from "./gen/chatwire/v1/errors_pb.js";
+export * from "./gen/chatwire/v1/events_pb.js";
+export * from "./gen/chatwire/v1/frames_pb.js";
+export * from "./gen/chatwire/v1/history_pb.js";
+export * from "./gen/chatwire/v1/messages_pb.js";
+export * from "./gen/chatwire/v1/presence_pb.js";
+export * from "./gen/chatwire/v1/receipts_pb.js";
+export * from "./gen/chatwire/v1/rooms_pb.js";
+export * from "./gen/chatwire/v1/service_pb.js";
+export * from "./gen/chatwire/v1/session_pb.js";

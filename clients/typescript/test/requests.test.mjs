@@ -1,0 +1,147 @@
+// Every request of ChatwireService through its generated method, against a real server.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import {
+  REQUESTS, ChatwireError, ErrorCode, Role, PushPlatform, HistoryVisibility,
+} from "../dist/index.js";
+import { TestServer, nextEvent } from "./support.mjs";
+
+let server, alice, bob;
+const used = new Set();
+const done = (kind) => used.add(kind);
+
+before(async () => {
+  server = await TestServer.start();
+  alice = await server.client("alice");
+  bob = await server.client("bob");
+});
+
+after(async () => {
+  alice?.close();
+  bob?.close();
+  await server?.stop();
+});
+
+test("session requests: connect (refused on an open session), refresh, ping", async () => {
+  await assert.rejects(alice.connect({ token: server.token("alice") }), (err) => {
+    assert.ok(err instanceof ChatwireError);
+    assert.equal(err.code, ErrorCode.FAILED_PRECONDITION);
+    return true;
+  });
+  done("connect");
+  const refreshed = await alice.refresh({ token: server.token("alice") });
+  assert.ok(refreshed.tokenExpiresAtMs > 0n);
+  done("refresh");
+  const pong = await alice.ping({ clientTimeMs: 42n });
+  assert.equal(pong.clientTimeMs, 42n);
+  done("ping");
+});
+
+test("rooms, membership and messages", async () => {
+  const { room } = await alice.createGroup({ name: "team", memberIds: ["bob"], historyVisibility: HistoryVisibility.FULL, clientRequestId: "team-1" });
+  assert.equal(room.name, "team");
+  done("createGroup");
+  const direct = await alice.openDirect({ userId: "bob" });
+  assert.ok(direct.room.id);
+  done("openDirect");
+  const got = await alice.getRoom({ roomId: room.id });
+  assert.equal(got.me.role, Role.OWNER);
+  done("getRoom");
+  const updated = await alice.updateRoom({ roomId: room.id, topic: "plans" });
+  assert.equal(updated.room.topic, "plans");
+  done("updateRoom");
+  const added = await alice.addMembers({ roomId: room.id, userIds: ["carol", "dave"] });
+  assert.equal(added.added.length, 2);
+  done("addMembers");
+  const members = await alice.listMembers({ roomId: room.id });
+  assert.deepEqual(members.members.map((m) => m.userId).sort(), ["alice", "bob", "carol", "dave"]);
+  done("listMembers");
+  await alice.setRole({ roomId: room.id, userId: "bob", role: Role.ADMIN });
+  done("setRole");
+  await alice.removeMember({ roomId: room.id, userId: "dave" });
+  done("removeMember");
+
+  const sub = await alice.subscribe({ roomId: room.id, afterSeq: 0n });
+  assert.ok(sub.events.length > 0);
+  done("subscribe");
+  const sent = await alice.send({ roomId: room.id, clientMsgId: "m-1", content: { text: "hello" } });
+  assert.ok(sent.seq > 0n);
+  const again = await alice.send({ roomId: room.id, clientMsgId: "m-1", content: { text: "hello" } });
+  assert.equal(again.duplicate, true);
+  assert.equal(again.seq, sent.seq);
+  done("send");
+  await alice.edit({ roomId: room.id, targetSeq: sent.seq, content: { text: "hello!" } });
+  done("edit");
+  await alice.react({ roomId: room.id, targetSeq: sent.seq, emoji: "👍", add: true });
+  done("react");
+  const history = await alice.history({ roomId: room.id, position: { case: "afterSeq", value: 0n } });
+  const message = history.messages.find((m) => m.seq === sent.seq);
+  assert.equal(message.content.text, "hello!");
+  assert.equal(message.reactions[0].emoji, "👍");
+  done("history");
+  await alice.delete({ roomId: room.id, targetSeq: sent.seq });
+  done("delete");
+  const unsub = await alice.unsubscribe({ roomId: room.id });
+  assert.ok(unsub.lastSeq > 0n);
+  done("unsubscribe");
+  const sync = await bob.sync({});
+  assert.ok(sync.rooms.some((r) => r.room.id === room.id));
+  done("sync");
+
+  const delivered = await bob.markDelivered({ roomId: room.id, seq: sent.seq });
+  assert.equal(delivered.deliveredSeq, sent.seq);
+  done("markDelivered");
+  const read = await bob.markRead({ roomId: room.id, seq: sent.seq });
+  assert.equal(read.readSeq, sent.seq);
+  done("markRead");
+  const receipts = await alice.getReceipts({ roomId: room.id });
+  assert.equal(receipts.receipts.find((r) => r.userId === "bob").readSeq, sent.seq);
+  done("getReceipts");
+  await alice.typing({ roomId: room.id, active: true });
+  done("typing");
+  await alice.muteRoom({ roomId: room.id, untilMs: BigInt(Date.now() + 60_000) });
+  done("muteRoom");
+  await bob.leaveRoom({ roomId: room.id });
+  done("leaveRoom");
+
+  // A call signal to bob's session in the direct room.
+  const signalled = nextEvent(bob, "callSignalReceived");
+  const relayed = await alice.callSignal({ callId: "call-1", roomId: direct.room.id, targetUserId: "bob", signal: { kind: { case: "invite", value: { video: false } } } });
+  assert.equal(relayed.deliveredSessions, 1);
+  assert.equal((await signalled).fromUserId, "alice");
+  done("callSignal");
+});
+
+test("presence, blocks and push tokens", async () => {
+  const presence = await alice.watchPresence({ userIds: ["bob"] });
+  assert.equal(presence.presences[0].online, true);
+  done("watchPresence");
+  await alice.unwatchPresence({ userIds: ["bob"] });
+  done("unwatchPresence");
+  await alice.blockUser({ userId: "mallory" });
+  done("blockUser");
+  assert.deepEqual((await alice.listBlocked({})).userIds, ["mallory"]);
+  done("listBlocked");
+  await alice.unblockUser({ userId: "mallory" });
+  done("unblockUser");
+  await alice.registerPushToken({ platform: PushPlatform.FCM, token: "push-token-1", deviceId: "d1" });
+  done("registerPushToken");
+  await alice.unregisterPushToken({ token: "push-token-1" });
+  done("unregisterPushToken");
+});
+
+test("errors are typed values", async () => {
+  await assert.rejects(alice.getRoom({ roomId: "g:nowhere" }), (err) => {
+    assert.ok(err instanceof ChatwireError);
+    assert.equal(err.code, ErrorCode.NOT_FOUND);
+    assert.equal(err.codeName, "NOT_FOUND");
+    assert.equal(err.request, "getRoom");
+    return true;
+  });
+});
+
+test("every request of the protocol was exercised", () => {
+  assert.equal(REQUESTS.length, 33);
+  const missing = REQUESTS.map((r) => r.kind).filter((k) => !used.has(k));
+  assert.deepEqual(missing, []);
+});

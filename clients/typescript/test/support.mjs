@@ -1,0 +1,143 @@
+// Test support: a real `chatwire serve` on 127.0.0.1:0 over a temporary data folder (the
+// embedded default), tokens from `chatwire token`, and condition waits with deadlines.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+import { ChatwireClient } from "../dist/index.js";
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target");
+export const chatwireBin = process.env.CHATWIRE_BIN ?? join(targetDir, "debug", "chatwire");
+
+/** Generous deadline for anything a test waits on. */
+export const DEADLINE_MS = 60_000;
+
+const serverEnv = {
+  CHATWIRE_QUIC__ENABLED: "false",
+  CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE: "1000000",
+  CHATWIRE_LIMITS__RATE_SENDS__BURST: "100000",
+  CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE: "1000000",
+  CHATWIRE_LIMITS__RATE_REQUESTS__BURST: "100000",
+  CHATWIRE_LIMITS__RATE_TYPING__RATE_PER_MINUTE: "1000000",
+  CHATWIRE_LIMITS__RATE_TYPING__BURST: "100000",
+  CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__RATE_PER_MINUTE: "1000000",
+  CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__BURST: "100000",
+  RUST_LOG: "warn",
+};
+
+/** A running server process. */
+export class TestServer {
+  static async start({ dataDir, listen = "127.0.0.1:0" } = {}) {
+    const server = new TestServer();
+    server.ownDir = !dataDir;
+    server.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "chatwire-ts-"));
+    await server.spawn(listen);
+    return server;
+  }
+
+  async spawn(listen) {
+    this.proc = spawn(chatwireBin, ["serve", "--listen", listen, "--data-dir", this.dataDir], {
+      env: { ...process.env, ...serverEnv },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    this.exited = new Promise((resolve) => this.proc.once("exit", resolve));
+    this.addr = await new Promise((resolve, reject) => {
+      let seen = "";
+      const timer = setTimeout(() => reject(new Error(`server did not start: ${seen}`)), DEADLINE_MS);
+      this.proc.stderr.on("data", (chunk) => {
+        seen += chunk;
+        const m = /serving on http:\/\/(\S+)/.exec(seen);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      this.proc.once("exit", (code) => reject(new Error(`server exited (${code}): ${seen}`)));
+    });
+  }
+
+  get url() {
+    return `ws://${this.addr}/v1/ws`;
+  }
+
+  get httpUrl() {
+    return `http://${this.addr}`;
+  }
+
+  token(user, ttl = "1h") {
+    return execFileSync(chatwireBin, ["token", "--user", user, "--ttl", ttl, "--data-dir", this.dataDir], { env: { ...process.env, ...serverEnv } })
+      .toString()
+      .trim();
+  }
+
+  /** A connected SDK client for `user`. */
+  async client(user, options = {}) {
+    const token = this.token(user);
+    return ChatwireClient.connect({ url: this.url, token, WebSocket, backoff: { baseMs: 50, maxMs: 500 }, ...options });
+  }
+
+  /** SIGKILL: no drain, no goodbye. */
+  async kill() {
+    this.proc.kill("SIGKILL");
+    await this.exited;
+  }
+
+  /** SIGTERM: the server drains (Disconnect SERVER_DRAINING, reconnect true) and exits. */
+  async terminate() {
+    this.proc.kill("SIGTERM");
+    await this.exited;
+  }
+
+  /** Starts again on the same address and data folder. */
+  async restart() {
+    await this.spawn(this.addr);
+  }
+
+  async stop() {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill("SIGTERM");
+      await this.exited;
+    }
+    if (this.ownDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Resolves once `condition()` is true; checks again on every event the emitter reports, and fails after the deadline. */
+export function waitUntil(client, condition, what, kinds = ["event", "status", "state", "session"]) {
+  return new Promise((resolve, reject) => {
+    if (condition()) return resolve();
+    const offs = [];
+    const done = (err) => {
+      clearTimeout(timer);
+      offs.forEach((off) => off());
+      err ? reject(err) : resolve();
+    };
+    const timer = setTimeout(() => done(new Error(`timed out waiting for ${what}`)), DEADLINE_MS);
+    for (const kind of kinds) {
+      offs.push(
+        client.on(kind, () => {
+          if (condition()) done();
+        }),
+      );
+    }
+  });
+}
+
+/** The next `kind` event of `client` that satisfies `match`. */
+export function nextEvent(client, kind, match = () => true) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`timed out waiting for ${kind}`));
+    }, DEADLINE_MS);
+    const off = client.on(kind, (value) => {
+      if (!match(value)) return;
+      clearTimeout(timer);
+      off();
+      resolve(value);
+    });
+  });
+}
