@@ -412,3 +412,49 @@ fn a_repair_that_starts_past_the_cursor_resumes_from_the_first_kept_event() {
         "no endless repair"
     );
 }
+
+#[test]
+fn frames_pipelined_behind_connect_are_admitted_after_its_reply() {
+    //
+    let now = Instant::now();
+    let mut core = SessionCore::new(config(), now);
+    core.on_frame(now, frame(1, connect()));
+    core.on_frame(now, frame(2, ping()));
+    assert!(matches!(
+        outputs(&mut core).as_slice(),
+        [Output::Execute { id: 1, .. }]
+    ));
+    core.on_connected(now + Duration::from_secs(3600));
+    core.on_reply(
+        1,
+        Ok(v1::reply::Result::Connect(v1::ConnectResponse::default())),
+    );
+    let out = outputs(&mut core);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Output::Frame(_), Output::Execute { id: 2, .. }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn frames_pipelined_behind_a_failed_connect_are_dropped() {
+    let now = Instant::now();
+    let mut core = SessionCore::new(config(), now);
+    core.on_frame(now, frame(1, connect()));
+    core.on_frame(now, frame(2, ping()));
+    let _ = outputs(&mut core);
+    core.on_connect_failed(
+        1,
+        crate::chat::error::ChatError::Unauthenticated,
+        v1::CloseCode::AuthFailed,
+    );
+    let out = outputs(&mut core);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Execute { .. })),
+        "{out:?}"
+    );
+    assert_eq!(close_code(&out), Some(v1::CloseCode::AuthFailed));
+}
