@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{QuicTarget, WsTarget};
+use crate::harness::{Harness, Scenario};
 use crate::report::{self, Report, expected};
 use crate::suite::{self, Ctx, JwtKey, Selection, Target, TokenSource};
 
@@ -30,6 +31,25 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// List the cases with their requirements.
     Cases,
+    /// Play a scripted server for an SDK test and judge the client (docs/conformance.md).
+    ClientHarness(HarnessArgs),
+}
+
+/// Flags of `client-harness`.
+#[derive(Debug, Clone, Args)]
+pub struct HarnessArgs {
+    /// The scenario to play.
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// The address to listen on (port 0 picks a free one; the first stdout line says which).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Write the JSON verdict here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Seconds the whole scenario may take.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
 }
 
 /// Flags of `server`.
@@ -244,6 +264,21 @@ pub fn list_cases() -> String {
         .collect()
 }
 
+/// Runs `client-harness`: prints the ready line (JSON, one line), plays the scenario, prints
+/// the summary and writes the JSON verdict; 0 when the client passed, 1 when not.
+pub async fn run_harness(args: &HarnessArgs) -> Result<i32, CliError> {
+    let harness = Harness::bind(args.listen, args.scenario)
+        .await
+        .map_err(|err| CliError::Usage(format!("--listen {}: {err}", args.listen)))?;
+    println!("{}", harness.ready_line());
+    let verdict = harness.run(Duration::from_secs(args.timeout)).await;
+    print!("{}", verdict.terminal());
+    if let Some(path) = &args.json {
+        write(path, &verdict.to_json())?;
+    }
+    Ok(i32::from(!verdict.passed()))
+}
+
 /// Runs the command line; the process exit status.
 pub async fn main(cli: Cli) -> i32 {
     match cli.command {
@@ -251,6 +286,10 @@ pub async fn main(cli: Cli) -> i32 {
             print!("{}", list_cases());
             0
         }
+        Command::ClientHarness(args) => run_harness(&args).await.unwrap_or_else(|err| {
+            eprintln!("chatwire-conformance: {err}");
+            2
+        }),
         Command::Server(args) => match run_server(&args).await {
             Ok(report) => {
                 print!("{}", report::terminal(&report));

@@ -8,10 +8,11 @@
 //! - `client`: the protocol client shared with the server's integration tests.
 //! - `suite`: the server suite (numbered cases citing docs/protocol.md), `report`: its reports,
 //!   `cli`: the `chatwire-conformance` command line.
-//! - The client harness (scripted server for SDK tests) is not built yet.
+//! - `harness`: the client harness, a scripted server that judges an SDK's behaviour.
 
 pub mod cli;
 pub mod client;
+pub mod harness;
 pub mod report;
 pub mod suite;
 pub mod vectors;
