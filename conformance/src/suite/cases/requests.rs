@@ -102,6 +102,17 @@ pub(super) fn cases() -> Vec<Case> {
             "every request of the service is answered: its own result case or a defined error",
             every_request
         ),
+        case!(
+            "RQ-06",
+            "requests",
+            Must,
+            ["R-5.4.2"],
+            ["Send", "Subscribe"],
+            None,
+            false,
+            "requests over the limit (in flight or rate) get RATE_LIMITED, retryable, with retry_after_ms, and are not processed",
+            over_the_limit
+        ),
     ]
 }
 
@@ -278,4 +289,58 @@ async fn every_request(ctx: Ctx) -> Check {
         }
     }
     Ok(())
+}
+
+/// `max_in_flight_requests + 1` Sends in one write. Which of them a server refuses depends on
+/// how fast it answers, so only the refused ones are checked: each RATE_LIMITED reply is
+/// retryable with a non-zero `retry_after_ms`, and its message was not created.
+async fn over_the_limit(ctx: Ctx) -> Check {
+    let (client, session) = ctx.session(&ctx.user("alice")).await?;
+    let room = super::group(&client, &[]).await?;
+    let limit = session.limits.map_or(64, |l| l.max_in_flight_requests);
+    let count = u64::from(limit) + 1;
+    let frames: Vec<ClientFrame> = (1..=count)
+        .map(|n| {
+            let request = Request::Send(super::send_req(&room, &format!("ol-{n}"), "x"));
+            frame(10_000 + n, request)
+        })
+        .collect();
+    client.send_batch(&frames).await?;
+    let mut created = Vec::new();
+    for _ in 0..count {
+        let reply = within("a reply to each Send", client.next_reply()).await??;
+        match reply.result {
+            Some(reply::Result::Send(_)) => {
+                created.push(format!("ol-{}", reply.request_id - 10_000))
+            }
+            Some(reply::Result::Error(err)) if err.code() == ErrorCode::RateLimited => {
+                ensure(
+                    err.retryable && err.retry_after_ms > 0,
+                    "RATE_LIMITED with retryable true and retry_after_ms > 0",
+                    &err,
+                )?;
+            }
+            other => {
+                return Err(Failure::new(
+                    "SendResponse or RATE_LIMITED",
+                    format!("{other:?}"),
+                ));
+            }
+        }
+    }
+    let (events, _) = super::subscribe_all(&client, &room, 0).await?;
+    let mut posted: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(v1::room_event::Kind::MessageCreated(m)) => Some(m.client_msg_id.clone()),
+            _ => None,
+        })
+        .collect();
+    posted.sort();
+    created.sort();
+    ensure_eq(
+        "the messages created (only the Sends answered with SendResponse)",
+        created,
+        posted,
+    )
 }

@@ -63,6 +63,17 @@ pub(super) fn cases() -> Vec<Case> {
             "a new session resumes after seq k with exactly k+1..head, and nothing survives the old one",
             resume
         ),
+        case!(
+            "SU-06",
+            "subscribe",
+            Must,
+            ["R-10.2.1"],
+            ["Subscribe", "Send"],
+            None,
+            false,
+            "a second Subscribe to a live room replaces the subscription: replay from the new after_seq, no duplicate live events",
+            resubscribe
+        ),
     ]
 }
 
@@ -194,4 +205,32 @@ async fn resume(ctx: Ctx) -> Check {
         done.head_seq,
         events.last().map_or(k, |e| e.seq),
     )
+}
+
+async fn resubscribe(ctx: Ctx) -> Check {
+    let a = ctx.client(&ctx.user("alice")).await?;
+    let room = super::group(&a, &[]).await?;
+    let (_, page) = super::subscribe_all(&a, &room, 0).await?;
+    let head = page.head_seq;
+    super::send(&a, &room, "rs-1", "x").await?;
+    super::send(&a, &room, "rs-2", "x").await?;
+    super::contiguous(&super::room_events(&a, &room, 2).await?, head + 1)?;
+    // Again from `head`: the two events come back as replay, not as live duplicates.
+    let (replayed, _) = super::subscribe_all(&a, &room, head).await?;
+    super::contiguous(&replayed, head + 1)?;
+    ensure_eq("replayed events", 2, replayed.len())?;
+    super::send(&a, &room, "rs-3", "x").await?;
+    let live = super::room_events(&a, &room, 1).await?;
+    ensure_eq("the next live seq", head + 3, live[0].seq)?;
+    super::barrier(&a).await?;
+    while let Some(event) = a.try_next_event() {
+        if let Some(event::Kind::Room(room_event)) = &event.kind {
+            ensure(
+                room_event.room_id != room,
+                "each event of the room once (no live duplicate after the new subscription)",
+                room_event,
+            )?;
+        }
+    }
+    Ok(())
 }
