@@ -587,3 +587,16 @@ async fn a_refresh_with_another_users_token_is_unauthenticated_on_field_token() 
     assert_eq!(me.user_id, "alice");
     scene.still_serving().await;
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    // R-4.7.4 (RFC 6455 §5.5.1): a client closing with 4012 gets the close echoed,
+    // not a reset connection.
+    let scene = Scene::start().await;
+    let client = scene.server.ws_client("alice").await;
+    let info = within(client.close(4012, "signing out")).await;
+    // Local: the handshake this client started completed (a reset reads as Abnormal, 1006).
+    assert_eq!(info.by, ClosedBy::Local, "{info:?}");
+    assert_eq!(info.code, 4012);
+    scene.still_serving().await;
+}

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::case;
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ClosedBy};
 use crate::suite::check::{Check, Failure, ensure, ensure_closed, ensure_eq, ensure_error, within};
 use crate::suite::{Case, Ctx, TransportKind};
 
@@ -112,6 +112,17 @@ pub(super) fn cases() -> Vec<Case> {
             false,
             "a text message on chatwire.v1 closes with 4000",
             text_message
+        ),
+        case!(
+            "FR-10",
+            "framing",
+            Must,
+            ["R-2.3.10", "R-4.7.4"],
+            [],
+            Some(TransportKind::Ws),
+            false,
+            "a client's close frame (4012) is answered with a close frame, not a reset",
+            client_close
         ),
     ]
 }
@@ -302,4 +313,14 @@ async fn text_message(ctx: Ctx) -> Check {
             }
         }
     }
+}
+
+async fn client_close(ctx: Ctx) -> Check {
+    let (client, _) = session(&ctx).await?;
+    let info = within("the close handshake", client.close(4012, "signing out")).await?;
+    ensure(
+        info.by == ClosedBy::Local && info.code == 4012,
+        "the server answers the client's close frame with a close frame (RFC 6455 5.5.1)",
+        &info,
+    )
 }
