@@ -114,6 +114,17 @@ pub(super) fn cases() -> Vec<Case> {
             "frames after Connect in the same write belong to the new session",
             in_order_after_connect
         ),
+        case!(
+            "HS-10",
+            "handshake",
+            Must,
+            ["R-4.1.1"],
+            ["Connect"],
+            None,
+            false,
+            "a Connect with id 0 opens no session: an error reply, then close 4000",
+            connect_with_id_zero
+        ),
     ]
 }
 
@@ -404,4 +415,25 @@ async fn in_order_after_connect(ctx: Ctx) -> Check {
         "Ping answered in the new session",
         &seen[1],
     )
+}
+
+async fn connect_with_id_zero(ctx: Ctx) -> Check {
+    let client = ctx.open().await?;
+    let frame = ClientFrame {
+        id: 0,
+        trace_id: String::new(),
+        request: Some(Request::Connect(v1::ConnectRequest {
+            token: ctx.token(&ctx.user("alice")).await?,
+            client: Some(client_info()),
+            ..Default::default()
+        })),
+    };
+    client.send_frame(&frame).await?;
+    let reply = within("the error reply", client.next_reply()).await??;
+    ensure(
+        matches!(reply.result, Some(v1::reply::Result::Error(_))),
+        "an error reply, not a session",
+        &reply,
+    )?;
+    ensure_closed(&client, CloseCode::ProtocolViolation).await
 }
