@@ -5,7 +5,14 @@
 //!  vectors::all() ──encode──▶ conformance/vectors/*.bin + *.json ◀── every SDK's codec tests
 //! ```
 //!
-//! Today it holds the golden vectors; the client library, server cases and harness follow.
+//! - `client`: the protocol client shared with the server's integration tests.
+//! - `suite`: the server suite (numbered cases citing docs/protocol.md), `report`: its reports,
+//!   `cli`: the `chatwire-conformance` command line.
+//! - `harness`: the client harness, a scripted server that judges an SDK's behaviour.
 
+pub mod cli;
 pub mod client;
+pub mod harness;
+pub mod report;
+pub mod suite;
 pub mod vectors;

@@ -27,7 +27,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vector {
     /// The file stem, relative to `conformance/vectors`, for example `client/send`.
-    pub name: &'static str,
+    pub name: String,
     /// The frame.
     pub frame: Frame,
 }
@@ -87,7 +87,7 @@ pub fn descriptor_pool() -> DescriptorPool {
 
 /// Every golden vector, in a fixed order.
 pub fn all() -> Vec<Vector> {
-    let families: [fn() -> Vec<Vector>; 11] = [
+    let families: [fn() -> Vec<Vector>; 12] = [
         session,
         rooms,
         messages,
@@ -99,9 +99,13 @@ pub fn all() -> Vec<Vector> {
         errors,
         room_events,
         user_events,
+        edge::vectors,
     ];
     families.into_iter().flat_map(|family| family()).collect()
 }
+
+mod edge;
+pub use edge::{DecodeOnly, decode_only};
 
 /// The file name of the manifest, relative to `conformance/vectors`.
 pub const MANIFEST: &str = "manifest.json";
@@ -118,16 +122,34 @@ pub fn render(vectors: &[Vector]) -> Vec<(PathBuf, Vec<u8>)> {
         files.push((PathBuf::from(&bin), vector.frame.encode_framed()));
         files.push((PathBuf::from(&json), to_json(&message)));
         entries.push(ManifestEntry {
-            name: vector.name,
+            name: vector.name.clone(),
             message: vector.frame.message_name(),
             bin,
             json,
             covers: oneof_cases(&message),
         });
     }
+    let mut decode_only_entries = Vec::new();
+    for vector in decode_only() {
+        let bin = format!("{}.bin", vector.name);
+        let json = format!("{}.json", vector.name);
+        files.push((PathBuf::from(&bin), vector.framed()));
+        files.push((
+            PathBuf::from(&json),
+            to_json(&vector.frame.to_dynamic(&pool)),
+        ));
+        decode_only_entries.push(DecodeOnlyEntry {
+            name: vector.name,
+            message: vector.frame.message_name(),
+            bin,
+            json,
+            note: vector.note,
+        });
+    }
     let manifest = Manifest {
         framing: "bin: varint length prefix + message; json: proto3 JSON of the message",
         vectors: entries,
+        decode_only: decode_only_entries,
     };
     files.push((PathBuf::from(MANIFEST), to_pretty_json(&manifest)));
     files
@@ -137,11 +159,23 @@ pub fn render(vectors: &[Vector]) -> Vec<(PathBuf, Vec<u8>)> {
 struct Manifest {
     framing: &'static str,
     vectors: Vec<ManifestEntry>,
+    /// Frames whose `.bin` holds what the `.json` cannot (unknown fields): decode the `.bin`
+    /// and compare with the `.json`; encoding the `.json` does not give the `.bin` back.
+    decode_only: Vec<DecodeOnlyEntry>,
+}
+
+#[derive(Serialize)]
+struct DecodeOnlyEntry {
+    name: String,
+    message: &'static str,
+    bin: String,
+    json: String,
+    note: &'static str,
 }
 
 #[derive(Serialize)]
 struct ManifestEntry {
-    name: &'static str,
+    name: String,
     message: &'static str,
     bin: String,
     json: String,
@@ -221,9 +255,9 @@ fn event_ts(seq: u64) -> i64 {
     }
 }
 
-fn client(name: &'static str, id: u64, request: Request) -> Vector {
+fn client(name: &str, id: u64, request: Request) -> Vector {
     Vector {
-        name,
+        name: name.to_owned(),
         frame: Frame::Client(v1::ClientFrame {
             id,
             trace_id: String::new(),
@@ -232,7 +266,7 @@ fn client(name: &'static str, id: u64, request: Request) -> Vector {
     }
 }
 
-fn reply(name: &'static str, request_id: u64, result: Outcome) -> Vector {
+fn reply(name: &str, request_id: u64, result: Outcome) -> Vector {
     server(
         name,
         server_frame::Frame::Reply(v1::Reply {
@@ -242,14 +276,14 @@ fn reply(name: &'static str, request_id: u64, result: Outcome) -> Vector {
     )
 }
 
-fn server(name: &'static str, frame: server_frame::Frame) -> Vector {
+fn server(name: &str, frame: server_frame::Frame) -> Vector {
     Vector {
-        name,
+        name: name.to_owned(),
         frame: Frame::Server(v1::ServerFrame { frame: Some(frame) }),
     }
 }
 
-fn event(name: &'static str, kind: event::Kind) -> Vector {
+fn event(name: &str, kind: event::Kind) -> Vector {
     server(
         name,
         server_frame::Frame::Event(v1::Event { kind: Some(kind) }),
@@ -596,7 +630,7 @@ fn messages() -> Vec<Vector> {
     };
     let mut vectors = vec![
         Vector {
-            name: "client/send",
+            name: "client/send".to_owned(),
             frame: Frame::Client(send),
         },
         reply(
@@ -1099,7 +1133,7 @@ fn room_event_of(seq: u64, sender: &str, kind: room_event::Kind) -> v1::RoomEven
     }
 }
 
-fn room_event(name: &'static str, seq: u64, sender: &str, kind: room_event::Kind) -> Vector {
+fn room_event(name: &str, seq: u64, sender: &str, kind: room_event::Kind) -> Vector {
     event(name, event::Kind::Room(room_event_of(seq, sender, kind)))
 }
 

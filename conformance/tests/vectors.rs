@@ -394,3 +394,126 @@ fn event_cases_are_named_after_their_types() {
         problems.join("\n  ")
     );
 }
+
+/// Records every enum value set in `message` or below, as (enum full name, number).
+fn collect_enum_values(message: &DynamicMessage, seen: &mut BTreeSet<(String, i32)>) {
+    for (field, value) in message.fields() {
+        let enum_name = field.kind().as_enum().map(|e| e.full_name().to_owned());
+        let items: Vec<&Value> = match value {
+            Value::List(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            match (item, &enum_name) {
+                (Value::EnumNumber(number), Some(name)) => {
+                    seen.insert((name.clone(), *number));
+                }
+                (Value::Message(inner), _) => collect_enum_values(inner, seen),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Every value of every enum of the protocol (but the zero value, which proto3 leaves off the
+/// wire) appears in some vector, so SDKs test their mapping of each name and number.
+#[test]
+fn vectors_show_every_enum_value() {
+    let pool = vectors::descriptor_pool();
+    let mut seen = BTreeSet::new();
+    for vector in vectors::all() {
+        collect_enum_values(&vector.frame.to_dynamic(&pool), &mut seen);
+    }
+    let mut missing = Vec::new();
+    for enumeration in pool.all_enums() {
+        if !enumeration.full_name().starts_with("chatwire.v1.") {
+            continue;
+        }
+        for value in enumeration.values() {
+            let key = (enumeration.full_name().to_owned(), value.number());
+            if value.number() != 0 && !seen.contains(&key) {
+                missing.push(value.name().to_owned());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no golden vector shows: {}",
+        missing.join(", ")
+    );
+}
+
+/// Unknown fields are skipped and unknown oneof cases leave the oneof unset: the `.bin` decodes
+/// to the known fields, which the `.json` holds, and holds more than they encode to.
+#[test]
+fn decode_only_vectors_decode_to_their_known_fields() {
+    let pool = vectors::descriptor_pool();
+    let decode_only = vectors::decode_only();
+    assert!(!decode_only.is_empty());
+    for vector in decode_only {
+        let bytes = read_vector_file(&format!("{}.bin", vector.name));
+        let decoded = match &vector.frame {
+            Frame::Client(_) => Frame::Client(decode_framed::<ClientFrame>(&bytes)),
+            Frame::Server(_) => Frame::Server(decode_framed::<ServerFrame>(&bytes)),
+        };
+        assert_eq!(
+            decoded, vector.frame,
+            "{}.bin decodes to another frame",
+            vector.name
+        );
+        assert_ne!(
+            vector.frame.encode_framed(),
+            bytes,
+            "{}.bin must hold more than its known fields",
+            vector.name
+        );
+        let json = read_vector_file(&format!("{}.json", vector.name));
+        let descriptor = pool
+            .get_message_by_name(vector.frame.message_name())
+            .expect("frame message");
+        let mut deserializer = serde_json::Deserializer::from_slice(&json);
+        let message = DynamicMessage::deserialize(descriptor, &mut deserializer)
+            .unwrap_or_else(|err| panic!("{}.json does not parse: {err}", vector.name));
+        assert_eq!(message.encode_to_vec(), vector.frame.encode_message());
+    }
+}
+
+fn send_content(name: &str) -> chatwire_protocol::v1::Content {
+    let vector = vectors::all()
+        .into_iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no vector {name}"));
+    match vector.frame {
+        Frame::Client(ClientFrame {
+            request: Some(chatwire_protocol::v1::client_frame::Request::Send(send)),
+            ..
+        }) => send.content.expect("content"),
+        other => panic!("{name} is not a Send: {other:?}"),
+    }
+}
+
+/// The maximum-size vectors sit exactly at the default limits of docs/protocol.md.
+#[test]
+fn edge_vectors_sit_at_the_limits() {
+    use chatwire_protocol::limits;
+    let text = send_content("client/edge/max_text").text;
+    assert_eq!(text.chars().count(), limits::DEFAULT_MAX_TEXT_CHARS);
+    assert!(
+        text.len() > limits::DEFAULT_MAX_TEXT_CHARS,
+        "multi-byte characters"
+    );
+    let payload = send_content("client/edge/max_app_payload").app_payload;
+    assert_eq!(payload.len(), limits::DEFAULT_MAX_APP_PAYLOAD_BYTES);
+    let bin = read_vector_file("client/edge/frame_at_limit.bin");
+    assert_eq!(
+        strip_prefix(&bin).len(),
+        limits::DEFAULT_MAX_CLIENT_FRAME_BYTES
+    );
+    let mut decoder =
+        chatwire_protocol::ClientFrameDecoder::new(limits::DEFAULT_MAX_CLIENT_FRAME_BYTES);
+    decoder.push(&bin);
+    assert!(
+        matches!(decoder.next_frame(), Ok(Some(_))),
+        "a frame at the limit is accepted"
+    );
+}

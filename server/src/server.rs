@@ -181,7 +181,7 @@ impl Server {
             clock,
             Arc::new(verifier),
             session_config(config),
-            limits(config),
+            advertised_limits(config),
             node_id,
         );
         services.probes = probes;
@@ -492,7 +492,8 @@ fn session_config(config: &Config) -> SessionConfig {
     }
 }
 
-fn limits(config: &Config) -> chatwire_protocol::v1::Limits {
+/// The limits a server with `config` advertises in `ConnectResponse`.
+pub fn advertised_limits(config: &Config) -> chatwire_protocol::v1::Limits {
     let l = &config.limits;
     let clamp = |value: usize| u32::try_from(value).unwrap_or(u32::MAX);
     let rate = |per_minute: u32| per_minute.div_ceil(60);

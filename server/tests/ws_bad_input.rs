@@ -525,3 +525,78 @@ async fn no_connect_in_time_closes_4006() {
     closed_with(&client, CloseCode::ConnectTimeout).await;
     scene.still_serving().await;
 }
+
+#[tokio::test]
+async fn a_request_pipelined_behind_connect_runs_in_the_new_session() {
+    // Connect and a Ping in one WebSocket message; the Ping belongs to the
+    // session Connect opens, and its reply follows the ConnectResponse.
+    let scene = Scene::start().await;
+    let client = scene.server.open().await;
+    let connect = v1::ClientFrame {
+        id: 1,
+        trace_id: String::new(),
+        request: Some(Request::Connect(v1::ConnectRequest {
+            token: scene.server.token("alice"),
+            ..Default::default()
+        })),
+    };
+    let mut message = framed(&connect);
+    message.extend_from_slice(&framed(&ping(2)));
+    message.extend_from_slice(&framed(&ping(3)));
+    client.send_raw(message.freeze()).await.expect("send");
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let reply = within(client.next_reply()).await.expect("reply");
+        results.push((reply.request_id, reply.result));
+    }
+    assert!(
+        matches!(results[0], (1, Some(v1::reply::Result::Connect(_)))),
+        "Connect's reply first: {results:?}"
+    );
+    assert!(matches!(results[1], (2, Some(v1::reply::Result::Ping(_)))));
+    assert!(matches!(results[2], (3, Some(v1::reply::Result::Ping(_)))));
+    scene.still_serving().await;
+}
+
+#[tokio::test]
+async fn a_refresh_with_another_users_token_is_unauthenticated_on_field_token() {
+    //
+    let scene = Scene::start().await;
+    let client = scene.server.client("alice").await;
+    for token in [
+        scene.server.token("mallory"),
+        token_from_another_secret("alice"),
+    ] {
+        let error = refused(
+            within(client.refresh(v1::RefreshRequest {
+                token: token.clone(),
+            }))
+            .await,
+        );
+        assert_eq!(error.code(), ErrorCode::Unauthenticated);
+        assert_eq!(error.field, "token");
+        assert!(!error.message.contains(&token), "R-23.1.2");
+    }
+    // The session keeps its token and user.
+    let room = group(&client, &[]).await;
+    let me = within(client.get_room(v1::GetRoomRequest { room_id: room }))
+        .await
+        .expect("session kept")
+        .me
+        .expect("me");
+    assert_eq!(me.user_id, "alice");
+    scene.still_serving().await;
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    // R-4.7.4 (RFC 6455 §5.5.1): a client closing with 4012 gets the close echoed,
+    // not a reset connection.
+    let scene = Scene::start().await;
+    let client = scene.server.ws_client("alice").await;
+    let info = within(client.close(4012, "signing out")).await;
+    // Local: the handshake this client started completed (a reset reads as Abnormal, 1006).
+    assert_eq!(info.by, ClosedBy::Local, "{info:?}");
+    assert_eq!(info.code, 4012);
+    scene.still_serving().await;
+}

@@ -10,6 +10,10 @@ pub enum ChatError {
     /// The token is missing, invalid, expired or revoked.
     #[error("unauthenticated")]
     Unauthenticated,
+    /// A token in a request (Refresh) was refused: UNAUTHENTICATED with field "token"
+    /// (docs/protocol.md ).
+    #[error("unauthenticated: the token was refused")]
+    TokenRefused,
     /// The room or message does not exist, or the caller may not see it (the same error, so
     /// ids cannot be probed).
     #[error("not found")]
@@ -76,6 +80,7 @@ impl ChatError {
         use v1::ErrorCode as C;
         let (code, retryable, retry_after_ms, field) = match self {
             ChatError::Unauthenticated => (C::Unauthenticated, false, 0, ""),
+            ChatError::TokenRefused => (C::Unauthenticated, false, 0, "token"),
             ChatError::NotFound => (C::NotFound, false, 0, ""),
             ChatError::MessageNotFound { field } => (C::NotFound, false, 0, *field),
             ChatError::PermissionDenied(_) => (C::PermissionDenied, false, 0, ""),

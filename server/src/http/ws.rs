@@ -63,14 +63,7 @@ pub async fn upgrade(
         .connections
         .acquire(peer.ip(), state.max_connections_per_ip);
     let limits = state.services.limits;
-    let max_message =
-        limits.max_client_frame_bytes as usize + chatwire_protocol::limits::MAX_LENGTH_PREFIX_BYTES;
-    let ws = ws
-        .protocols([WS_SUBPROTOCOL, WS_JSON_SUBPROTOCOL])
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .write_buffer_size(64 * 1024)
-        .max_write_buffer_size(limits.max_server_frame_bytes as usize * 2);
+    let ws = with_transport_limits(ws, &limits).protocols([WS_SUBPROTOCOL, WS_JSON_SUBPROTOCOL]);
     let selected = ws
         .selected_protocol()
         .and_then(|p| p.to_str().ok())
@@ -106,6 +99,18 @@ pub async fn upgrade(
             }
         }
     })
+}
+
+/// The WebSocket layer's limits for a server advertising `limits`: the largest message and
+/// frame a client may send (one Chatwire frame with its length prefix) and the write buffers.
+/// The Autobahn echo (server/examples/autobahn_echo.rs) uses the same settings.
+pub fn with_transport_limits(ws: WebSocketUpgrade, limits: &v1::Limits) -> WebSocketUpgrade {
+    let max_message =
+        limits.max_client_frame_bytes as usize + chatwire_protocol::limits::MAX_LENGTH_PREFIX_BYTES;
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(limits.max_server_frame_bytes as usize * 2)
 }
 
 /// Accepts the socket only to say why it closes.

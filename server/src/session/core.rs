@@ -101,6 +101,11 @@ pub struct SessionCore {
     /// When "typing" was last forwarded, per room.
     typing: HashMap<RoomId, Instant>,
     out: VecDeque<Output>,
+    /// Frames that arrived while Connect was executing (pipelined behind it in the same
+    /// transport message); admitted once Connect succeeded, in order.
+    pending: VecDeque<v1::ClientFrame>,
+    /// Ids of pipelined frames past the in-flight limit (answered RATE_LIMITED once connected).
+    pending_over: Vec<u64>,
     /// The close, emitted once every other output is out.
     closing: Option<Output>,
 }
@@ -129,6 +134,8 @@ impl SessionCore {
             cursors: HashMap::new(),
             typing: HashMap::new(),
             out: VecDeque::new(),
+            pending: VecDeque::new(),
+            pending_over: Vec::new(),
             closing: None,
         }
     }
@@ -166,6 +173,19 @@ impl SessionCore {
             return;
         }
         self.last_rx = now;
+        if self.phase == Phase::Connecting {
+            // Whatever follows Connect belongs to the session it opens; nothing
+            // but Connect's reply may go out first, so it waits for the outcome.
+            // Connect runs before the next transport message is read, so this holds at most
+            // one message's frames; the cap is a second fence.
+            // Past the in-flight limit only the id is kept, for its RATE_LIMITED reply.
+            if self.pending.len() < self.config.max_in_flight {
+                self.pending.push_back(frame);
+            } else {
+                self.pending_over.push(frame.id);
+            }
+            return;
+        }
         let Some(request) = frame.request else {
             self.error_reply(
                 frame.id,
@@ -175,8 +195,11 @@ impl SessionCore {
         };
         let is_connect = matches!(request, Request::Connect(_));
         match self.phase {
-            Phase::AwaitingConnect if is_connect => self.phase = Phase::Connecting,
-            Phase::AwaitingConnect | Phase::Connecting => {
+            // Connect with a non-zero id; id 0 is refused like any bad first frame.
+            Phase::AwaitingConnect if is_connect && frame.id != 0 => {
+                self.phase = Phase::Connecting;
+            }
+            Phase::AwaitingConnect => {
                 self.error_reply(
                     frame.id,
                     ChatError::FailedPrecondition("the first frame must be Connect"),
@@ -192,7 +215,7 @@ impl SessionCore {
                 self.error_reply(frame.id, ChatError::FailedPrecondition("already connected"));
                 return;
             }
-            Phase::Connected | Phase::Closed => {}
+            Phase::Connecting | Phase::Connected | Phase::Closed => {}
         }
         if frame.id == 0 && !matches!(request, Request::Typing(_)) {
             self.error_reply(
@@ -279,10 +302,33 @@ impl SessionCore {
             Err(err) => v1::reply::Result::Error(err.to_proto()),
         };
         self.reply(id, result);
+        self.admit_pending();
+    }
+
+    /// Admits the frames that were pipelined behind a successful Connect, after its reply.
+    fn admit_pending(&mut self) {
+        if self.phase != Phase::Connected {
+            return;
+        }
+        // They arrived in one transport message with Connect: one in-flight count.
+        self.admitted = 1;
+        let now = self.last_rx;
+        while let Some(frame) = self.pending.pop_front() {
+            self.on_frame(now, frame);
+        }
+        for id in std::mem::take(&mut self.pending_over) {
+            let refused = ChatError::RateLimited {
+                retry_after_ms: 100,
+            };
+            self.error_reply(id, refused);
+        }
     }
 
     /// Connect failed: reply with the error, then close with `code`.
     pub fn on_connect_failed(&mut self, id: u64, error: ChatError, code: v1::CloseCode) {
+        // Requests pipelined behind a failed Connect have no session to run in.
+        self.pending.clear();
+        self.pending_over.clear();
         self.error_reply(id, error);
         let reason = match code {
             v1::CloseCode::AuthExpired => "token expired",

@@ -412,3 +412,100 @@ fn a_repair_that_starts_past_the_cursor_resumes_from_the_first_kept_event() {
         "no endless repair"
     );
 }
+
+#[test]
+fn frames_pipelined_behind_connect_are_admitted_after_its_reply() {
+    //
+    let now = Instant::now();
+    let mut core = SessionCore::new(config(), now);
+    core.on_frame(now, frame(1, connect()));
+    core.on_frame(now, frame(2, ping()));
+    assert!(matches!(
+        outputs(&mut core).as_slice(),
+        [Output::Execute { id: 1, .. }]
+    ));
+    core.on_connected(now + Duration::from_secs(3600));
+    core.on_reply(
+        1,
+        Ok(v1::reply::Result::Connect(v1::ConnectResponse::default())),
+    );
+    let out = outputs(&mut core);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Output::Frame(_), Output::Execute { id: 2, .. }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn frames_pipelined_behind_a_failed_connect_are_dropped() {
+    let now = Instant::now();
+    let mut core = SessionCore::new(config(), now);
+    core.on_frame(now, frame(1, connect()));
+    core.on_frame(now, frame(2, ping()));
+    let _ = outputs(&mut core);
+    core.on_connect_failed(
+        1,
+        crate::chat::error::ChatError::Unauthenticated,
+        v1::CloseCode::AuthFailed,
+    );
+    let out = outputs(&mut core);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Execute { .. })),
+        "{out:?}"
+    );
+    assert_eq!(close_code(&out), Some(v1::CloseCode::AuthFailed));
+}
+
+#[test]
+fn connect_with_id_0_is_refused_and_closed() {
+    //
+    let now = Instant::now();
+    let mut core = SessionCore::new(config(), now);
+    core.on_frame(now, frame(0, connect()));
+    let out = outputs(&mut core);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Execute { .. })),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.first().and_then(error_code),
+        Some((0, v1::ErrorCode::FailedPrecondition))
+    );
+    assert_eq!(close_code(&out), Some(v1::CloseCode::ProtocolViolation));
+}
+
+#[test]
+fn frames_pipelined_past_the_in_flight_limit_are_rate_limited_after_connect() {
+    // with: config() allows 3 in flight; Connect is one of them.
+    let now = Instant::now();
+    let mut core = SessionCore::new(config(), now);
+    core.on_frame(now, frame(1, connect()));
+    for id in 2..=6 {
+        core.on_frame(now, frame(id, ping()));
+    }
+    let _ = outputs(&mut core);
+    core.on_connected(now + Duration::from_secs(3600));
+    core.on_reply(
+        1,
+        Ok(v1::reply::Result::Connect(v1::ConnectResponse::default())),
+    );
+    let out = outputs(&mut core);
+    let executed: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Execute { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(executed, [2, 3]);
+    let limited: Vec<u64> = out
+        .iter()
+        .filter_map(error_code)
+        .filter(|(_, code)| *code == v1::ErrorCode::RateLimited)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(limited, [4, 5, 6]);
+}

@@ -467,14 +467,10 @@ async fn refresh_token(
     let identity = services
         .auth
         .authenticate(token, services.clock.now_ms())
-        .map_err(|_| ChatError::Unauthenticated)?;
-    if &identity.user != user {
-        return Err(ChatError::PermissionDenied(
-            "the new token is for another user",
-        ));
-    }
-    if is_revoked(services, user, identity.issued_at_ms).await? {
-        return Err(ChatError::Unauthenticated);
+        .map_err(|_| ChatError::TokenRefused)?;
+    // another user's token is a refused token like any other.
+    if &identity.user != user || is_revoked(services, user, identity.issued_at_ms).await? {
+        return Err(ChatError::TokenRefused);
     }
     core.on_refreshed(instant_at(services, identity.expires_at_ms));
     Ok(v1::reply::Result::Refresh(v1::RefreshResponse {

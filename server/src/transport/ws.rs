@@ -77,7 +77,13 @@ impl SessionTransport for WsTransport {
                 Err(err) => return Some(Err(TransportError(err.to_string()))),
             };
             match self.inbound(message) {
-                Some(Inbound::Closed) => return None,
+                Some(Inbound::Closed) => {
+                    // The WebSocket layer queued its close reply (RFC 6455 §5.5.1); it goes
+                    // out on the next read, which then ends. Without it the peer sees a reset.
+                    let drained = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+                    let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
+                    return None;
+                }
                 Some(inbound) => return Some(Ok(inbound)),
                 None => continue,
             }

@@ -247,6 +247,7 @@ mod kind {
     pub(super) const UNAVAILABLE: u32 = 10;
     pub(super) const UNSUPPORTED: u32 = 11;
     pub(super) const INTERNAL: u32 = 12;
+    pub(super) const TOKEN_REFUSED: u32 = 13;
 }
 
 // ----- commands -------------------------------------------------------------------------------
@@ -472,6 +473,7 @@ fn error_to_wire(err: &ChatError) -> WireError {
     let mut wire = WireError::default();
     wire.kind = match err {
         ChatError::Unauthenticated => kind::UNAUTHENTICATED,
+        ChatError::TokenRefused => kind::TOKEN_REFUSED,
         ChatError::NotFound => kind::NOT_FOUND,
         ChatError::MessageNotFound { field } => {
             wire.field = (*field).to_owned();
@@ -519,6 +521,7 @@ fn error_from_wire(wire: WireError) -> Result<ChatError, CodecError> {
     let text = || intern(&wire.text);
     Ok(match wire.kind {
         kind::UNAUTHENTICATED => ChatError::Unauthenticated,
+        kind::TOKEN_REFUSED => ChatError::TokenRefused,
         kind::NOT_FOUND => ChatError::NotFound,
         kind::MESSAGE_NOT_FOUND => ChatError::MessageNotFound { field: field() },
         kind::PERMISSION_DENIED => ChatError::PermissionDenied(text()),

@@ -1,0 +1,235 @@
+//! Receipts, typing, presence across sessions, call signals.
+
+use chatwire_protocol::v1::{self, call_signal, event};
+
+use super::case;
+use crate::client::Client;
+use crate::suite::check::{Check, ensure, ensure_eq, within};
+use crate::suite::{Case, Ctx};
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![
+        case!(
+            "RC-01",
+            "receipts",
+            Must,
+            ["R-12.1.1", "R-12.1.2", "R-12.2.1", "R-12.2.4", "R-12.1.6"],
+            ["MarkRead", "MarkDelivered", "GetReceipts"],
+            None,
+            false,
+            "MarkRead moves read and delivered, never back; others see ReceiptsChanged",
+            receipts
+        ),
+        case!(
+            "TY-01",
+            "typing",
+            Must,
+            ["R-13.1.2", "R-13.1.1"],
+            ["Typing"],
+            None,
+            false,
+            "Typing is relayed to another member as TypingChanged",
+            typing
+        ),
+        case!(
+            "PR-01",
+            "presence",
+            Must,
+            ["R-14.1.1", "R-14.1.5", "R-14.1.3"],
+            ["WatchPresence", "UnwatchPresence"],
+            None,
+            false,
+            "a user is online while any session lives and offline after the last ends",
+            presence
+        ),
+        case!(
+            "CA-01",
+            "calls",
+            Must,
+            ["R-15.1.2", "R-15.1.1"],
+            ["CallSignal"],
+            None,
+            false,
+            "a call signal reaches the target's sessions",
+            call_signal
+        ),
+    ]
+}
+
+async fn next_matching<T>(
+    client: &Client,
+    what: &str,
+    mut pick: impl FnMut(event::Kind) -> Option<T>,
+) -> Check<T> {
+    loop {
+        let event = within(what, client.next_event()).await??;
+        if let Some(found) = event.kind.and_then(&mut pick) {
+            return Ok(found);
+        }
+    }
+}
+
+async fn receipts(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    super::subscribe_all(&a, &room, 0).await?;
+    let sent = super::send(&a, &room, "rc-1", "read me").await?;
+    let read = within(
+        "MarkReadResponse",
+        b.mark_read(v1::MarkReadRequest {
+            room_id: room.clone(),
+            seq: sent.seq,
+        }),
+    )
+    .await??;
+    ensure_eq("read_seq", sent.seq, read.read_seq)?;
+    let back = within(
+        "MarkDeliveredResponse",
+        b.mark_delivered(v1::MarkDeliveredRequest {
+            room_id: room.clone(),
+            seq: 1,
+        }),
+    )
+    .await??;
+    ensure(
+        back.delivered_seq >= sent.seq,
+        "delivered moved with read and never back",
+        back.delivered_seq,
+    )?;
+    let receipt = next_matching(&a, "ReceiptsChanged for bob", |kind| match kind {
+        event::Kind::ReceiptsChanged(changed) if changed.room_id == room => {
+            changed.receipts.into_iter().find(|r| r.user_id == bob)
+        }
+        _ => None,
+    })
+    .await?;
+    ensure_eq(
+        "bob's read_seq in ReceiptsChanged",
+        sent.seq,
+        receipt.read_seq,
+    )?;
+    let all = within(
+        "GetReceiptsResponse",
+        a.get_receipts(v1::GetReceiptsRequest {
+            room_id: room,
+            ..Default::default()
+        }),
+    )
+    .await??;
+    let mine = all
+        .receipts
+        .iter()
+        .find(|r| r.user_id == alice)
+        .map(|r| r.read_seq);
+    ensure_eq("the sender's read_seq after its Send", Some(sent.seq), mine)
+}
+
+async fn typing(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    super::subscribe_all(&b, &room, 0).await?;
+    within(
+        "TypingResponse",
+        a.typing(v1::TypingRequest {
+            room_id: room.clone(),
+            active: true,
+        }),
+    )
+    .await??;
+    let changed = next_matching(&b, "TypingChanged", |kind| match kind {
+        event::Kind::TypingChanged(t) if t.room_id == room => Some(t),
+        _ => None,
+    })
+    .await?;
+    ensure(
+        changed.user_id == alice && changed.active,
+        "TypingChanged { user: alice, active: true }",
+        changed,
+    )
+}
+
+async fn presence(ctx: Ctx) -> Check {
+    let (watcher, target) = (ctx.user("watcher"), ctx.user("target"));
+    let w = ctx.client(&watcher).await?;
+    // Presence may be limited to users who share a room with the watcher.
+    let room = super::group(&w, &[&target]).await?;
+    let _ = room;
+    let first = ctx.client(&target).await?;
+    let second = ctx.client(&target).await?;
+    let watched = within(
+        "WatchPresenceResponse",
+        w.watch_presence(v1::WatchPresenceRequest {
+            user_ids: vec![target.clone()],
+            room_id: String::new(),
+        }),
+    )
+    .await??;
+    let online = watched
+        .presences
+        .iter()
+        .find(|p| p.user_id == target)
+        .is_some_and(|p| p.online);
+    ensure(online, "the target online with two sessions", &watched)?;
+    first.close(4012, "conformance").await;
+    super::barrier(&w).await?;
+    let early_offline = std::iter::from_fn(|| w.try_next_event()).any(|e| matches!(e.kind, Some(event::Kind::Presence(ref p)) if p.user_id == target && !p.online));
+    ensure(
+        !early_offline,
+        "still online while one session lives",
+        "an offline Presence event",
+    )?;
+    second.close(4012, "conformance").await;
+    next_matching(&w, "Presence offline", |kind| match kind {
+        event::Kind::Presence(p) if p.user_id == target && !p.online => Some(p),
+        _ => None,
+    })
+    .await?;
+    within(
+        "UnwatchPresenceResponse",
+        w.unwatch_presence(v1::UnwatchPresenceRequest {
+            user_ids: vec![target],
+            room_id: String::new(),
+        }),
+    )
+    .await??;
+    Ok(())
+}
+
+async fn call_signal(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    let response = within(
+        "CallSignalResponse",
+        a.call_signal(v1::CallSignalRequest {
+            call_id: "call-1".into(),
+            room_id: room.clone(),
+            target_user_id: bob,
+            target_session_id: String::new(),
+            signal: Some(v1::CallSignal {
+                kind: Some(call_signal::Kind::Invite(v1::CallInvite { video: false })),
+            }),
+        }),
+    )
+    .await??;
+    ensure(
+        response.delivered_sessions >= 1,
+        "delivered to at least bob's session",
+        response.delivered_sessions,
+    )?;
+    let received = next_matching(&b, "CallSignalReceived", |kind| match kind {
+        event::Kind::CallSignalReceived(s) => Some(s),
+        _ => None,
+    })
+    .await?;
+    ensure(
+        received.call_id == "call-1" && received.room_id == room,
+        "call_id and room_id relayed",
+        received,
+    )
+}
