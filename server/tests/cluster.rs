@@ -297,3 +297,55 @@ async fn a_client_resumes_on_another_node_after_its_node_dies() {
     assert_eq!(rest, (last + 1..=head).collect::<Vec<_>>());
     assert_eq!(rest.len(), 10, "the ten sent while bob was away");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_suite_over_websocket_on_a_cluster() {
+    use chatwire_conformance::suite::{JwtKey, Selection, Target, TokenSource};
+    let mut cluster = Cluster::new(Services::shared());
+    // Production limits, as for the embedded run: the suite checks the send rate limit (here
+    // shared through Redis); only the per-IP connect rate is raised (the suite opens ~70
+    // connections from one address in seconds).
+    let defaults = chatwire_server::config::Config::default();
+    for (key, value) in [
+        (
+            "CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE",
+            defaults.limits.rate_sends.rate_per_minute,
+        ),
+        (
+            "CHATWIRE_LIMITS__RATE_SENDS__BURST",
+            defaults.limits.rate_sends.burst,
+        ),
+        (
+            "CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE",
+            defaults.limits.rate_requests.rate_per_minute,
+        ),
+        (
+            "CHATWIRE_LIMITS__RATE_REQUESTS__BURST",
+            defaults.limits.rate_requests.burst,
+        ),
+        (
+            "CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__RATE_PER_MINUTE",
+            60_000,
+        ),
+        ("CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__BURST", 1_000),
+    ] {
+        cluster.set_env(key, &value.to_string());
+    }
+    // Two nodes, so room writers and sessions are spread; the suite talks to the first.
+    let first = cluster.node().await;
+    let _second = cluster.node().await;
+    let tokens = TokenSource::Key(JwtKey {
+        secret: cluster.jwt_secret(),
+        issuer: defaults.auth.issuer.clone(),
+        audience: defaults.auth.audience.clone(),
+        kid: defaults.auth.hs256_kid.clone(),
+    });
+    let report = support::conformance_run::run(
+        "distributed",
+        Target::Ws(first.target()),
+        tokens,
+        &Selection::default(),
+    )
+    .await;
+    support::conformance_run::check_kept(&report, "distributed-websocket.txt");
+}

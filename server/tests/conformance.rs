@@ -9,16 +9,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use chatwire_conformance::cli::{COVERAGE_GAPS, compare};
-use chatwire_conformance::report::{self, Report, expected};
-use chatwire_conformance::suite::{self, Ctx, JwtKey, Selection, Target, TokenSource};
+use chatwire_conformance::report::Report;
+use chatwire_conformance::suite::{JwtKey, Selection, Target, TokenSource};
+use support::conformance_run::check_kept;
 use support::server::TestServer;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+/// A run on the embedded default.
+async fn run(target: Target, tokens: TokenSource, selection: &Selection) -> Report {
+    support::conformance_run::run("embedded", target, tokens, selection).await
 }
 
 async fn server() -> TestServer {
@@ -38,42 +37,6 @@ fn key(server: &TestServer) -> TokenSource {
         audience: server.config.auth.audience.clone(),
         kid: server.config.auth.hs256_kid.clone(),
     })
-}
-
-async fn run(target: Target, tokens: TokenSource, selection: &Selection) -> Report {
-    let ctx = Ctx::new(target, tokens);
-    let expected_failures = expected::parse(
-        &std::fs::read_to_string(repo().join("conformance/expected/embedded.txt"))
-            .expect("expected failures"),
-    )
-    .expect("expected failures parse");
-    let gaps = expected::parse(COVERAGE_GAPS).expect("gaps parse");
-    let results = suite::run(&ctx, selection, Duration::from_secs(120)).await;
-    let report = Report::new(
-        "embedded".into(),
-        ctx.kind().as_str().into(),
-        results,
-        &expected_failures,
-        gaps,
-    );
-    println!("{}", report::terminal(&report));
-    report
-}
-
-fn check_kept(report: &Report, name: &str) {
-    let path = repo().join("conformance/results").join(name);
-    if std::env::var_os("CHATWIRE_REGEN").is_some() {
-        std::fs::write(&path, report::results_listing(report)).expect("write results");
-    }
-    let kept = std::fs::read_to_string(&path).expect("kept results (CHATWIRE_REGEN=1 writes them)");
-    let diff = compare(&kept, report);
-    assert!(
-        diff.is_empty(),
-        "results differ from {}:\n{}",
-        path.display(),
-        diff.join("\n")
-    );
-    assert!(report.ok(), "unexpected failures (see above)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

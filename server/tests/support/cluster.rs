@@ -161,6 +161,7 @@ pub struct Cluster {
     nodes: TempDir,
     next: usize,
     config_file: Option<PathBuf>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -176,9 +177,23 @@ impl Cluster {
             nodes: tempfile::tempdir().expect("temp dir"),
             next: 0,
             config_file: None,
+            extra_env: Vec::new(),
         };
         cluster.migrate();
         cluster
+    }
+
+    /// Gives every node started from now on this setting (after the cluster's own, so it can
+    /// override them, such as the lifted rate limits of [`ServerProcess::spawn_with`]).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The HS256 key every node accepts, for clients that mint their own tokens.
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        chatwire_server::devdefaults::load_or_create(self.seed.path())
+            .expect("secrets")
+            .jwt_secret
     }
 
     /// Gives every node started from now on this TOML configuration file (sections the
@@ -217,6 +232,7 @@ impl Cluster {
                 .iter()
                 .map(|path| ("CHATWIRE_CONFIG".to_owned(), path.display().to_string())),
         )
+        .chain(self.extra_env.iter().cloned())
         .collect()
     }
 

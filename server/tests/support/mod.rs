@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
 pub mod cluster;
+pub mod conformance_run;
 pub mod events_suite;
 pub mod fanout_suite;
 pub mod pipeline_suite;
