@@ -75,6 +75,9 @@ interface PendingCall {
   outbox: boolean;
 }
 
+/** Live events held per room while it catches up; more are dropped and repaired as a gap. */
+const MAX_HELD = 10000;
+
 const NO_RECONNECT = new Set<number>([CloseCode.AUTH_FAILED, CloseCode.REVOKED, CloseCode.CLIENT_CLOSED]);
 
 /**
@@ -167,13 +170,24 @@ export class ChatwireClient extends ChatwireRequests {
     for (;;) {
       try {
         await this.catchUp(room);
-        await this.loadReceipts(room);
-        return room;
       } catch (err) {
         // The connection dropped mid-way: the next session's resume picks the room up.
         if (!(err instanceof NoReplyError && err.reason === "connection-lost")) throw err;
         await this.nextSession();
+        continue;
       }
+      try {
+        await this.loadReceipts(room);
+      } catch (err) {
+        if (err instanceof NoReplyError && err.reason === "connection-lost") {
+          await this.nextSession();
+          continue;
+        }
+        // The room is followed and live: a server that refuses ListMembers or GetReceipts only
+        // leaves message status without members or watermarks, as resume() does.
+        this.emitter.emit("error", err as Error);
+      }
+      return room;
     }
   }
 
@@ -389,7 +403,10 @@ export class ChatwireClient extends ChatwireRequests {
       call.reject(new NoReplyError(call.kind, "connection-lost"));
     }
     this.queue = this.queue.filter((c) => !c.outbox);
-    for (const room of this.rooms.values()) room.live = false;
+    for (const room of this.rooms.values()) {
+      room.live = false;
+      room.held.length = 0; // the next session's replay brings them again
+    }
     if (this.state === "closed") return;
     const told = this.disconnect;
     const permanent = told ? !told.reconnect : NO_RECONNECT.has(code);
@@ -543,10 +560,18 @@ export class ChatwireClient extends ChatwireRequests {
   private liveRoomEvent(event: RoomEvent): boolean {
     const room = this.rooms.get(event.roomId);
     if (!room) return true;
-    if (!room.live || event.seq <= room.lastSeq) return false;
+    if (event.seq <= room.lastSeq) return false;
+    if (!room.live) {
+      // Catching up: the event may be newer than the replayed pages (it can arrive in the same
+      // read as the last Subscribe reply). Held, and applied in seq order once the replay is
+      // done (R-10.5.1); past the cap, the gap it leaves is repaired like any other.
+      if (room.held.length < MAX_HELD) room.held.push(event);
+      return false;
+    }
     if (event.seq > room.lastSeq + 1n) {
       // A gap (R-10.5.4): replay from the last applied seq instead.
       room.live = false;
+      room.held.push(event);
       this.catchUp(room).catch((err) => this.emitter.emit("error", err));
       return false;
     }
@@ -587,13 +612,34 @@ export class ChatwireClient extends ChatwireRequests {
           this.deliver({ case: "room", value: event });
         }
         if (page.complete) {
-          room.live = true;
-          return;
+          // A held event past a gap pages again, as long as the pages still bring events.
+          if (this.releaseHeld(room, page.events.length === 0)) {
+            room.live = true;
+            return;
+          }
         }
       }
     };
     room.catchingUp = run().finally(() => (room.catchingUp = null));
     return room.catchingUp;
+  }
+
+  /**
+   * Applies and delivers the held live events that follow the last applied seq, in seq order.
+   * Returns false, leaving the rest held, at a gap (unless `acceptGaps`: the log has nothing
+   * to fill it with).
+   */
+  private releaseHeld(room: RoomState, acceptGaps: boolean): boolean {
+    room.held.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+    while (room.held.length > 0) {
+      const event = room.held[0]!;
+      if (event.seq > room.lastSeq + 1n && !acceptGaps) return false;
+      room.held.shift();
+      if (event.seq <= room.lastSeq) continue;
+      this.apply(room, event);
+      this.deliver({ case: "room", value: event });
+    }
+    return true;
   }
 
   /** Members and watermarks of a room, for message status. */

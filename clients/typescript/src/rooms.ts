@@ -1,5 +1,6 @@
 // Per-room state the client keeps for resume and receipts (docs/protocol.md section 10.5).
 import type { Watermarks } from "./outbox.js";
+import type { RoomEvent } from "./gen/chatwire/v1/events_pb.js";
 
 /** What the client knows about one room it follows. */
 export class RoomState {
@@ -7,6 +8,8 @@ export class RoomState {
   lastSeq: bigint;
   /** True once a `complete` Subscribe reply made the room live on the current session. */
   live = false;
+  /** Live events that arrived while the room was catching up, applied once the replay reached them. */
+  readonly held: RoomEvent[] = [];
   /** A catch-up (Subscribe paging) is running. */
   catchingUp: Promise<void> | null = null;
   /** Current members, as far as known (ListMembers, then MemberJoined / MemberLeft). */

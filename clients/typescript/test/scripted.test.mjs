@@ -96,3 +96,29 @@ test("room events apply once by seq: duplicates dropped, a gap repaired by re-su
   assert.equal(client.room(ROOM).lastSeq, 5n);
   client.close();
 });
+
+test("a live event in the same WebSocket message as the Subscribe reply is applied, not lost", async () => {
+  const peer = new ScriptedPeer();
+  // The reply (seqs 1-2, complete) and live seq 3 reach the client in one read, before the
+  // catch-up has seen the reply: 3 is held and applied once the replay is done.
+  const answer = peer.answer.bind(peer);
+  peer.answer = (frame) => {
+    if (frame.request.case !== "subscribe") return answer(frame);
+    peer.subscribes.push(frame.request.value.afterSeq);
+    const events = peer.log.filter((e) => e.seq > frame.request.value.afterSeq);
+    peer.push([
+      { frame: { case: "reply", value: { requestId: frame.id, result: { case: "subscribe", value: { roomId: ROOM, events, headSeq: 2n, complete: true } } } } },
+      { frame: { case: "event", value: { kind: { case: "room", value: roomEvent(3) } } } },
+    ]);
+  };
+  const client = await ChatwireClient.connect({ url: "ws://scripted", token: "t", WebSocket: peer.WebSocket });
+  const seen = [];
+  client.on("room", (e) => seen.push(Number(e.seq)));
+  await client.subscribeRoom(ROOM);
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.equal(client.room(ROOM).lastSeq, 3n);
+  peer.live(4);
+  assert.deepEqual(seen, [1, 2, 3, 4]);
+  assert.deepEqual(peer.subscribes, [0n]);
+  client.close();
+});
