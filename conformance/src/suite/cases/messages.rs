@@ -86,6 +86,39 @@ pub(super) fn cases() -> Vec<Case> {
             "three concurrent senders: every subscriber sees contiguous seqs, each once",
             concurrent_senders
         ),
+        case!(
+            "MS-08",
+            "messages",
+            Must,
+            ["R-8.4.1", "R-8.4.2", "R-9.1.5", "R-9.1.6"],
+            ["Send", "History", "React", "Delete"],
+            None,
+            false,
+            "replies and threads: bad targets refused, no nesting, thread pages, reply counts and reactions",
+            threads
+        ),
+        case!(
+            "MS-09",
+            "messages",
+            Must,
+            ["R-8.5.2", "R-8.7.3"],
+            ["Edit", "React"],
+            None,
+            false,
+            "Edit content passes the Send checks; a 51st distinct emoji is TOO_LARGE",
+            edit_and_emoji_limits
+        ),
+        case!(
+            "MS-10",
+            "messages",
+            Must,
+            ["R-7.1.3", "R-7.2.2", "R-7.3.1", "R-7.3.2"],
+            ["Send", "Delete", "Typing", "MarkRead", "Subscribe"],
+            None,
+            false,
+            "the replayed log matches the live events, ts_ms never decreases, only log kinds take seqs",
+            log_stable
+        ),
     ]
 }
 
@@ -290,4 +323,235 @@ async fn concurrent_senders(ctx: Ctx) -> Check {
         .try_next_event()
         .filter(|e| matches!(e.kind, Some(v1::event::Kind::Room(_))));
     ensure(extra.is_none(), "no event twice", extra)
+}
+
+async fn threads(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    let root = super::send(&a, &room, "t-root", "root").await?;
+    let with = |id: &str, reply: u64, thread: u64| v1::SendRequest {
+        reply_to_seq: reply,
+        thread_root_seq: thread,
+        ..super::send_req(&room, id, "x")
+    };
+    ensure_error(
+        within("the reply", a.send(with("t-bad1", root.seq + 1000, 0))).await?,
+        ErrorCode::NotFound,
+        Some("reply_to_seq"),
+    )?;
+    // Seq 1 is RoomCreated: not a message.
+    ensure_error(
+        within("the reply", a.send(with("t-bad2", 1, 0))).await?,
+        ErrorCode::NotFound,
+        Some("reply_to_seq"),
+    )?;
+    ensure_error(
+        within("the reply", a.send(with("t-bad3", 0, root.seq + 1000))).await?,
+        ErrorCode::NotFound,
+        None,
+    )?;
+    let t1 = within("SendResponse", a.send(with("t-1", 0, root.seq))).await??;
+    let t2 = within("SendResponse", b.send(with("t-2", root.seq, root.seq))).await??;
+    ensure_error(
+        within("the reply", a.send(with("t-nest", 0, t1.seq))).await?,
+        ErrorCode::InvalidArgument,
+        Some("thread_root_seq"),
+    )?;
+    within(
+        "DeleteResponse",
+        b.delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: t2.seq,
+        }),
+    )
+    .await??;
+    // Replying to a deleted message is allowed.
+    within("SendResponse", a.send(with("t-3", t2.seq, 0))).await??;
+    for (client, emoji) in [(&a, "👍"), (&b, "👍"), (&a, "🎉")] {
+        within(
+            "ReactResponse",
+            client.react(v1::ReactRequest {
+                room_id: room.clone(),
+                target_seq: root.seq,
+                emoji: emoji.into(),
+                add: true,
+            }),
+        )
+        .await??;
+    }
+    let thread = within(
+        "HistoryResponse",
+        b.history(v1::HistoryRequest {
+            room_id: room.clone(),
+            thread_root_seq: root.seq,
+            ..Default::default()
+        }),
+    )
+    .await??;
+    let seqs: Vec<u64> = thread.messages.iter().map(|m| m.seq).collect();
+    ensure_eq(
+        "thread page (newest first, root excluded)",
+        vec![t2.seq, t1.seq],
+        seqs,
+    )?;
+    ensure(
+        thread.messages[0].deleted,
+        "the deleted reply as a tombstone",
+        &thread.messages[0],
+    )?;
+    let main = within(
+        "HistoryResponse",
+        b.history(v1::HistoryRequest {
+            room_id: room.clone(),
+            ..Default::default()
+        }),
+    )
+    .await??;
+    let root_msg = main
+        .messages
+        .iter()
+        .find(|m| m.seq == root.seq)
+        .ok_or_else(|| Failure::new("the root in History", "missing"))?;
+    ensure_eq(
+        "thread_reply_count (deleted included)",
+        2,
+        root_msg.thread_reply_count,
+    )?;
+    let reactions: Vec<(&str, u32, bool, usize)> = root_msg
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.as_str(), r.count, r.me, r.user_ids.len()))
+        .collect();
+    ensure_eq(
+        "reactions for bob (emoji, count, me, user_ids)",
+        vec![("👍", 2, true, 2), ("🎉", 1, false, 1)],
+        reactions,
+    )
+}
+
+async fn edit_and_emoji_limits(ctx: Ctx) -> Check {
+    let (a, session) = ctx.session(&ctx.user("alice")).await?;
+    let limits = session.limits.unwrap_or_default();
+    let room = super::group(&a, &[]).await?;
+    let sent = super::send(&a, &room, "el-1", "edit me").await?;
+    let edit = |content: v1::Content| v1::EditRequest {
+        room_id: room.clone(),
+        target_seq: sent.seq,
+        content: Some(content),
+    };
+    ensure_error(
+        within("the reply", a.edit(edit(v1::Content::default()))).await?,
+        ErrorCode::InvalidArgument,
+        Some("content"),
+    )?;
+    let long = super::text(&"a".repeat(limits.max_text_chars as usize + 1)).unwrap_or_default();
+    ensure_error(
+        within("the reply", a.edit(edit(long))).await?,
+        ErrorCode::TooLarge,
+        Some("content.text"),
+    )?;
+    let react = |emoji: String| v1::ReactRequest {
+        room_id: room.clone(),
+        target_seq: sent.seq,
+        emoji,
+        add: true,
+    };
+    // 50 distinct emoji: the letters of the Regional Indicator block and a few more.
+    let emoji: Vec<String> = (0x1F1E6u32..0x1F200)
+        .chain(0x1F600..0x1F650)
+        .filter_map(char::from_u32)
+        .take(51)
+        .map(String::from)
+        .collect();
+    for e in &emoji[..50] {
+        within("ReactResponse", a.react(react(e.clone()))).await??;
+    }
+    ensure_error(
+        within("the reply", a.react(react(emoji[50].clone()))).await?,
+        ErrorCode::TooLarge,
+        Some("emoji"),
+    )?;
+    // An emoji the message already carries is not limited.
+    let again = within("ReactResponse", a.react(react(emoji[0].clone()))).await??;
+    ensure_eq("seq of a repeated reaction", 0, again.seq)
+}
+
+async fn log_stable(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    let (_, page) = super::subscribe_all(&a, &room, 0).await?;
+    let one = super::send(&a, &room, "ls-1", "one").await?;
+    super::send(&b, &room, "ls-2", "two").await?;
+    let deleted = within(
+        "DeleteResponse",
+        a.delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: one.seq,
+        }),
+    )
+    .await??;
+    let live = super::room_events(&a, &room, 3).await?;
+    let head = deleted.seq;
+    // Events that are not in the log take no seq.
+    within(
+        "TypingResponse",
+        b.typing(v1::TypingRequest {
+            room_id: room.clone(),
+            active: true,
+        }),
+    )
+    .await??;
+    within(
+        "MarkReadResponse",
+        b.mark_read(v1::MarkReadRequest {
+            room_id: room.clone(),
+            seq: head,
+        }),
+    )
+    .await??;
+    let (replay, after) = super::subscribe_all(&b, &room, 0).await?;
+    ensure_eq("head after Typing and MarkRead", head, after.head_seq)?;
+    super::contiguous(&replay, 1)?;
+    let ts: Vec<i64> = replay.iter().map(|e| e.ts_ms).collect();
+    ensure(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "ts_ms non-decreasing along seq",
+        &ts,
+    )?;
+    let kind = |e: &v1::RoomEvent| {
+        format!("{:?}", e.kind)
+            .split('(')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for event in &live {
+        let stored = replay
+            .iter()
+            .find(|e| e.seq == event.seq)
+            .ok_or_else(|| Failure::new(format!("seq {} in the replay", event.seq), "missing"))?;
+        ensure_eq(
+            "(seq, ts_ms, sender, kind) replayed as delivered",
+            (event.seq, event.ts_ms, event.sender.as_str(), kind(event)),
+            (
+                stored.seq,
+                stored.ts_ms,
+                stored.sender.as_str(),
+                kind(stored),
+            ),
+        )?;
+    }
+    ensure(
+        page.head_seq < one.seq
+            && matches!(
+                replay.iter().find(|e| e.seq == deleted.seq).and_then(|e| e.kind.as_ref()),
+                Some(room_event::Kind::MessageDeleted(d)) if d.target_seq == one.seq
+            ),
+        "a MessageDeleted event in the log for the redaction",
+        replay.last(),
+    )
 }

@@ -113,6 +113,28 @@ pub(super) fn cases() -> Vec<Case> {
             "requests over the limit (in flight or rate) get RATE_LIMITED, retryable, with retry_after_ms, and are not processed",
             over_the_limit
         ),
+        case!(
+            "RQ-07",
+            "requests",
+            Must,
+            ["R-3.3.3"],
+            ["SetRole", "AddMembers", "UpdateRoom"],
+            None,
+            false,
+            "an enum value unknown to the server that changes a request's meaning gets UNSUPPORTED with field",
+            unknown_enum
+        ),
+        case!(
+            "RQ-08",
+            "requests",
+            Must,
+            ["R-1.3.1"],
+            ["OpenDirect"],
+            None,
+            false,
+            "a 128-byte id of every allowed character is accepted; other ids are INVALID_ARGUMENT naming the field",
+            id_syntax
+        ),
     ]
 }
 
@@ -343,4 +365,59 @@ async fn over_the_limit(ctx: Ctx) -> Check {
         created,
         posted,
     )
+}
+
+async fn unknown_enum(ctx: Ctx) -> Check {
+    let (alice, bob, carol) = (ctx.user("alice"), ctx.user("bob"), ctx.user("carol"));
+    let a = ctx.client(&alice).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    let role = within(
+        "the reply",
+        a.set_role(v1::SetRoleRequest {
+            room_id: room.clone(),
+            user_id: bob,
+            role: 99,
+        }),
+    )
+    .await?;
+    ensure_error(role, ErrorCode::Unsupported, Some("role"))?;
+    let add = within(
+        "the reply",
+        a.add_members(v1::AddMembersRequest {
+            room_id: room.clone(),
+            user_ids: vec![carol],
+            role: 99,
+        }),
+    )
+    .await?;
+    ensure_error(add, ErrorCode::Unsupported, Some("role"))?;
+    let update = within(
+        "the reply",
+        a.update_room(v1::UpdateRoomRequest {
+            room_id: room,
+            history_visibility: Some(99),
+            ..Default::default()
+        }),
+    )
+    .await?;
+    ensure_error(update, ErrorCode::Unsupported, Some("history_visibility"))
+}
+
+async fn id_syntax(ctx: Ctx) -> Check {
+    let a = ctx.client(&ctx.user("alice")).await?;
+    let prefix = ctx.user("AZaz09._:@-");
+    let valid = format!("{prefix}{}", "x".repeat(128 - prefix.len()));
+    let open = |user: String| a.open_direct(v1::OpenDirectRequest { user_id: user });
+    within("OpenDirectResponse", open(valid.clone())).await??;
+    for bad in [
+        format!("{valid}y"),
+        "has space".to_owned(),
+        "slash/".to_owned(),
+        "é".to_owned(),
+        String::new(),
+    ] {
+        let result = within("the reply", open(bad)).await?;
+        ensure_error(result, ErrorCode::InvalidArgument, Some("user_id"))?;
+    }
+    Ok(())
 }

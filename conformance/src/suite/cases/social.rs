@@ -53,6 +53,39 @@ pub(super) fn cases() -> Vec<Case> {
             "a call signal reaches the target's sessions",
             call_signal
         ),
+        case!(
+            "RC-02",
+            "receipts",
+            Must,
+            ["R-12.2.3", "R-12.3.1", "R-7.2.3"],
+            ["MarkRead"],
+            None,
+            false,
+            "unread counts are ordinal differences; the user's other sessions get ReadPositionMoved",
+            read_position
+        ),
+        case!(
+            "PR-02",
+            "presence",
+            Must,
+            ["R-14.1.4", "R-14.1.6", "R-14.1.2"],
+            ["WatchPresence", "BlockUser"],
+            None,
+            false,
+            "an oversized watch set is TOO_LARGE; unknown and blocking users look offline; last_seen_ms",
+            presence_rules
+        ),
+        case!(
+            "CA-02",
+            "calls",
+            Must,
+            ["R-15.1.3"],
+            ["CallSignal"],
+            None,
+            false,
+            "a signal no session receives returns delivered_sessions 0, not an error",
+            call_nobody
+        ),
     ]
 }
 
@@ -231,5 +264,152 @@ async fn call_signal(ctx: Ctx) -> Check {
         received.call_id == "call-1" && received.room_id == room,
         "call_id and room_id relayed",
         received,
+    )
+}
+
+async fn read_position(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b1 = ctx.client(&bob).await?;
+    let b2 = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    let m1 = super::send(&a, &room, "rp-1", "one").await?;
+    let m2 = super::send(&a, &room, "rp-2", "two").await?;
+    // Log events between messages make seq and ordinal differ; a deleted message still counts.
+    within(
+        "ReactResponse",
+        a.react(v1::ReactRequest {
+            room_id: room.clone(),
+            target_seq: m1.seq,
+            emoji: "👍".into(),
+            add: true,
+        }),
+    )
+    .await??;
+    within(
+        "DeleteResponse",
+        a.delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: m2.seq,
+        }),
+    )
+    .await??;
+    super::send(&a, &room, "rp-3", "three").await?;
+    let read = within(
+        "MarkReadResponse",
+        b1.mark_read(v1::MarkReadRequest {
+            room_id: room.clone(),
+            seq: m1.seq,
+        }),
+    )
+    .await??;
+    ensure_eq(
+        "(read_seq, unread_count)",
+        (m1.seq, 2),
+        (read.read_seq, read.unread_count),
+    )?;
+    let moved = next_matching(
+        &b2,
+        "ReadPositionMoved on bob's other session",
+        |kind| match kind {
+            event::Kind::ReadPositionMoved(m) if m.room_id == room => Some(m),
+            _ => None,
+        },
+    )
+    .await?;
+    ensure_eq(
+        "(read_seq, unread_count) in ReadPositionMoved",
+        (m1.seq, 2),
+        (moved.read_seq, moved.unread_count),
+    )
+}
+
+async fn presence_rules(ctx: Ctx) -> Check {
+    let (watcher, blocker, gone) = (ctx.user("watcher"), ctx.user("blocker"), ctx.user("gone"));
+    let (w, session) = ctx.session(&watcher).await?;
+    let max = session.limits.unwrap_or_default().max_presence_watch;
+    let watch = |users: Vec<String>| {
+        w.watch_presence(v1::WatchPresenceRequest {
+            user_ids: users,
+            room_id: String::new(),
+        })
+    };
+    if max < 100_000 {
+        let many: Vec<String> = (0..=max).map(|n| format!("{watcher}-w{n}")).collect();
+        let result = within("the reply", watch(many)).await?;
+        crate::suite::check::ensure_error(result, v1::ErrorCode::TooLarge, Some("user_ids"))?;
+    }
+    let bl = ctx.client(&blocker).await?;
+    let g = ctx.client(&gone).await?;
+    super::group(&w, &[&blocker, &gone]).await?;
+    within(
+        "BlockUserResponse",
+        bl.block_user(v1::BlockUserRequest {
+            user_id: watcher.clone(),
+        }),
+    )
+    .await??;
+    let unknown = format!("{watcher}-nobody");
+    let watched = within(
+        "WatchPresenceResponse",
+        watch(vec![unknown.clone(), blocker.clone(), gone.clone()]),
+    )
+    .await??;
+    for user in [&unknown, &blocker] {
+        let p = watched.presences.iter().find(|p| &p.user_id == user);
+        ensure(
+            p.is_some_and(|p| !p.online && p.last_seen_ms == 0),
+            format!("{user} offline with last_seen_ms 0"),
+            p,
+        )?;
+    }
+    let online = watched.presences.iter().find(|p| p.user_id == gone);
+    ensure(
+        online.is_some_and(|p| p.online && p.last_seen_ms > 0),
+        "an online user with last_seen_ms the server time",
+        online,
+    )?;
+    g.close(4012, "conformance").await;
+    let offline = next_matching(&w, "Presence offline", |kind| match kind {
+        event::Kind::Presence(p) if p.user_id == gone && !p.online => Some(p),
+        _ => None,
+    })
+    .await?;
+    ensure(
+        offline.last_seen_ms >= online.map_or(0, |p| p.last_seen_ms),
+        "last_seen_ms: when the last session ended",
+        offline,
+    )
+}
+
+async fn call_nobody(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    let signal = |session: &str| v1::CallSignalRequest {
+        call_id: "call-0".into(),
+        room_id: room.clone(),
+        target_user_id: bob.clone(),
+        target_session_id: session.to_owned(),
+        signal: Some(v1::CallSignal {
+            kind: Some(call_signal::Kind::Invite(v1::CallInvite { video: true })),
+        }),
+    };
+    let offline = within("CallSignalResponse", a.call_signal(signal(""))).await??;
+    ensure_eq(
+        "delivered_sessions to an offline user",
+        0,
+        offline.delivered_sessions,
+    )?;
+    let _b = ctx.client(&bob).await?;
+    let stale = within(
+        "CallSignalResponse",
+        a.call_signal(signal("no-such-session")),
+    )
+    .await??;
+    ensure_eq(
+        "delivered_sessions to a session that is not live",
+        0,
+        stale.delivered_sessions,
     )
 }
