@@ -562,6 +562,7 @@ fn codec_round_trips_every_answer() {
         Ok(Outcome::Seq(6)),
         Err(ChatError::Unauthenticated),
         Err(ChatError::TokenRefused),
+        Err(ChatError::UnknownValue { field: "role" }),
         Err(ChatError::NotFound),
         Err(ChatError::MessageNotFound {
             field: "target_seq",

@@ -1457,6 +1457,14 @@ async fn push_tokens_register_and_unregister() {
         (platform.code(), platform.field.as_str()),
         (ErrorCode::InvalidArgument, "platform")
     );
+    // A platform this server does not know (a newer client's enum value).
+    let mut newer = register(v1::PushPlatform::Apns, "tok-3");
+    newer.platform = 99;
+    let unknown = refused(alice.register_push_token(newer).await);
+    assert_eq!(
+        (unknown.code(), unknown.field.as_str()),
+        (ErrorCode::Unsupported, "platform")
+    );
     assert_eq!(
         code_of(
             alice

@@ -61,6 +61,13 @@ pub enum ChatError {
     /// The request type or option is not supported.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// A request used an enum value this server does not know where the value changes the
+    /// request's meaning: UNSUPPORTED with `field` (docs/protocol.md ).
+    #[error("unsupported value of {field}")]
+    UnknownValue {
+        /// The field holding the value.
+        field: &'static str,
+    },
     /// An unexpected fault.
     #[error("internal error")]
     Internal,
@@ -93,6 +100,7 @@ impl ChatError {
             }
             ChatError::Unavailable(_) => (C::Unavailable, true, 500, ""),
             ChatError::Unsupported(_) => (C::Unsupported, false, 0, ""),
+            ChatError::UnknownValue { field } => (C::Unsupported, false, 0, *field),
             ChatError::Internal => (C::Internal, true, 1000, ""),
         };
         v1::Error {

@@ -248,6 +248,7 @@ mod kind {
     pub(super) const UNSUPPORTED: u32 = 11;
     pub(super) const INTERNAL: u32 = 12;
     pub(super) const TOKEN_REFUSED: u32 = 13;
+    pub(super) const UNKNOWN_VALUE: u32 = 14;
 }
 
 // ----- commands -------------------------------------------------------------------------------
@@ -511,6 +512,10 @@ fn error_to_wire(err: &ChatError) -> WireError {
             wire.text = (*text).to_owned();
             kind::UNSUPPORTED
         }
+        ChatError::UnknownValue { field } => {
+            wire.field = (*field).to_owned();
+            kind::UNKNOWN_VALUE
+        }
         ChatError::Internal => kind::INTERNAL,
     };
     wire
@@ -540,6 +545,7 @@ fn error_from_wire(wire: WireError) -> Result<ChatError, CodecError> {
         },
         kind::UNAVAILABLE => ChatError::Unavailable(wire.text.clone()),
         kind::UNSUPPORTED => ChatError::Unsupported(text()),
+        kind::UNKNOWN_VALUE => ChatError::UnknownValue { field: field() },
         kind::INTERNAL => ChatError::Internal,
         other => return Err(invalid("error kind", other)),
     })

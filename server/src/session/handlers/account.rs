@@ -40,8 +40,9 @@ pub(super) async fn register_push_token(
     r: v1::RegisterPushTokenRequest,
 ) -> Result<Reply, ChatError> {
     let platform = match v1::PushPlatform::try_from(r.platform) {
-        Ok(v1::PushPlatform::Unspecified) | Err(_) => {
-            return Err(ChatError::invalid("platform", "unknown platform"));
+        Err(_) => return Err(ChatError::UnknownValue { field: "platform" }),
+        Ok(v1::PushPlatform::Unspecified) => {
+            return Err(ChatError::invalid("platform", "a platform is required"));
         }
         Ok(platform) => platform,
     };

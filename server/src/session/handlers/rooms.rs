@@ -46,9 +46,14 @@ pub(super) async fn create_group(
     if r.client_request_id.len() > 64 {
         return Err(ChatError::invalid("client_request_id", "at most 64 bytes"));
     }
-    let visibility = match r.history_visibility() {
-        v1::HistoryVisibility::Unspecified => v1::HistoryVisibility::SinceJoin,
-        other => other,
+    let visibility = match v1::HistoryVisibility::try_from(r.history_visibility) {
+        Err(_) => {
+            return Err(ChatError::UnknownValue {
+                field: "history_visibility",
+            });
+        }
+        Ok(v1::HistoryVisibility::Unspecified) => v1::HistoryVisibility::SinceJoin,
+        Ok(other) => other,
     };
     let create = CreateGroup {
         name: r.name,
@@ -111,8 +116,16 @@ pub(super) async fn update_room(
     }
     let visibility = match r.history_visibility.map(v1::HistoryVisibility::try_from) {
         None => None,
-        Some(Ok(v1::HistoryVisibility::Unspecified) | Err(_)) => {
-            return Err(ChatError::invalid("history_visibility", "unknown value"));
+        Some(Err(_)) => {
+            return Err(ChatError::UnknownValue {
+                field: "history_visibility",
+            });
+        }
+        Some(Ok(v1::HistoryVisibility::Unspecified)) => {
+            return Err(ChatError::invalid(
+                "history_visibility",
+                "unspecified is not a setting",
+            ));
         }
         Some(Ok(value)) => Some(value),
     };
@@ -162,7 +175,7 @@ pub(super) async fn add_members(
     if users.is_empty() {
         return Err(ChatError::invalid("user_ids", "no users given"));
     }
-    let role = r.role();
+    let role = v1::Role::try_from(r.role).map_err(|_| ChatError::UnknownValue { field: "role" })?;
     match ctx.write(room, RoomOp::AddMembers { users, role }).await? {
         Outcome::Added(added) => Ok(Reply::AddMembers(v1::AddMembersResponse { added })),
         _ => Err(ChatError::Internal),
@@ -182,8 +195,7 @@ pub(super) async fn remove_member(
 pub(super) async fn set_role(ctx: Ctx<'_>, r: v1::SetRoleRequest) -> Result<Reply, ChatError> {
     let room = room_id(&r.room_id)?;
     let user = validate::user_id("user_id", &r.user_id)?;
-    let role =
-        v1::Role::try_from(r.role).map_err(|_| ChatError::invalid("role", "unknown role"))?;
+    let role = v1::Role::try_from(r.role).map_err(|_| ChatError::UnknownValue { field: "role" })?;
     let seq = expect_seq(ctx.write(room, RoomOp::SetRole { user, role }).await?)?;
     Ok(Reply::SetRole(v1::SetRoleResponse { seq }))
 }
