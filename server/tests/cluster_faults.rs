@@ -22,7 +22,7 @@ use support::cluster::{
     Cluster, EventSink, LogCheck, PrivateServices, Services, check_log, check_stream,
     send_through_faults,
 };
-use support::server::{group, send, subscribe_live, within};
+use support::server::{ServerProcess, group, send, subscribe_live, within};
 use tokio::sync::Mutex;
 
 /// Collects `client`'s live room events for `room` until it has seen `head`; returns their seqs.
@@ -93,15 +93,18 @@ async fn service_fault_redis_killed_during_fanout_loses_no_event() {
     );
 }
 
+/// What a burst left: the room, the acknowledgements, the log check, and the nodes (still
+/// running, so downstream events can still be delivered).
+type Burst = (String, Vec<(String, u64)>, LogCheck, [ServerProcess; 2]);
+
 /// Sends `count` messages into one room from a client that fails over between the cluster's
-/// nodes while `fault` runs once `wait_acks` messages were acknowledged; returns the room's log
-/// check and the acknowledgements.
+/// two nodes while `fault` runs once `wait_acks` messages were acknowledged.
 async fn burst_through_service_fault(
     cluster: &mut Cluster,
     count: usize,
     wait_acks: usize,
     fault: impl AsyncFnOnce(),
-) -> (String, Vec<(String, u64)>, LogCheck) {
+) -> Burst {
     let nodes = [cluster.node().await, cluster.node().await];
     let alice = cluster.client(&nodes[0], "alice").await;
     let room = group(&alice, &["bob"]).await;
@@ -131,7 +134,7 @@ async fn burst_through_service_fault(
         "{count} messages: lost {}, duplicated {}, out of order {}, skipped seqs {}",
         check.lost, check.duplicated, check.out_of_order, check.skipped_seqs
     );
-    (room, acked, check)
+    (room, acked, check, nodes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,11 +147,12 @@ async fn service_fault_rabbitmq_restarted_during_a_burst_loses_nothing() {
     };
     let mut cluster = Cluster::new(services);
     cluster.with_config(&sink.app_webhook_toml());
-    let (room, acked, check) = burst_through_service_fault(&mut cluster, 60, 15, async || {
-        rabbit.stop();
-        rabbit.restart();
-    })
-    .await;
+    let (room, acked, check, _nodes) =
+        burst_through_service_fault(&mut cluster, 60, 15, async || {
+            rabbit.stop();
+            rabbit.restart();
+        })
+        .await;
     assert_eq!(check, LogCheck::default());
     // Every acknowledged message's downstream event reaches the app webhook after RabbitMQ
     // returns (at least once; receivers dedupe by event id).
@@ -168,7 +172,7 @@ async fn service_fault_cassandra_killed_and_restarted_keeps_every_acknowledged_m
         ..Services::shared()
     };
     let mut cluster = Cluster::new(services);
-    let (_, _, check) = burst_through_service_fault(&mut cluster, 40, 15, async || {
+    let (_, _, check, _nodes) = burst_through_service_fault(&mut cluster, 40, 15, async || {
         cassandra.kill("cassandra");
         cassandra.restart();
     })

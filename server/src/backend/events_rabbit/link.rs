@@ -120,7 +120,7 @@ impl Link {
 }
 
 /// One message to publish.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Outgoing {
     /// `""` for the default exchange (straight to the queue named by the routing key).
     pub(super) exchange: String,

@@ -179,11 +179,22 @@ async fn publish_on(
         return Ok(());
     }
     let mut guard = slot.lock().await;
-    let link = match guard.take() {
-        Some(link) if link.usable() => link,
-        _ => Link::open(url, "chatwire events publisher", heartbeat_s, true).await?,
+    // A kept connection may have died without lapin noticing yet (the broker restarted): if
+    // publishing on it fails, publish once more on a fresh one. A message the old connection
+    // did deliver then arrives twice; consumers dedupe by event id.
+    let (link, retry) = match guard.take() {
+        Some(link) if link.usable() => (link, Some(messages.clone())),
+        _ => (
+            Link::open(url, "chatwire events publisher", heartbeat_s, true).await?,
+            None,
+        ),
     };
-    let result = link.publish_all(messages).await;
+    let mut result = link.publish_all(messages).await;
+    let mut link = link;
+    if let (Err(_), Some(messages)) = (&result, retry) {
+        link = Link::open(url, "chatwire events publisher", heartbeat_s, true).await?;
+        result = link.publish_all(messages).await;
+    }
     if link.usable() {
         *guard = Some(link);
     }

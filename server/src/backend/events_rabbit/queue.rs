@@ -29,6 +29,22 @@ const RECENT_IDS: usize = 100_000;
 /// Reason recorded when a consumer never answered on its last attempt.
 const LEASE_RAN_OUT: &str = "lease ran out on the last attempt";
 
+/// Longest wait for one broker operation on the consuming side. A broker that accepted the
+/// connection but does not answer (still starting, or a quorum queue without a leader) must
+/// not stall the consumers for good: past this, the connection is dropped and opened again on
+/// the next call, and what it held is delivered again.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `operation`, or Unavailable after [`OPERATION_TIMEOUT`].
+async fn timed<T>(
+    what: &str,
+    operation: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<Result<T, lapin::Error>, QueueError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, operation)
+        .await
+        .map_err(|_| QueueError::Unavailable(format!("rabbitmq: {what} timed out")))
+}
+
 /// One consumer's RabbitMQ event queue. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct RabbitEventQueue {
@@ -179,8 +195,14 @@ impl Inner {
             consume.reset();
             let config = &self.config;
             let name = format!("chatwire events consumer {}", config.consumer);
-            let link = Link::open(&config.amqp_url, &name, config.heartbeat_s, false).await?;
-            self.topology.declare(&link.channel).await?;
+            let open = async {
+                let link = Link::open(&config.amqp_url, &name, config.heartbeat_s, false).await?;
+                self.topology.declare(&link.channel).await?;
+                Ok::<_, QueueError>(link)
+            };
+            let link = tokio::time::timeout(OPERATION_TIMEOUT, open)
+                .await
+                .map_err(|_| QueueError::Unavailable("rabbitmq: opening timed out".into()))??;
             consume.link = Some(link);
         }
         Ok(consume)
@@ -314,21 +336,36 @@ impl Consume {
     }
 
     async fn ack(&mut self, key: u64) -> Result<(), QueueError> {
-        let result = (self.link()?.channel)
-            .basic_ack(key, BasicAckOptions::default())
-            .await;
-        self.check(result)
+        let channel = &self.link()?.channel;
+        let result = timed("ack", channel.basic_ack(key, BasicAckOptions::default())).await;
+        self.check_timed(result)
     }
 
     async fn get(&mut self, queue: &str) -> Result<Option<BasicGetMessage>, QueueError> {
-        let result = (self.link()?.channel)
-            .basic_get(short(queue)?, BasicGetOptions { no_ack: false })
-            .await;
-        self.check(result)
+        let channel = &self.link()?.channel;
+        let options = BasicGetOptions { no_ack: false };
+        let result = timed("get", channel.basic_get(short(queue)?, options)).await;
+        self.check_timed(result)
+    }
+
+    /// [`Consume::check`] for a [`timed`] operation: a timeout resets the connection too.
+    fn check_timed<T>(
+        &mut self,
+        result: Result<Result<T, lapin::Error>, QueueError>,
+    ) -> Result<T, QueueError> {
+        match result {
+            Ok(result) => self.check(result),
+            Err(timed_out) => {
+                self.reset();
+                Err(timed_out)
+            }
+        }
     }
 
     async fn ready(&mut self, queue: &str) -> Result<u64, QueueError> {
-        let result = ready(&self.link()?.channel, queue).await;
+        let result = tokio::time::timeout(OPERATION_TIMEOUT, ready(&self.link()?.channel, queue))
+            .await
+            .unwrap_or_else(|_| Err(QueueError::Unavailable("rabbitmq: count timed out".into())));
         if result.is_err() {
             self.reset();
         }
