@@ -138,9 +138,8 @@ impl RoomWriter {
         }
         if let (Some(events), Some(downstream)) = (&self.events, downstream)
             && !downstream.is_empty()
-            && let Err(err) = events.publish(downstream).await
         {
-            tracing::warn!(room = %room, error = %err, "downstream events not queued (the room log has them)");
+            publish_downstream(events.as_ref(), room, downstream).await;
         }
         Ok(Some(results))
     }
@@ -166,5 +165,35 @@ impl RoomWriter {
             self.cache.clear();
         }
         self.cache.insert(room, state);
+    }
+}
+
+/// How long a writer keeps retrying downstream events its queue refused (a broker restarting)
+/// before it gives up on them. The room's log has them either way; the shard waits meanwhile,
+/// which is what a broker outage means for it anyway.
+const PUBLISH_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Publishes a batch's downstream events, retrying with backoff for [`PUBLISH_RETRY_FOR`]
+/// (a retried publish may deliver an event twice; consumers dedupe by event id).
+async fn publish_downstream(
+    events: &dyn EventPublisher,
+    room: &RoomId,
+    downstream: Vec<crate::backend::events::DownstreamEvent>,
+) {
+    let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match events.publish(downstream.clone()).await {
+            Ok(()) => return,
+            Err(err) if tokio::time::Instant::now() + pause >= deadline => {
+                tracing::warn!(room = %room, error = %err, "downstream events not queued (the room log has them)");
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(room = %room, error = %err, "downstream events refused; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
     }
 }
