@@ -17,22 +17,11 @@ use std::sync::Arc;
 
 use chatwire_conformance::client::Client;
 use chatwire_protocol::v1;
-use support::cluster::{Cluster, LogCheck, Services, check_log, check_stream, send_through_faults};
+use support::cluster::{
+    Cluster, LogCheck, Services, check_log, check_stream, live_until, send_through_faults,
+};
 use support::server::{ServerProcess, group, send, subscribe_from, subscribe_live, within};
 use tokio::sync::Mutex;
-
-/// Collects `client`'s live room events for `room` until it has seen `head`; returns their seqs.
-async fn live_until(client: &Client, room: &str, mut seqs: Vec<u64>, head: u64) -> Vec<u64> {
-    while seqs.last().copied().unwrap_or(0) < head {
-        let event = within(client.next_event()).await.expect("event");
-        if let Some(v1::event::Kind::Room(e)) = event.kind
-            && e.room_id == room
-        {
-            seqs.push(e.seq);
-        }
-    }
-    seqs
-}
 
 /// [`live_until`] for several rooms at once (one client's events interleave rooms).
 async fn live_until_all(

@@ -500,3 +500,16 @@ impl EventSink {
         .len()
     }
 }
+
+/// Collects `client`'s live room events for `room` until it has seen `head`; returns their seqs.
+pub async fn live_until(client: &Client, room: &str, mut seqs: Vec<u64>, head: u64) -> Vec<u64> {
+    while seqs.last().copied().unwrap_or(0) < head {
+        let event = within(client.next_event()).await.expect("event");
+        if let Some(v1::event::Kind::Room(e)) = event.kind
+            && e.room_id == room
+        {
+            seqs.push(e.seq);
+        }
+    }
+    seqs
+}
