@@ -62,28 +62,6 @@ async fn raw_session() -> Session {
         .expect("connect to Cassandra")
 }
 
-/// Drops a keyspace from a thread of its own (called from `Drop`, inside a runtime).
-fn drop_keyspace(keyspace: String) {
-    let dropped = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let session = raw_session().await;
-            session
-                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-    })
-    .join();
-    if !matches!(dropped, Ok(Ok(()))) {
-        eprintln!("could not drop a test keyspace: {dropped:?}");
-    }
-}
-
 /// One keyspace per factory, migrated on the first open and dropped with the factory.
 struct Scylla {
     keyspace: String,
@@ -112,7 +90,7 @@ impl Scylla {
 
 impl Drop for Scylla {
     fn drop(&mut self) {
-        drop_keyspace(self.keyspace.clone());
+        support::cluster::drop_keyspace(nodes(), self.keyspace.clone());
     }
 }
 

@@ -513,3 +513,52 @@ pub async fn live_until(client: &Client, room: &str, mut seqs: Vec<u64>, head: u
     }
     seqs
 }
+
+/// Drops a keyspace from a thread of its own (callers are `Drop` impls inside a runtime), so a
+/// long-lived test Cassandra does not collect the schemas of every run; a failure is printed,
+/// never fatal.
+pub fn drop_keyspace(nodes: Vec<String>, keyspace: String) {
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let session = tokio::time::timeout(
+                Duration::from_secs(20),
+                scylla::client::session_builder::SessionBuilder::new()
+                    .known_nodes(nodes)
+                    .build(),
+            )
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[]),
+            )
+            .await
+            .map_err(|_| "drop timed out".to_owned())?
+            .map(drop)
+            .map_err(|e| e.to_string())
+        })
+    })
+    .join();
+    if !matches!(dropped, Ok(Ok(()))) {
+        eprintln!("could not drop a test keyspace: {dropped:?}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let nodes = self
+            .services
+            .cql_nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        drop_keyspace(nodes, format!("cluster_{}", self.name));
+    }
+}
