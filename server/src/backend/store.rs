@@ -149,6 +149,50 @@ pub struct HistoryQuery {
     pub thread_root_seq: u64,
 }
 
+impl HistoryQuery {
+    /// The seq bounds the query reads, with `max_seq` standing for "no upper bound", and
+    /// whether it reads newest first; `None` when nothing can match.
+    pub fn bounds(&self, max_seq: u64) -> Option<(u64, u64, bool)> {
+        let low = self.min_seq.max(1);
+        let (low, high, newest_first) = match self.anchor {
+            HistoryAnchor::Latest => (low, max_seq, true),
+            HistoryAnchor::Before(seq) => (low, seq.checked_sub(1)?, true),
+            HistoryAnchor::After(seq) => (low.max(seq.checked_add(1)?), max_seq, false),
+        };
+        (low <= high).then_some((low, high, newest_first))
+    }
+}
+
+/// Fills a page up to a count and a byte budget; the first item always fits.
+pub(crate) struct Pager {
+    limit: usize,
+    max_bytes: usize,
+    bytes: usize,
+    taken: usize,
+}
+
+impl Pager {
+    pub(crate) fn new(limit: usize, max_bytes: usize) -> Self {
+        Self {
+            limit,
+            max_bytes,
+            bytes: 0,
+            taken: 0,
+        }
+    }
+
+    /// Takes an item of `len` bytes, or refuses it when the page is full.
+    pub(crate) fn take(&mut self, len: usize) -> bool {
+        let over_budget = self.taken > 0 && self.bytes.saturating_add(len) > self.max_bytes;
+        if self.taken >= self.limit || over_budget {
+            return false;
+        }
+        self.taken += 1;
+        self.bytes = self.bytes.saturating_add(len);
+        true
+    }
+}
+
 /// One page of messages.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MessagePage {

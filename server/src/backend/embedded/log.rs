@@ -21,40 +21,10 @@ use super::tables::{
 };
 use super::{EmbeddedStore, Inner};
 use crate::backend::store::{
-    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, MessagePage,
-    RetentionOutcome, RoomLog, RoomSnapshot, StoreError,
+    AppendOutcome, Batch, DedupeEntry, Head, HistoryQuery, MessagePage, Pager, RetentionOutcome,
+    RoomLog, RoomSnapshot, StoreError,
 };
 use crate::chat::ids::{RoomId, UserId};
-
-/// Fills a page up to a count and a byte budget; the first item always fits.
-struct Pager {
-    limit: usize,
-    max_bytes: usize,
-    bytes: usize,
-    taken: usize,
-}
-
-impl Pager {
-    fn new(limit: usize, max_bytes: usize) -> Self {
-        Self {
-            limit,
-            max_bytes,
-            bytes: 0,
-            taken: 0,
-        }
-    }
-
-    /// Takes an item of `len` bytes, or refuses it when the page is full.
-    fn take(&mut self, len: usize) -> bool {
-        let over_budget = self.taken > 0 && self.bytes.saturating_add(len) > self.max_bytes;
-        if self.taken >= self.limit || over_budget {
-            return false;
-        }
-        self.taken += 1;
-        self.bytes = self.bytes.saturating_add(len);
-        true
-    }
-}
 
 /// The ordinal of the newest message at or below `seq`, 0 when none. Messages dropped by the
 /// retention `cut` count as the newest dropped one's ordinal.
@@ -135,17 +105,6 @@ fn read_events(
     Ok(page)
 }
 
-/// The seq bounds of a history query, and whether it reads newest first. `None` when empty.
-fn history_bounds(query: &HistoryQuery) -> Option<(u64, u64, bool)> {
-    let low = query.min_seq.max(1);
-    let (low, high, newest_first) = match query.anchor {
-        HistoryAnchor::Latest => (low, u64::MAX, true),
-        HistoryAnchor::Before(seq) => (low, seq.checked_sub(1)?, true),
-        HistoryAnchor::After(seq) => (low.max(seq.checked_add(1)?), u64::MAX, false),
-    };
-    (low <= high).then_some((low, high, newest_first))
-}
-
 fn read_messages(inner: &Inner, room: &str, query: HistoryQuery) -> Result<MessagePage, Fail> {
     let txn = inner.db.begin_read()?;
     let cut = read_cut(&txn.open_table(RETENTION)?, room)?;
@@ -153,7 +112,7 @@ fn read_messages(inner: &Inner, room: &str, query: HistoryQuery) -> Result<Messa
         min_seq: query.min_seq.max(cut.from),
         ..query
     };
-    let Some((low, high, newest_first)) = history_bounds(&query) else {
+    let Some((low, high, newest_first)) = query.bounds(u64::MAX) else {
         return Ok(MessagePage::default());
     };
     let starts = txn.open_table(BUCKET_STARTS)?;

@@ -15,51 +15,10 @@ use super::records::decode;
 use super::retention::Cut;
 use super::{Inner, ScyllaStore};
 use crate::backend::store::{
-    AppendOutcome, Batch, DedupeEntry, Head, HistoryAnchor, HistoryQuery, MessagePage,
-    RetentionOutcome, RoomLog, RoomSnapshot, StoreError,
+    AppendOutcome, Batch, DedupeEntry, Head, HistoryQuery, MessagePage, Pager, RetentionOutcome,
+    RoomLog, RoomSnapshot, StoreError,
 };
 use crate::chat::ids::{RoomId, UserId};
-
-/// Fills a page up to a count and a byte budget; the first item always fits.
-struct Pager {
-    limit: usize,
-    max_bytes: usize,
-    bytes: usize,
-    taken: usize,
-}
-
-impl Pager {
-    fn new(limit: usize, max_bytes: usize) -> Self {
-        Self {
-            limit,
-            max_bytes,
-            bytes: 0,
-            taken: 0,
-        }
-    }
-
-    /// Takes an item of `len` bytes, or refuses it when the page is full.
-    fn take(&mut self, len: usize) -> bool {
-        let over_budget = self.taken > 0 && self.bytes.saturating_add(len) > self.max_bytes;
-        if self.taken >= self.limit || over_budget {
-            return false;
-        }
-        self.taken += 1;
-        self.bytes = self.bytes.saturating_add(len);
-        true
-    }
-}
-
-/// The seq bounds of a history query, and whether it reads newest first. `None` when empty.
-fn history_bounds(query: &HistoryQuery) -> Option<(u64, u64, bool)> {
-    let low = query.min_seq.max(1);
-    let (low, high, newest_first) = match query.anchor {
-        HistoryAnchor::Latest => (low, MAX_SEQ, true),
-        HistoryAnchor::Before(seq) => (low, seq.checked_sub(1)?, true),
-        HistoryAnchor::After(seq) => (low.max(seq.checked_add(1)?), MAX_SEQ, false),
-    };
-    (low <= high).then_some((low, high, newest_first))
-}
 
 /// The dedupe columns.
 type DedupeColumns = (i64, i64, i64, Vec<u8>, i64);
@@ -146,7 +105,7 @@ impl Inner {
             min_seq: query.min_seq.max(cut.from),
             ..query
         };
-        let Some((low, high, newest_first)) = history_bounds(&query) else {
+        let Some((low, high, newest_first)) = query.bounds(MAX_SEQ) else {
             return Ok(MessagePage::default());
         };
         let mut buckets = self.buckets_between(room, low, high).await?;
