@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::auth::{AuthError, TokenMinter, TokenVerifier};
@@ -269,7 +269,7 @@ impl Server {
             tokio::spawn(quic_endpoint::accept_loop(endpoint.clone(), state));
         }
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
+        let served = axum::serve(no_delay(self.listener), app)
             .with_graceful_shutdown(drained)
             .await;
         // After the drain every QUIC session has closed with its code; stop the endpoint.
@@ -518,4 +518,35 @@ fn node_id() -> String {
 /// The system clock, for `serve`.
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
+}
+
+/// Accepted sockets send small writes at once. With Nagle's algorithm a reply written while the
+/// previous event is still unacknowledged waits for the client's delayed ACK (about 40 ms on
+/// Linux): chat frames are small and latency-bound, so coalescing only costs latency.
+fn no_delay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut TcpStream) {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut listener = super::no_delay(listener);
+        let client = tokio::net::TcpStream::connect(addr);
+        let ((accepted, _), client) = tokio::join!(listener.accept(), client);
+        client.expect("connect");
+        assert!(accepted.nodelay().expect("nodelay"));
+    }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 use chatwire_server::backend::embedded::{EmbeddedOptions, EmbeddedStore};
-use chatwire_server::backend::fanout::{Delivery, Fanout};
+use chatwire_server::backend::fanout::{Audience, Delivery, Fanout};
 use chatwire_server::backend::fanout_redis::{RedisFanout, RedisFanoutConfig};
 use chatwire_server::backend::store::{Batch, Head, RoomLog};
 use chatwire_server::clock::{Clock, ManualClock};
@@ -201,7 +201,7 @@ async fn room_events_cross_nodes_in_order() {
 
     for first in (1..=40).step_by(4) {
         let batch = append(&store, &g, first..=first + 3).await;
-        a.publish_room(&g, batch, &[alice.clone(), bob.clone()]);
+        a.publish_room(&g, batch, &Audience::users([alice.clone(), bob.clone()]));
     }
 
     assert_eq!(
@@ -402,7 +402,7 @@ async fn redis_killed_mid_run_loses_nothing() {
     let bob = user("bob");
     let mut session = attach(&*reader, 7, &bob, 4096);
     let g = room("g.kill");
-    let audience = [user("alice"), bob.clone()];
+    let audience = Audience::users([user("alice"), bob.clone()]);
     let publish = |seqs: std::ops::RangeInclusive<u64>| {
         let (store, writer, g, audience) =
             (store.clone(), writer.clone(), g.clone(), audience.clone());

@@ -5,6 +5,7 @@
 //! `seq = cursor + 1` and repair gaps from the durable log (DESIGN §4.3). A session whose queue
 //! overflows is told so through its [`SessionLink`] and closed as a slow consumer.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,6 +26,53 @@ pub enum Delivery {
     User(Arc<v1::Event>),
     /// End the session with this close code (revocation, drain).
     Close(v1::CloseCode),
+}
+
+/// Who sees a room batch: the room's members after it, plus the members it removed. The member
+/// map is the writer's own (shared, not copied), so handing it over costs nothing per member;
+/// a fan-out visits only the side that is smaller, the audience or its live users.
+#[derive(Debug, Clone, Default)]
+pub struct Audience {
+    members: Arc<BTreeMap<UserId, v1::Member>>,
+    also: BTreeSet<UserId>,
+}
+
+impl Audience {
+    /// The members of a room and the users who were members before the batch removed them.
+    pub fn new(members: Arc<BTreeMap<UserId, v1::Member>>, also: BTreeSet<UserId>) -> Self {
+        Self { members, also }
+    }
+
+    /// An audience of the given users.
+    pub fn users(users: impl IntoIterator<Item = UserId>) -> Self {
+        Self {
+            members: Arc::default(),
+            also: users.into_iter().collect(),
+        }
+    }
+
+    /// Whether `user` sees the batch.
+    pub fn contains(&self, user: &UserId) -> bool {
+        self.members.contains_key(user) || self.also.contains(user)
+    }
+
+    /// How many users see the batch (at most; a user counts once in practice).
+    pub fn len(&self) -> usize {
+        self.members.len() + self.also.len()
+    }
+
+    /// True when nobody sees the batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every user who sees the batch, once each.
+    pub fn iter(&self) -> impl Iterator<Item = &UserId> {
+        let members = &self.members;
+        members
+            .keys()
+            .chain(self.also.iter().filter(move |u| !members.contains_key(*u)))
+    }
 }
 
 /// The sending side of a session's delivery queue.
@@ -102,7 +150,7 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn detach(&self, session: SessionKey);
     /// Publishes a room's new events (contiguous, in seq order) to the sessions of `audience`
     /// (the members before and after the batch).
-    fn publish_room(&self, room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &[UserId]);
+    fn publish_room(&self, room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &Audience);
     /// Publishes an event to every session of `user`, except `except`.
     fn publish_user(&self, user: &UserId, event: v1::Event, except: Option<SessionKey>);
     /// Publishes an event to one session; false when it is not here.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chatwire_protocol::v1;
 
-use super::fanout::{Delivery, Fanout, SessionKey, SessionLink};
+use super::fanout::{Audience, Delivery, Fanout, SessionKey, SessionLink};
 use crate::chat::ids::{RoomId, UserId};
 use crate::clock::Clock;
 
@@ -124,13 +124,20 @@ impl Fanout for LocalFanout {
         }
     }
 
-    fn publish_room(&self, _room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &[UserId]) {
+    fn publish_room(&self, _room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &Audience) {
         let links: Vec<SessionLink> = {
             let inner = self.lock();
-            audience
-                .iter()
-                .flat_map(|user| Self::links_of(&inner, user))
-                .map(|(_, link)| link)
+            // Visit the smaller side: a room of 10k members with one live member costs one
+            // lookup, not 10k.
+            let users: Box<dyn Iterator<Item = &UserId>> = if audience.len() <= inner.by_user.len()
+            {
+                Box::new(audience.iter())
+            } else {
+                Box::new(inner.by_user.keys().filter(|user| audience.contains(user)))
+            };
+            users
+                .flat_map(|user| inner.by_user.get(user).into_iter().flatten())
+                .filter_map(|key| inner.sessions.get(key).map(|(_, link)| link.clone()))
                 .collect()
         };
         for link in links {

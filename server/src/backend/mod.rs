@@ -31,3 +31,5 @@ pub mod ratelimit_redis;
 mod redb_fail;
 pub mod scylla;
 pub mod store;
+#[cfg(test)]
+pub mod store_counting;

@@ -3,12 +3,14 @@
 //! visible to anyone until the writer appends the batch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chatwire_protocol::v1::{self, room_event::Kind};
 
 use super::command::{Outcome, RoomCommand, RoomOp};
 use super::error::ChatError;
 use super::ids::{RoomId, UserId};
+use crate::backend::fanout::Audience;
 use crate::backend::store::{Batch, DedupeEntry, Head, RoomSnapshot, Store, Write};
 
 /// Writer settings that shape batches.
@@ -32,7 +34,9 @@ impl Default for WriterConfig {
     }
 }
 
-/// A room's state as its writer holds it.
+/// A room's state as its writer holds it. Cloning it is cheap: the members are shared, and a
+/// batch copies them only when it changes membership (copy on write), so a commit costs
+/// O(its events), not O(members).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomState {
     /// The head.
@@ -40,7 +44,7 @@ pub struct RoomState {
     /// The settings.
     pub room: v1::Room,
     /// The members by user id.
-    pub members: BTreeMap<UserId, v1::Member>,
+    pub members: Arc<BTreeMap<UserId, v1::Member>>,
 }
 
 impl RoomState {
@@ -50,7 +54,8 @@ impl RoomState {
             .members
             .into_iter()
             .filter_map(|m| UserId::parse(&m.user_id).ok().map(|id| (id, m)))
-            .collect();
+            .collect::<BTreeMap<_, _>>()
+            .into();
         Self {
             head: snapshot.head,
             room: snapshot.room,
@@ -77,7 +82,7 @@ pub struct Sealed {
     /// The batch to append.
     pub batch: Batch,
     /// The users who see its events: members before and after.
-    pub audience: Vec<UserId>,
+    pub audience: Audience,
     /// The room's state after the batch.
     pub state: RoomState,
     /// Events for users' own streams.
@@ -98,7 +103,9 @@ pub struct Draft<'a> {
     writes: Vec<Write>,
     /// Events for users' own streams, sent after the batch is durable.
     pub user_events: Vec<(UserId, v1::Event)>,
-    audience: BTreeSet<UserId>,
+    /// Members before the batch that it removed: they still see its events (their own
+    /// MemberLeft included).
+    removed: BTreeSet<UserId>,
     messages: HashMap<u64, v1::Message>,
     sent: HashMap<(UserId, String), DedupeEntry>,
     /// The command being applied comes from the admin API.
@@ -115,10 +122,6 @@ impl<'a> Draft<'a> {
         now_ms: i64,
     ) -> Self {
         let base_seq = state.as_ref().map_or(0, |s| s.head.seq);
-        let audience = state
-            .as_ref()
-            .map(|s| s.members.keys().cloned().collect())
-            .unwrap_or_default();
         // Timestamps never go backwards within a room.
         let now_ms = state.as_ref().map_or(now_ms, |s| now_ms.max(s.head.ts_ms));
         Self {
@@ -131,7 +134,7 @@ impl<'a> Draft<'a> {
             events: Vec::new(),
             writes: Vec::new(),
             user_events: Vec::new(),
-            audience,
+            removed: BTreeSet::new(),
             messages: HashMap::new(),
             sent: HashMap::new(),
             privileged: false,
@@ -151,8 +154,7 @@ impl<'a> Draft<'a> {
     /// The finished batch, or `None` when the room still does not exist.
     pub fn seal(self) -> Option<Sealed> {
         let state = self.state?;
-        let mut audience = self.audience;
-        audience.extend(state.members.keys().cloned());
+        let audience = Audience::new(Arc::clone(&state.members), self.removed);
         let batch = Batch {
             head: state.head,
             events: self.events,
@@ -160,7 +162,7 @@ impl<'a> Draft<'a> {
         };
         Some(Sealed {
             batch,
-            audience: audience.into_iter().collect(),
+            audience,
             state,
             user_events: self.user_events,
         })
@@ -253,10 +255,7 @@ impl<'a> Draft<'a> {
             joined_seq: joined_seq.unwrap_or(seq),
             joined_at_ms: self.now_ms,
         };
-        self.state_mut()?
-            .members
-            .insert(user.clone(), member.clone());
-        self.audience.insert(user.clone());
+        Arc::make_mut(&mut self.state_mut()?.members).insert(user.clone(), member.clone());
         self.writes.push(Write::Member(member.clone()));
         Ok(member)
     }
@@ -407,7 +406,7 @@ impl<'a> Draft<'a> {
                 ts_ms: self.now_ms,
             },
             room: room.clone(),
-            members: BTreeMap::new(),
+            members: Arc::default(),
         });
         self.push(
             actor,
@@ -578,7 +577,12 @@ impl<'a> Draft<'a> {
                 reason: reason.into(),
             }),
         )?;
-        self.state_mut()?.members.remove(user);
+        if Arc::make_mut(&mut self.state_mut()?.members)
+            .remove(user)
+            .is_some()
+        {
+            self.removed.insert(user.clone());
+        }
         self.writes.push(Write::RemoveMember(user.clone()));
         self.write_room()?;
         let room_id = self.room_id.to_string();
@@ -648,7 +652,9 @@ impl<'a> Draft<'a> {
             }),
         )?;
         let state = self.state_mut()?;
-        let member = state.members.get_mut(user).ok_or(ChatError::Internal)?;
+        let member = Arc::make_mut(&mut state.members)
+            .get_mut(user)
+            .ok_or(ChatError::Internal)?;
         member.role = role.into();
         let member = member.clone();
         self.writes.push(Write::Member(member));

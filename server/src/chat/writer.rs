@@ -197,3 +197,88 @@ async fn publish_downstream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatwire_protocol::v1;
+
+    use super::*;
+    use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
+    use crate::backend::fanout::{Delivery, SessionLink};
+    use crate::backend::fanout_local::LocalFanout;
+    use crate::chat::command::{CreateGroup, RoomOp, SendOp};
+    use crate::chat::ids::UserId;
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).expect("user id")
+    }
+
+    fn command(room: &RoomId, actor: &str, op: RoomOp) -> RoomCommand {
+        RoomCommand {
+            room: room.clone(),
+            actor: user(actor),
+            op,
+            trace_id: String::new(),
+            privileged: false,
+        }
+    }
+
+    /// A commit in a room of 10k members with one live member costs O(its events): the
+    /// members are shared with the cached state (never copied) and the fan-out reaches the
+    /// one live session.
+    #[tokio::test]
+    async fn a_message_in_a_big_room_copies_no_member() {
+        const MEMBERS: usize = 10_000;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = EmbeddedOptions {
+            bucket_width_ms: 3_600_000,
+            sync: false,
+        };
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("s"), options).expect("store"));
+        let clock = crate::server::system_clock();
+        let fanout = Arc::new(LocalFanout::new(Arc::clone(&clock)));
+        let mut writer = RoomWriter::new(store, fanout.clone(), clock, WriterConfig::default());
+        let room = RoomId::parse("g.big").expect("room id");
+        let create = CreateGroup {
+            name: "big".into(),
+            topic: String::new(),
+            members: (1..MEMBERS).map(|i| user(&format!("m{i}"))).collect(),
+            history_visibility: v1::HistoryVisibility::SinceJoin,
+            member_cap: u32::try_from(MEMBERS).expect("small"),
+            app_data: bytes::Bytes::new(),
+        };
+        let created = writer
+            .execute(
+                &room,
+                &[command(&room, "owner", RoomOp::CreateGroup(create))],
+            )
+            .await;
+        assert!(created[0].is_ok(), "{created:?}");
+        let (link, mut deliveries, _) = SessionLink::new(16);
+        fanout.attach(1, &user("m7"), link);
+        let members = Arc::clone(&writer.cache[&room].members);
+        assert_eq!(members.len(), MEMBERS);
+
+        let send = RoomOp::Send(SendOp {
+            client_msg_id: "c1".into(),
+            content: v1::Content {
+                text: "hi".into(),
+                ..Default::default()
+            },
+            reply_to_seq: 0,
+            thread_root_seq: 0,
+        });
+        let sent = writer
+            .execute(&room, &[command(&room, "owner", send)])
+            .await;
+        assert!(matches!(sent[0], Ok(Outcome::Sent(_))), "{sent:?}");
+        assert!(
+            Arc::ptr_eq(&members, &writer.cache[&room].members),
+            "the commit copied the member map"
+        );
+        match deliveries.try_recv() {
+            Ok(Delivery::Room(events)) => assert_eq!(events.len(), 1),
+            other => panic!("the live member got {other:?}"),
+        }
+    }
+}

@@ -14,7 +14,7 @@ pub const WS_JSON_SUBPROTOCOL: &str = "chatwire.v1.json";
 
 use super::AppState;
 use crate::session::driver;
-use crate::transport::ws::WsTransport;
+use crate::transport::ws as ws_transport;
 
 /// Handles `GET /v1/ws`.
 pub async fn upgrade(
@@ -74,12 +74,8 @@ pub async fn upgrade(
     ws.on_upgrade(move |socket| async move {
         match (negotiated, guard) {
             (true, Some(_guard)) => {
-                let transport = if json {
-                    WsTransport::json(socket, max_text)
-                } else {
-                    WsTransport::new(socket)
-                };
-                driver::run(state.services, Box::new(transport)).await;
+                let (reader, writer) = ws_transport::split(socket, json, max_text);
+                driver::run(state.services, Box::new(reader), Box::new(writer)).await;
             }
             (true, None) => {
                 refuse(
@@ -101,6 +97,11 @@ pub async fn upgrade(
     })
 }
 
+/// The WebSocket layer's read chunk. The library default (128 KiB) is zero-filled before every
+/// read and held per connection; client frames are small, and a larger message simply takes
+/// more reads.
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// The WebSocket layer's limits for a server advertising `limits`: the largest message and
 /// frame a client may send (one Chatwire frame with its length prefix) and the write buffers.
 /// The Autobahn echo (server/examples/autobahn_echo.rs) uses the same settings.
@@ -109,6 +110,7 @@ pub fn with_transport_limits(ws: WebSocketUpgrade, limits: &v1::Limits) -> WebSo
         limits.max_client_frame_bytes as usize + chatwire_protocol::limits::MAX_LENGTH_PREFIX_BYTES;
     ws.max_message_size(max_message)
         .max_frame_size(max_message)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(limits.max_server_frame_bytes as usize * 2)
 }

@@ -2,10 +2,21 @@
 //! messages, the node's fan-out and the clock to the sans-IO [`SessionCore`], executes
 //! requests (one at a time, in order) and writes frames back in batches.
 //!
+//! The transport's read half runs in a small task of its own and hands whole messages over a
+//! channel of one: a wake-up for a delivery never polls the socket (a WebSocket read zero-fills
+//! its spare buffer on every poll, so polling it per delivery cost a memset per event).
+//!
+//! ```text
+//!  reader task ──Inbound (channel of 1)──┐
+//!  fan-out ──Delivery (bounded queue)────┼─▶ driver ─▶ SessionCore ─▶ frames ─▶ writer half
+//!  clock (poll_timeout) ─────────────────┘
+//! ```
+//!
 //! Requests run inline: while one runs, deliveries wait in the session's bounded queue and
 //! pass the cursor check afterwards. That is what makes Subscribe gap-free and duplicate-free
 //! without a separate buffer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,11 +59,16 @@ pub enum Inbound {
 #[error("transport error: {0}")]
 pub struct TransportError(pub String);
 
-/// A connection as the session sees it: messages in, bytes out, a close with a code.
+/// The read half of a connection: whole inbound messages, in order.
+#[async_trait]
+pub trait TransportReader: Send + 'static {
+    /// The next inbound message; `None` when the peer closed or the connection ended.
+    async fn recv(&mut self) -> Option<Result<Inbound, TransportError>>;
+}
+
+/// The write half of a connection as the session sees it: bytes out, a close with a code.
 #[async_trait]
 pub trait SessionTransport: Send {
-    /// The next inbound message; `None` when the peer closed.
-    async fn recv(&mut self) -> Option<Result<Inbound, TransportError>>;
     /// Sends bytes holding whole frames.
     async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError>;
     /// Closes with a Chatwire close code.
@@ -80,28 +96,43 @@ struct Connected {
     overflow: Arc<Overflow>,
     /// The session negotiated `typing-datagrams`.
     typing_datagrams: bool,
+    /// The user's read position (ordinal) per room the session summarised, so that a
+    /// RoomActivity costs no store read: loaded once per room, moved by the user's own sends,
+    /// forgotten when the read position moves otherwise (MarkRead here or on another session).
+    read_ordinals: HashMap<RoomId, u64>,
 }
 
+/// Most rooms whose read position a session remembers for RoomActivity.
+const READ_ORDINALS: usize = 1024;
+
+/// How long an ended session waits for its read half to see the peer's close.
+const READER_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs a session until the connection ends.
-pub async fn run(services: Arc<Services>, mut transport: Box<dyn SessionTransport>) {
+pub async fn run(
+    services: Arc<Services>,
+    reader: Box<dyn TransportReader>,
+    mut transport: Box<dyn SessionTransport>,
+) {
     let limits = &services.limits;
     let mut decoder = ClientFrameDecoder::new(limits.max_client_frame_bytes as usize);
     let mut core = SessionCore::new(services.session, Instant::now());
     let mut connected: Option<Connected> = None;
     let mut out = BytesMut::new();
+    let (mut inbound, mut reading) = spawn_reader(reader);
     loop {
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         let overflow = connected
             .as_ref()
             .map(|session| Arc::clone(&session.overflow));
         tokio::select! {
-            inbound = transport.recv() => match inbound {
+            message = inbound.recv() => match message {
                 Some(Ok(Inbound::Datagram(datagram))) => on_datagram(&mut core, connected.as_ref(), limits, &datagram),
                 Some(Ok(message)) => on_inbound(&mut core, &mut decoder, message),
                 Some(Err(_)) | None => break,
             },
             delivery = next_delivery(&mut connected) => match delivery {
-                Some(delivery) => on_delivery(&services, &mut core, connected.as_ref(), delivery).await,
+                Some(delivery) => on_delivery(&services, &mut core, connected.as_mut(), delivery).await,
                 None => core.close(v1::CloseCode::Internal, "delivery stopped", true),
             },
             () = overflowed(overflow.as_deref()) => core.close(v1::CloseCode::SlowConsumer, "events were not read in time", true),
@@ -122,6 +153,33 @@ pub async fn run(services: Arc<Services>, mut transport: Box<dyn SessionTranspor
     if let Some(session) = connected {
         services.fanout.detach(session.key);
     }
+    // The read half answers the peer's close (or sees the connection end); then it stops.
+    drop(inbound);
+    if tokio::time::timeout(READER_GRACE, &mut reading)
+        .await
+        .is_err()
+    {
+        reading.abort();
+    }
+}
+
+/// Runs the read half in its own task; whole messages arrive on the returned channel.
+fn spawn_reader(
+    mut reader: Box<dyn TransportReader>,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Inbound, TransportError>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        while let Some(message) = reader.recv().await {
+            let failed = message.is_err();
+            if tx.send(message).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    (rx, task)
 }
 
 async fn next_delivery(connected: &mut Option<Connected>) -> Option<Delivery> {
@@ -366,7 +424,14 @@ async fn execute(
                 session: session.key,
                 trace_id,
             };
+            let marked = match &request {
+                Request::MarkRead(r) => RoomId::parse(&r.room_id).ok(),
+                _ => None,
+            };
             let result = handlers::execute(ctx, core, request).await;
+            if let (Some(room), Some(session)) = (marked, connected.as_mut()) {
+                session.read_ordinals.remove(&room);
+            }
             if let Err(err @ (ChatError::Internal | ChatError::Unavailable(_))) = &result {
                 tracing::warn!(trace_id, error = %err, "request failed");
             }
@@ -443,6 +508,7 @@ async fn connect_session(
             deliveries,
             overflow,
             typing_datagrams,
+            read_ordinals: HashMap::new(),
         },
         response,
     ))
@@ -495,7 +561,7 @@ async fn repair(services: &Arc<Services>, core: &mut SessionCore, room: &RoomId,
 async fn on_delivery(
     services: &Arc<Services>,
     core: &mut SessionCore,
-    connected: Option<&Connected>,
+    connected: Option<&mut Connected>,
     delivery: Delivery,
 ) {
     match delivery {
@@ -506,7 +572,7 @@ async fn on_delivery(
             if !core.on_room_events(&room, &events, false)
                 && let Some(session) = connected
             {
-                room_activity(services, core, &session.user, &room, &events).await;
+                room_activity(services, core, session, &room, &events).await;
             }
         }
         Delivery::Close(code) => {
@@ -519,10 +585,18 @@ async fn on_delivery(
             core.close(code, reason, reconnect);
         }
         Delivery::User(event) => {
-            if let Some(v1::event::Kind::RoomRemoved(removed)) = &event.kind
-                && let Ok(room) = RoomId::parse(&removed.room_id)
-            {
-                core.stop_live(&room);
+            match &event.kind {
+                Some(v1::event::Kind::RoomRemoved(removed)) => {
+                    if let Ok(room) = RoomId::parse(&removed.room_id) {
+                        core.stop_live(&room);
+                    }
+                }
+                Some(v1::event::Kind::ReadPositionMoved(moved)) => {
+                    if let (Some(session), Ok(room)) = (connected, RoomId::parse(&moved.room_id)) {
+                        session.read_ordinals.remove(&room);
+                    }
+                }
+                _ => {}
             }
             if let Some(kind) = event.kind.clone() {
                 core.event(kind);
@@ -535,7 +609,7 @@ async fn on_delivery(
 async fn room_activity(
     services: &Arc<Services>,
     core: &mut SessionCore,
-    user: &UserId,
+    session: &mut Connected,
     room: &RoomId,
     events: &[v1::RoomEvent],
 ) {
@@ -546,9 +620,8 @@ async fn room_activity(
     }) else {
         return;
     };
-    let read_ordinal = match services.store.user_room(user, room).await {
-        Ok(Some(state)) => state.read_ordinal,
-        _ => return,
+    let Some(read_ordinal) = read_ordinal(services, session, room, event, created).await else {
+        return;
     };
     let last_message = v1::MessagePreview {
         seq: event.seq,
@@ -574,3 +647,36 @@ async fn room_activity(
             .unwrap_or(u32::MAX),
     }));
 }
+
+/// The user's read position in `room` after `event`, the newest message of a delivery: a
+/// message of the user's own moved it to that message (the writer raises the sender's
+/// watermarks); otherwise the remembered one, read from the store once per room.
+async fn read_ordinal(
+    services: &Services,
+    session: &mut Connected,
+    room: &RoomId,
+    event: &v1::RoomEvent,
+    created: &v1::MessageCreated,
+) -> Option<u64> {
+    let known = if event.sender == session.user.as_str() {
+        Some(created.ordinal)
+    } else {
+        session.read_ordinals.get(room).copied()
+    };
+    let ordinal = match known {
+        Some(ordinal) => ordinal,
+        None => match services.store.user_room(&session.user, room).await {
+            Ok(Some(state)) => state.read_ordinal,
+            _ => return None,
+        },
+    };
+    if session.read_ordinals.len() >= READ_ORDINALS && !session.read_ordinals.contains_key(room) {
+        session.read_ordinals.clear();
+    }
+    session.read_ordinals.insert(room.clone(), ordinal);
+    Some(ordinal)
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use chatwire_protocol::v1;
 use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt};
 
-use crate::session::driver::{Inbound, SessionTransport, TransportError};
+use crate::session::driver::{Inbound, SessionTransport, TransportError, TransportReader};
 
 /// How long a closing session waits for the peer to read the rest of the control stream.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -22,12 +22,11 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// The most bytes one read takes from the control stream.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// A QUIC connection and its control stream as a session transport.
+/// The write half of a QUIC session: the control stream's send side and datagrams out.
 #[derive(Debug)]
 pub struct QuicTransport {
     connection: Connection,
     send: SendStream,
-    recv: RecvStream,
     /// Whether the peer can take and send datagrams (both sides advertised
     /// `max_datagram_frame_size`).
     datagrams: bool,
@@ -35,31 +34,47 @@ pub struct QuicTransport {
     closed: bool,
 }
 
-impl QuicTransport {
-    /// Wraps an established connection and the control stream the client opened.
-    pub fn new(connection: Connection, send: SendStream, recv: RecvStream) -> Self {
-        let datagrams = connection.max_datagram_size().is_some();
-        Self {
-            connection,
-            send,
-            recv,
-            datagrams,
-            closed: false,
-        }
-    }
+/// The read half of a QUIC session: the control stream's receive side and datagrams in.
+#[derive(Debug)]
+pub struct QuicReader {
+    connection: Connection,
+    recv: RecvStream,
+    datagrams: bool,
+}
 
-    fn on_chunk(
-        &self,
-        chunk: Result<Option<quinn::Chunk>, ReadError>,
-    ) -> Option<Result<Inbound, TransportError>> {
-        match chunk {
-            Ok(Some(chunk)) => Some(Ok(Inbound::Stream(chunk.bytes))),
-            // The client finished the control stream or closed the connection: its session ends.
-            Ok(None)
-            | Err(ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(_))) => None,
-            Err(ReadError::Reset(_)) => None,
-            Err(err) => Some(Err(TransportError(err.to_string()))),
+/// Splits an established connection and the control stream the client opened into the
+/// session's read and write halves.
+pub fn split(
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+) -> (QuicReader, QuicTransport) {
+    let datagrams = connection.max_datagram_size().is_some();
+    let reader = QuicReader {
+        connection: connection.clone(),
+        recv,
+        datagrams,
+    };
+    let writer = QuicTransport {
+        connection,
+        send,
+        datagrams,
+        closed: false,
+    };
+    (reader, writer)
+}
+
+fn on_chunk(
+    chunk: Result<Option<quinn::Chunk>, ReadError>,
+) -> Option<Result<Inbound, TransportError>> {
+    match chunk {
+        Ok(Some(chunk)) => Some(Ok(Inbound::Stream(chunk.bytes))),
+        // The client finished the control stream or closed the connection: its session ends.
+        Ok(None) | Err(ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(_))) => {
+            None
         }
+        Err(ReadError::Reset(_)) => None,
+        Err(err) => Some(Err(TransportError(err.to_string()))),
     }
 }
 
@@ -69,13 +84,13 @@ pub fn error_code(code: v1::CloseCode) -> VarInt {
 }
 
 #[async_trait]
-impl SessionTransport for QuicTransport {
+impl TransportReader for QuicReader {
     async fn recv(&mut self) -> Option<Result<Inbound, TransportError>> {
         // Both reads are cancel-safe: a read that loses the race consumes nothing.
         loop {
             tokio::select! {
                 biased;
-                chunk = self.recv.read_chunk(READ_CHUNK, true) => return self.on_chunk(chunk),
+                chunk = self.recv.read_chunk(READ_CHUNK, true) => return on_chunk(chunk),
                 datagram = self.connection.read_datagram(), if self.datagrams => match datagram {
                     Ok(datagram) => return Some(Ok(Inbound::Datagram(datagram))),
                     // The stream read reports how the connection ended.
@@ -84,7 +99,10 @@ impl SessionTransport for QuicTransport {
             }
         }
     }
+}
 
+#[async_trait]
+impl SessionTransport for QuicTransport {
     async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError> {
         self.send
             .write_chunk(bytes)

@@ -17,7 +17,7 @@ use quinn::{Endpoint, IdleTimeout, Incoming, TransportConfig, VarInt};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
-use super::quic::{QuicTransport, error_code};
+use super::quic::{self, error_code};
 use crate::http::conns::ConnectionCounter;
 use crate::session::driver;
 use crate::session::services::Services;
@@ -214,11 +214,8 @@ async fn connection(state: QuicState, incoming: Incoming) {
             return;
         }
     };
-    driver::run(
-        state.services,
-        Box::new(QuicTransport::new(connection, send, recv)),
-    )
-    .await;
+    let (reader, writer) = quic::split(connection, send, recv);
+    driver::run(state.services, Box::new(reader), Box::new(writer)).await;
 }
 
 #[cfg(test)]

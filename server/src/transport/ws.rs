@@ -7,42 +7,46 @@ use async_trait::async_trait;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use chatwire_protocol::v1;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 
 use super::json;
-use crate::session::driver::{Inbound, SessionTransport, TransportError};
+use crate::session::driver::{Inbound, SessionTransport, TransportError, TransportReader};
 
 /// How long a closing session waits for the peer's close frame.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A WebSocket as a session transport.
+/// The write half of a WebSocket session.
 #[derive(Debug)]
 pub struct WsTransport {
-    socket: WebSocket,
+    sink: SplitSink<WebSocket, Message>,
+    /// Frames travel as proto3 JSON text, not binary.
+    json: bool,
+}
+
+/// The read half of a WebSocket session.
+#[derive(Debug)]
+pub struct WsReader {
+    stream: SplitStream<WebSocket>,
     /// Frames travel as proto3 JSON text, not binary.
     json: bool,
     /// The longest client text message on the JSON mapping.
     max_text: usize,
 }
 
-impl WsTransport {
-    /// Wraps an upgraded socket on the binary mapping.
-    pub fn new(socket: WebSocket) -> Self {
-        Self {
-            socket,
-            json: false,
-            max_text: 0,
-        }
-    }
+/// Splits an upgraded socket into the session's read and write halves; `json` selects the
+/// proto3 JSON mapping, whose text messages may hold at most `max_text` bytes.
+pub fn split(socket: WebSocket, json: bool, max_text: usize) -> (WsReader, WsTransport) {
+    let (sink, stream) = socket.split();
+    let reader = WsReader {
+        stream,
+        json,
+        max_text,
+    };
+    (reader, WsTransport { sink, json })
+}
 
-    /// Wraps an upgraded socket on the JSON mapping.
-    pub fn json(socket: WebSocket, max_text: usize) -> Self {
-        Self {
-            socket,
-            json: true,
-            max_text,
-        }
-    }
-
+impl WsReader {
     fn inbound(&self, message: Message) -> Option<Inbound> {
         Some(match (message, self.json) {
             (Message::Binary(bytes), false) => Inbound::Frames(bytes),
@@ -65,10 +69,10 @@ impl WsTransport {
 }
 
 #[async_trait]
-impl SessionTransport for WsTransport {
+impl TransportReader for WsReader {
     async fn recv(&mut self) -> Option<Result<Inbound, TransportError>> {
         loop {
-            let message = match self.socket.recv().await? {
+            let message = match self.stream.next().await? {
                 Ok(message) => message,
                 // The WebSocket layer refuses a message over its size limit before we see it.
                 Err(err) if err.to_string().contains("Space limit exceeded") => {
@@ -80,7 +84,7 @@ impl SessionTransport for WsTransport {
                 Some(Inbound::Closed) => {
                     // The WebSocket layer queued its close reply (RFC 6455 §5.5.1); it goes
                     // out on the next read, which then ends. Without it the peer sees a reset.
-                    let drained = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+                    let drained = async { while let Some(Ok(_)) = self.stream.next().await {} };
                     let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
                     return None;
                 }
@@ -89,38 +93,34 @@ impl SessionTransport for WsTransport {
             }
         }
     }
+}
 
+#[async_trait]
+impl SessionTransport for WsTransport {
     async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError> {
         if self.json {
             for text in json::server_frames_to_json(&bytes) {
-                self.socket
+                self.sink
                     .send(Message::Text(text.into()))
                     .await
                     .map_err(|err| TransportError(err.to_string()))?;
             }
             return Ok(());
         }
-        self.socket
+        self.sink
             .send(Message::Binary(bytes))
             .await
             .map_err(|err| TransportError(err.to_string()))
     }
 
+    /// Sends the close frame; the read half then sees the peer's answer (or gives up after a
+    /// grace period) and the connection ends.
     async fn close(&mut self, code: v1::CloseCode, reason: &str) {
         let code = u16::try_from(i32::from(code)).unwrap_or(4011);
         let frame = CloseFrame {
             code,
             reason: reason.chars().take(100).collect::<String>().into(),
         };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
-        // Give the peer a moment to answer the close; a peer that does not is dropped.
-        let answered = async {
-            while let Some(Ok(message)) = self.socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
     }
 }

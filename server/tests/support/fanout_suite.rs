@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatwire_protocol::v1;
-use chatwire_server::backend::fanout::{Delivery, Fanout, Overflow, SessionKey, SessionLink};
+use chatwire_server::backend::fanout::{
+    Audience, Delivery, Fanout, Overflow, SessionKey, SessionLink,
+};
 use chatwire_server::chat::ids::{RoomId, UserId};
 use chatwire_server::clock::{Clock, ManualClock};
 use tokio::sync::mpsc;
@@ -213,8 +215,16 @@ pub async fn room_events_reach_the_audience_only(factory: &dyn FanoutFactory) {
     let mut c = attach(&*fanout, 3, &carol, 16);
     let g = room("g.audience");
 
-    fanout.publish_room(&g, events(&g, 1..=3), &[alice.clone(), bob.clone()]);
-    fanout.publish_room(&g, events(&g, [4]), &[bob.clone(), user("nobody")]);
+    fanout.publish_room(
+        &g,
+        events(&g, 1..=3),
+        &Audience::users([alice.clone(), bob.clone()]),
+    );
+    fanout.publish_room(
+        &g,
+        events(&g, [4]),
+        &Audience::users([bob.clone(), user("nobody")]),
+    );
 
     assert_eq!(a.room_seqs().await, vec![1, 2, 3]);
     assert_eq!(b.room_seqs().await, vec![1, 2, 3]);
@@ -231,7 +241,7 @@ pub async fn every_session_of_a_user_receives(factory: &dyn FanoutFactory) {
     let mut sessions: Vec<Session> = (1..=3).map(|k| attach(&*fanout, k, &alice, 16)).collect();
     let g = room("g.many");
 
-    fanout.publish_room(&g, events(&g, [7]), std::slice::from_ref(&alice));
+    fanout.publish_room(&g, events(&g, [7]), &Audience::users([alice.clone()]));
     fanout.publish_user(&alice, tagged("all"), None);
 
     for session in &mut sessions {
@@ -288,7 +298,7 @@ pub async fn detach_stops_deliveries(factory: &dyn FanoutFactory) {
     fanout.detach(1);
     fanout.detach(1);
     fanout.detach(42);
-    fanout.publish_room(&g, events(&g, [1]), std::slice::from_ref(&alice));
+    fanout.publish_room(&g, events(&g, [1]), &Audience::users([alice.clone()]));
     fanout.publish_user(&alice, tagged("after"), None);
     assert!(!fanout.publish_session(1, tagged("gone")));
 
@@ -341,7 +351,11 @@ pub async fn a_full_queue_signals_overflow_without_blocking(factory: &dyn Fanout
 
     // The publisher returns although the slow session's queue fills after two deliveries.
     for seq in 1..=5 {
-        fanout.publish_room(&g, events(&g, [seq]), &[alice.clone(), bob.clone()]);
+        fanout.publish_room(
+            &g,
+            events(&g, [seq]),
+            &Audience::users([alice.clone(), bob.clone()]),
+        );
     }
 
     assert!(slow.overflow.happened());
@@ -372,7 +386,7 @@ pub async fn close_reaches_full_queues(factory: &dyn FanoutFactory) {
     let mut roomy = attach(&*fanout, 2, &alice, 16);
     let mut other = attach(&*fanout, 3, &bob, 16);
     let g = room("g.close");
-    fanout.publish_room(&g, events(&g, [1]), std::slice::from_ref(&alice));
+    fanout.publish_room(&g, events(&g, [1]), &Audience::users([alice.clone()]));
 
     let closed = fanout.close_sessions(Some(&alice), v1::CloseCode::Revoked);
 

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use self::state::State;
 use self::wire::Keys;
 use self::worker::Outbound;
-use super::fanout::{Fanout, SessionKey, SessionLink};
+use super::fanout::{Audience, Fanout, SessionKey, SessionLink};
 use super::store::RoomLog;
 use crate::chat::ids::{RoomId, UserId};
 use crate::clock::Clock;
@@ -354,8 +354,9 @@ impl Fanout for RedisFanout {
         });
     }
 
-    fn publish_room(&self, room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &[UserId]) {
-        let audience: Arc<[UserId]> = audience.into();
+    fn publish_room(&self, room: &RoomId, events: Arc<[v1::RoomEvent]>, audience: &Audience) {
+        // The other nodes learn the audience with the batch (they hold no membership).
+        let audience: Arc<[UserId]> = audience.iter().cloned().collect();
         let gap = {
             let mut state = self.shared.lock();
             let track = state.rooms.cursor(room).is_some() || state.any_local(&audience);

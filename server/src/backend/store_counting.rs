@@ -1,0 +1,200 @@
+//! A store that counts the calls made to another one, for tests that assert the cost of a
+//! path by the number of store operations it makes (never by timing).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chatwire_protocol::v1;
+
+use super::store::{
+    Accounts, AppendOutcome, Batch, DedupeEntry, Directory, Head, HistoryQuery, MessagePage,
+    PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
+};
+use crate::chat::ids::{RoomId, UserId};
+
+/// Forwards every call to `inner` and counts it by operation name.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: Mutex<HashMap<&'static str, usize>>,
+}
+
+impl CountingStore {
+    /// Counts the calls made to `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            calls: Mutex::default(),
+        }
+    }
+
+    /// How many times `operation` (a method name) was called.
+    pub fn calls(&self, operation: &str) -> usize {
+        self.lock().get(operation).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, usize>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count(&self, operation: &'static str) -> &dyn Store {
+        *self.lock().entry(operation).or_default() += 1;
+        self.inner.as_ref()
+    }
+}
+
+#[async_trait]
+impl RoomLog for CountingStore {
+    async fn load_room(&self, room: &RoomId) -> Result<Option<RoomSnapshot>, StoreError> {
+        self.count("load_room").load_room(room).await
+    }
+    async fn head(&self, room: &RoomId) -> Result<Option<Head>, StoreError> {
+        self.count("head").head(room).await
+    }
+    async fn append(
+        &self,
+        room: &RoomId,
+        expected_seq: u64,
+        batch: &Batch,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.count("append").append(room, expected_seq, batch).await
+    }
+    async fn read_events(
+        &self,
+        room: &RoomId,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<v1::RoomEvent>, StoreError> {
+        let store = self.count("read_events");
+        store.read_events(room, after_seq, limit, max_bytes).await
+    }
+    async fn read_messages(
+        &self,
+        room: &RoomId,
+        query: HistoryQuery,
+    ) -> Result<MessagePage, StoreError> {
+        self.count("read_messages").read_messages(room, query).await
+    }
+    async fn message(&self, room: &RoomId, seq: u64) -> Result<Option<v1::Message>, StoreError> {
+        self.count("message").message(room, seq).await
+    }
+    async fn ordinal_at(&self, room: &RoomId, seq: u64) -> Result<u64, StoreError> {
+        self.count("ordinal_at").ordinal_at(room, seq).await
+    }
+    async fn dedupe(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<DedupeEntry>, StoreError> {
+        let store = self.count("dedupe");
+        store.dedupe(room, sender, client_msg_id, now_ms).await
+    }
+    async fn apply_retention(
+        &self,
+        room: &RoomId,
+        keep_from_ms: i64,
+    ) -> Result<RetentionOutcome, StoreError> {
+        let store = self.count("apply_retention");
+        store.apply_retention(room, keep_from_ms).await
+    }
+    async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
+        self.count("retained_from").retained_from(room).await
+    }
+}
+
+#[async_trait]
+impl Directory for CountingStore {
+    async fn room(&self, room: &RoomId) -> Result<Option<v1::Room>, StoreError> {
+        self.count("room").room(room).await
+    }
+    async fn member(&self, room: &RoomId, user: &UserId) -> Result<Option<v1::Member>, StoreError> {
+        self.count("member").member(room, user).await
+    }
+    async fn members(
+        &self,
+        room: &RoomId,
+        after_user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<v1::Member>, StoreError> {
+        self.count("members").members(room, after_user, limit).await
+    }
+    async fn user_rooms(
+        &self,
+        user: &UserId,
+        after_room: Option<&RoomId>,
+        limit: usize,
+    ) -> Result<Vec<UserRoom>, StoreError> {
+        self.count("user_rooms")
+            .user_rooms(user, after_room, limit)
+            .await
+    }
+    async fn user_room(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+    ) -> Result<Option<UserRoom>, StoreError> {
+        self.count("user_room").user_room(user, room).await
+    }
+    async fn advance_watermarks(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        delivered_seq: u64,
+        read: Option<(u64, u64)>,
+    ) -> Result<Option<UserRoom>, StoreError> {
+        let store = self.count("advance_watermarks");
+        store
+            .advance_watermarks(user, room, delivered_seq, read)
+            .await
+    }
+    async fn set_mute(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        until_ms: i64,
+    ) -> Result<Option<UserRoom>, StoreError> {
+        self.count("set_mute").set_mute(user, room, until_ms).await
+    }
+}
+
+#[async_trait]
+impl Accounts for CountingStore {
+    async fn block(&self, user: &UserId, other: &UserId) -> Result<(), StoreError> {
+        self.count("block").block(user, other).await
+    }
+    async fn unblock(&self, user: &UserId, other: &UserId) -> Result<(), StoreError> {
+        self.count("unblock").unblock(user, other).await
+    }
+    async fn blocked(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        self.count("blocked").blocked(user).await
+    }
+    async fn either_blocked(&self, a: &UserId, b: &UserId) -> Result<bool, StoreError> {
+        self.count("either_blocked").either_blocked(a, b).await
+    }
+    async fn register_push_token(&self, user: &UserId, token: PushToken) -> Result<(), StoreError> {
+        let store = self.count("register_push_token");
+        store.register_push_token(user, token).await
+    }
+    async fn unregister_push_token(&self, user: &UserId, token: &str) -> Result<(), StoreError> {
+        let store = self.count("unregister_push_token");
+        store.unregister_push_token(user, token).await
+    }
+    async fn push_tokens(&self, user: &UserId) -> Result<Vec<PushToken>, StoreError> {
+        self.count("push_tokens").push_tokens(user).await
+    }
+    async fn revoke_tokens_before(&self, user: &UserId, before_ms: i64) -> Result<(), StoreError> {
+        let store = self.count("revoke_tokens_before");
+        store.revoke_tokens_before(user, before_ms).await
+    }
+    async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError> {
+        self.count("tokens_revoked_before")
+            .tokens_revoked_before(user)
+            .await
+    }
+}
