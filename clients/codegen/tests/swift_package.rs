@@ -138,6 +138,7 @@ struct Function {
     name: String,
     is_async: bool,
     throws: bool,
+    is_public: bool,
     first_param: Option<String>,
     returns: Option<String>,
     file: String,
@@ -165,6 +166,7 @@ fn function(node: Node<'_>, file: &Parsed) -> Function {
             .unwrap_or_default(),
         is_async: false,
         throws: false,
+        is_public: false,
         first_param: None,
         returns: None,
         file: file.path.display().to_string(),
@@ -174,6 +176,7 @@ fn function(node: Node<'_>, file: &Parsed) -> Function {
     for child in node.children(&mut cursor) {
         match child.kind() {
             "async" => f.is_async = true,
+            "modifiers" => f.is_public = text(child, &file.source).contains("public"),
             "throws" => f.throws = true,
             "->" => after_arrow = true,
             "parameter" if f.first_param.is_none() => {
@@ -265,7 +268,7 @@ fn chatwire_client_has_one_async_throws_method_per_rpc() {
             ));
         }
     }
-    // No other async throws method of the client may take a request of the service.
+    // No other public async method of the client may take a request of the service.
     let requests: BTreeSet<String> = protocol
         .requests
         .iter()
@@ -278,6 +281,7 @@ fn chatwire_client_has_one_async_throws_method_per_rpc() {
         .collect();
     for f in &functions {
         if f.is_async
+            && f.is_public
             && !rpc_names.contains(&f.name)
             && f.first_param.as_ref().is_some_and(|p| requests.contains(p))
         {
@@ -310,6 +314,7 @@ const PLATFORM_TYPES: &[&str] = &[
     "AsyncThrowingStream",
     "Bool",
     "CaseIterable",
+    "Comparable",
     "CheckedContinuation",
     "Character",
     "Dictionary",
@@ -326,6 +331,7 @@ const PLATFORM_TYPES: &[&str] = &[
     "Optional",
     "RawRepresentable",
     "Result",
+    "Self",
     "Sendable",
     "Sequence",
     "Set",
@@ -333,6 +339,7 @@ const PLATFORM_TYPES: &[&str] = &[
     "Substring",
     "Task",
     "UInt",
+    "UInt16",
     "UInt32",
     "UInt64",
     "UInt8",
@@ -409,6 +416,9 @@ fn every_type_the_package_names_is_declared_or_a_platform_type() {
                         }
                     }
                 }
+                "user_type" if node.parent().is_some_and(|p| p.kind() == "attribute") => {
+                    // `@available`, `@Sendable`, `@unchecked`: attributes, not types.
+                }
                 "user_type" => {
                     // `Event.Kind`: the first identifier names the type; the rest are its
                     // members, which only a compiler can check.
@@ -431,6 +441,8 @@ fn every_type_the_package_names_is_declared_or_a_platform_type() {
     let unknown: Vec<String> = used
         .iter()
         .filter(|(name, _)| !declared.contains(*name) && !PLATFORM_TYPES.contains(&name.as_str()))
+        // tree-sitter-swift 0.7 reads the `async` of `() async throws -> T` as a type name.
+        .filter(|(name, _)| name.as_str() != "async")
         .map(|(name, at)| format!("{name} (first at {at})"))
         .collect();
     assert!(
