@@ -112,3 +112,35 @@ fn an_rpc_without_a_frame_case_fails_the_walk() {
     let err = walk(&pool, &Conventions::chatwire_v1()).expect_err("Edit has no frame case");
     assert!(err.to_string().contains("Edit"), "{err}");
 }
+
+#[test]
+fn no_chatwire_v1_message_numbers_a_field_between_the_cases_of_a_oneof() {
+    // The Swift back end encodes fields in field number order; prost (which wrote the golden
+    // vectors) encodes a oneof at the position of its lowest case. The two agree, byte for
+    // byte, as long as no other field is numbered between a oneof's lowest and highest case.
+    let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
+    assert!(protocol.messages.len() > 100, "every message is modelled");
+    for m in &protocol.messages {
+        for i in 0..m.oneofs.len() {
+            let cases: Vec<u32> = m
+                .fields
+                .iter()
+                .filter(|f| f.oneof == Some(i))
+                .map(|f| f.number)
+                .collect();
+            let (low, high) = (cases.iter().min(), cases.iter().max());
+            let (Some(low), Some(high)) = (low, high) else {
+                continue;
+            };
+            for f in &m.fields {
+                assert!(
+                    f.oneof == Some(i) || f.number < *low || f.number > *high,
+                    "{}.{} lies between the cases of oneof {}",
+                    m.ty.name,
+                    f.name,
+                    m.oneofs[i].name
+                );
+            }
+        }
+    }
+}

@@ -429,9 +429,7 @@ fn every_type_the_package_names_is_declared_or_a_platform_type() {
                     {
                         let at = first.start_position();
                         used.entry(text(first, &file.source).to_owned())
-                            .or_insert_with(|| {
-                                format!("{}:{}", file.path.display(), at.row + 1)
-                            });
+                            .or_insert_with(|| format!("{}:{}", file.path.display(), at.row + 1));
                     }
                 }
                 _ => {}
@@ -449,7 +447,13 @@ fn every_type_the_package_names_is_declared_or_a_platform_type() {
         unknown.is_empty(),
         "types neither declared in the package nor in the platform list:\n{unknown:#?}"
     );
-    for name in ["ChatwireClient", "ChatwireError", "SendRequest", "ErrorCode", "CloseCode"] {
+    for name in [
+        "ChatwireClient",
+        "ChatwireError",
+        "SendRequest",
+        "ErrorCode",
+        "CloseCode",
+    ] {
         assert!(declared.contains(name), "{name} is declared");
     }
 }

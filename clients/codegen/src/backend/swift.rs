@@ -215,7 +215,14 @@ fn scalar(s: Scalar) -> ScalarInfo {
         json,
     };
     match s {
-        Scalar::Bool => info("Bool", "false", "varint", "($0 ? 1 : 0)", "($0 != 0)", "bool"),
+        Scalar::Bool => info(
+            "Bool",
+            "false",
+            "varint",
+            "($0 ? 1 : 0)",
+            "($0 != 0)",
+            "bool",
+        ),
         Scalar::Int32 => info(
             "Int32",
             "0",
@@ -401,10 +408,16 @@ fn enum_type(out: &mut String, e: &EnumModel) {
         doc(out, "    ", &v.doc);
         w!(out, "    case {}", enum_case(&v.short));
     }
-    w!(out, "    /// A number this version of the protocol does not name.");
+    w!(
+        out,
+        "    /// A number this version of the protocol does not name."
+    );
     w!(out, "    case unrecognized(Int32)");
     w!(out);
-    w!(out, "    /// Every value this version names, in declaration order.");
+    w!(
+        out,
+        "    /// Every value this version names, in declaration order."
+    );
     let all: Vec<String> = e
         .values
         .iter()
@@ -502,7 +515,7 @@ fn message_type(out: &mut String, m: &MessageModel) {
         };
         w!(out, "    public var {}: {ty} = {default}", ident(&f.name));
     }
-    for (i, o) in m.oneofs.iter().enumerate() {
+    for o in &m.oneofs {
         doc(out, "    ", &o.doc);
         w!(
             out,
@@ -510,7 +523,6 @@ fn message_type(out: &mut String, m: &MessageModel) {
             ident(&o.name),
             oneof_type(&o.name)
         );
-        let _ = i;
     }
     for (i, o) in m.oneofs.iter().enumerate() {
         w!(out);
@@ -603,7 +615,11 @@ fn decode_json(out: &mut String, m: &MessageModel) {
                 json_value(f, "$0")
             );
         } else {
-            w!(out, "            self.{target} = {}", json_value(f, "value"));
+            w!(
+                out,
+                "            self.{target} = {}",
+                json_value(f, "value")
+            );
         }
         w!(out, "        }}");
     }
@@ -611,7 +627,10 @@ fn decode_json(out: &mut String, m: &MessageModel) {
 }
 
 fn encode_binary(out: &mut String, m: &MessageModel) {
-    w!(out, "    public func encode(to writer: inout ProtoWriter) {{");
+    w!(
+        out,
+        "    public func encode(to writer: inout ProtoWriter) {{"
+    );
     let mut fields: Vec<&FieldModel> = m.fields.iter().collect();
     fields.sort_by_key(|f| f.number);
     for f in fields {
@@ -710,7 +729,10 @@ fn request_kind(out: &mut String, p: &Protocol) {
         p.package,
         p.service
     );
-    w!(out, "public enum RequestKind: String, CaseIterable, Sendable {{");
+    w!(
+        out,
+        "public enum RequestKind: String, CaseIterable, Sendable {{"
+    );
     for r in &p.requests {
         doc(out, "    ", &r.doc);
         w!(out, "    case {} = \"{}\"", ident(&r.case), r.case);
@@ -720,7 +742,12 @@ fn request_kind(out: &mut String, p: &Protocol) {
     w!(out, "    public var rpc: String {{");
     w!(out, "        switch self {{");
     for r in &p.requests {
-        w!(out, "        case .{}: return \"{}\"", ident(&r.case), r.rpc);
+        w!(
+            out,
+            "        case .{}: return \"{}\"",
+            ident(&r.case),
+            r.rpc
+        );
     }
     w!(out, "        }}");
     w!(out, "    }}");
@@ -758,11 +785,17 @@ fn request_kind(out: &mut String, p: &Protocol) {
 
 fn errors(out: &mut String, p: &Protocol) {
     let error = type_name(&p.error);
-    w!(out, "/// Why a request got no reply; its outcome is unknown.");
+    w!(
+        out,
+        "/// Why a request got no reply; its outcome is unknown."
+    );
     w!(out, "public enum NoReplyReason: String, Sendable {{");
     w!(out, "    /// No reply within the request's timeout.");
     w!(out, "    case timeout");
-    w!(out, "    /// The connection dropped with the request in flight.");
+    w!(
+        out,
+        "    /// The connection dropped with the request in flight."
+    );
     w!(out, "    case connectionLost");
     w!(out, "    /// The client was closed.");
     w!(out, "    case closed");
@@ -780,10 +813,7 @@ fn errors(out: &mut String, p: &Protocol) {
         out,
         "    /// The server answered the request with an error (`Reply.result.error`)."
     );
-    w!(
-        out,
-        "    case server(request: RequestKind, error: {error})"
-    );
+    w!(out, "    case server(request: RequestKind, error: {error})");
     w!(
         out,
         "    /// The request got no reply: timed out, connection lost or client closed."
@@ -796,7 +826,10 @@ fn errors(out: &mut String, p: &Protocol) {
         out,
         "    /// The session ended for good (the server said not to reconnect, or `close()`)."
     );
-    w!(out, "    case sessionClosed(code: CloseCode?, reason: String)");
+    w!(
+        out,
+        "    case sessionClosed(code: CloseCode?, reason: String)"
+    );
     w!(
         out,
         "    /// The reply carried a result of another request (a server bug)."
