@@ -457,3 +457,28 @@ fn every_type_the_package_names_is_declared_or_a_platform_type() {
         assert!(declared.contains(name), "{name} is declared");
     }
 }
+
+#[test]
+fn the_quick_start_of_the_docs_is_the_compiled_test_file() {
+    let docs = std::fs::read_to_string(package_dir().join("../../docs/sdk-swift.md"))
+        .expect("docs/sdk-swift.md");
+    let start = docs.find("```swift\n").expect("a swift block") + "```swift\n".len();
+    let end = start + docs[start..].find("```\n").expect("its end");
+    let snippet = &docs[start..end];
+    let file =
+        std::fs::read_to_string(package_dir().join("Tests/ChatwireClientTests/QuickStart.swift"))
+            .expect("QuickStart.swift");
+    let body: String = file
+        .lines()
+        .skip(2) // the file's own header
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace(
+            "import Foundation\n@testable import ChatwireClient\n",
+            "import ChatwireClient\n",
+        );
+    assert_eq!(
+        body, snippet,
+        "QuickStart.swift differs from the docs' quick start"
+    );
+}
