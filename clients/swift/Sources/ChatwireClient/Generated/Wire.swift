@@ -366,6 +366,7 @@ public enum ProtoJSON {
 
     private static func number(_ value: Any, _ field: String) throws -> Double {
         if let text = value as? String, let parsed = Double(text) { return parsed }
+        if let double = value as? Double { return double }
         if let number = value as? NSNumber { return number.doubleValue }
         throw invalid(field)
     }
@@ -376,6 +377,8 @@ public enum ProtoJSON {
             guard let parsed = Int64(text) else { throw invalid(field) }
             return parsed
         }
+        if let exact = value as? Int64 { return exact }
+        if let exact = value as? Int { return Int64(exact) }
         guard let parsed = Int64(exactly: try number(value, field)) else { throw invalid(field) }
         return parsed
     }
@@ -386,6 +389,8 @@ public enum ProtoJSON {
             guard let parsed = UInt64(text) else { throw invalid(field) }
             return parsed
         }
+        if let exact = value as? UInt64 { return exact }
+        if let exact = value as? Int, exact >= 0 { return UInt64(exact) }
         guard let parsed = UInt64(exactly: try number(value, field)) else { throw invalid(field) }
         return parsed
     }

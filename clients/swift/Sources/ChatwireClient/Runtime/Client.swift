@@ -99,12 +99,12 @@ public actor ChatwireClient {
     /// The current session, while connected.
     public private(set) var session: ConnectResponse?
 
-    private enum Waiter {
+    fileprivate enum Waiter {
         case caller(CheckedContinuation<Reply.Result, Error>)
         case connect(generation: Int)
     }
 
-    private final class PendingCall {
+    fileprivate final class PendingCall {
         let id: UInt64
         let kind: RequestKind
         let frame: ClientFrame

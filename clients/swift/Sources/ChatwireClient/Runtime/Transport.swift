@@ -168,6 +168,7 @@ public final class WebSocketTransport: NSObject, ChatwireTransport, URLSessionWe
 
 #if canImport(Network)
 import Network
+import Security
 
 /// The QUIC transport on Network.framework: one connection group (ALPN `chatwire/1`), one
 /// client-initiated bidirectional control stream carrying every frame, and, from
