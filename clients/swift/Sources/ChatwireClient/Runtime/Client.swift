@@ -190,6 +190,9 @@ public actor ChatwireClient {
                 return
             }
             eventContinuations[id] = continuation
+            continuation.onTermination = { [weak self] _ in
+                Task { await self?.removeStream(id) }
+            }
         }
     }
 
@@ -202,6 +205,9 @@ public actor ChatwireClient {
                 return
             }
             clientContinuations[id] = continuation
+            continuation.onTermination = { [weak self] _ in
+                Task { await self?.removeStream(id) }
+            }
         }
     }
 
@@ -215,7 +221,16 @@ public actor ChatwireClient {
                 return
             }
             stateContinuations[id] = continuation
+            continuation.onTermination = { [weak self] _ in
+                Task { await self?.removeStream(id) }
+            }
         }
+    }
+
+    private func removeStream(_ id: UUID) {
+        eventContinuations[id] = nil
+        clientContinuations[id] = nil
+        stateContinuations[id] = nil
     }
 
     /// Follows a room: replays its log after `afterSeq` (default: what this client already
@@ -235,12 +250,22 @@ public actor ChatwireClient {
         while true {
             do {
                 try await catchUp(room)
-                try await loadReceipts(room)
-                return room.snapshot
             } catch ChatwireError.noReply(_, .connectionLost) {
                 // The connection dropped mid-way: the next session's resume picks the room up.
                 try await nextSession()
+                continue
             }
+            do {
+                try await loadReceipts(room)
+            } catch ChatwireError.noReply(_, .connectionLost) {
+                try await nextSession()
+                continue
+            } catch let error as ChatwireError {
+                // The room is followed and live: a server that refuses ListMembers or
+                // GetReceipts only leaves message status without members or watermarks.
+                emit(.failure(error))
+            }
+            return room.snapshot
         }
     }
 
