@@ -2,9 +2,11 @@
 //! file of the package (generated and hand-written, tests included) parses with tree-sitter-swift
 //! without an error or missing node; `ChatwireClient` has exactly one `async throws` method per
 //! rpc of `ChatwireService` (taken from the walker's model of the descriptors), with the
-//! generated request and result types; and every type name the package uses is declared in the
-//! package or is a Swift standard library / Foundation / Network / XCTest type of the list kept
-//! below. Syntax and names only: types, overloads and members are not checked (no compiler).
+//! generated request and result types; and every type name the package uses (in a type
+//! position, or as an upper-case name in an expression: `FrameCodec.encode`, `Data(bytes)`) is
+//! declared in the package or is a Swift standard library / Foundation / Network / XCTest name
+//! of the list kept below. Syntax and names only: types, overloads and members are not checked
+//! (no compiler).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -386,9 +388,19 @@ const PLATFORM_TYPES: &[&str] = &[
     "NWProtocolMetadata",
     "NWPathMonitor",
     "NWPath",
-    // XCTest (the test target)
+    "UTF8",
+    // XCTest (the test target): types and assertion functions
     "XCTestCase",
     "XCTestExpectation",
+    "XCTAssertEqual",
+    "XCTAssertFalse",
+    "XCTAssertGreaterThan",
+    "XCTAssertThrowsError",
+    "XCTAssertTrue",
+    "XCTFail",
+    "XCTUnwrap",
+    // PackageDescription (Package.swift)
+    "Package",
 ];
 
 #[test]
@@ -415,6 +427,20 @@ fn every_type_the_package_names_is_declared_or_a_platform_type() {
                             break;
                         }
                     }
+                }
+                "simple_identifier"
+                    if text(node, &file.source).starts_with(|c: char| c.is_ascii_uppercase())
+                        && !node.parent().is_some_and(|p| {
+                            // members (`NWEndpoint.Host`: only a compiler knows them), module
+                            // names of imports and `#if canImport(...)` / `#if os(...)`
+                            matches!(p.kind(), "navigation_suffix" | "directive" | "identifier")
+                        }) =>
+                {
+                    // An upper-case name in an expression (`FrameCodec.encode`, `Data(bytes)`,
+                    // `XCTAssertEqual(...)`): a type, or a platform function.
+                    let at = node.start_position();
+                    used.entry(text(node, &file.source).to_owned())
+                        .or_insert_with(|| format!("{}:{}", file.path.display(), at.row + 1));
                 }
                 "user_type" if node.parent().is_some_and(|p| p.kind() == "attribute") => {
                     // `@available`, `@Sendable`, `@unchecked`: attributes, not types.
