@@ -97,4 +97,95 @@ pub struct Protocol {
     pub close_codes: EnumModel,
     /// Every other enum of the package, by full name.
     pub enums: Vec<EnumModel>,
+    /// Every message of the package with its fields, by full name.
+    pub messages: Vec<MessageModel>,
+}
+
+/// A scalar field type, as the proto spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar {
+    /// `bool`
+    Bool,
+    /// `int32`
+    Int32,
+    /// `sint32`
+    Sint32,
+    /// `sfixed32`
+    Sfixed32,
+    /// `uint32`
+    Uint32,
+    /// `fixed32`
+    Fixed32,
+    /// `int64`
+    Int64,
+    /// `sint64`
+    Sint64,
+    /// `sfixed64`
+    Sfixed64,
+    /// `uint64`
+    Uint64,
+    /// `fixed64`
+    Fixed64,
+    /// `float`
+    Float,
+    /// `double`
+    Double,
+    /// `string`
+    String,
+    /// `bytes`
+    Bytes,
+}
+
+/// What one field holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldType {
+    /// A scalar.
+    Scalar(Scalar),
+    /// An enum of the package.
+    Enum(TypeRef),
+    /// A message of the package.
+    Message(TypeRef),
+}
+
+/// One field of a [`MessageModel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldModel {
+    /// The proto name, `client_msg_id`.
+    pub name: String,
+    /// The proto3 JSON name, `clientMsgId`.
+    pub json_name: String,
+    /// The field number.
+    pub number: u32,
+    /// What it holds.
+    pub ty: FieldType,
+    /// `repeated`.
+    pub repeated: bool,
+    /// Proto3 `optional` (explicit presence for a scalar).
+    pub optional: bool,
+    /// The index in [`MessageModel::oneofs`] when the field is a case of a (real) oneof.
+    pub oneof: Option<usize>,
+    /// The field's leading comment.
+    pub doc: String,
+}
+
+/// A real oneof of a message (not the synthetic one of a proto3 `optional`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneofModel {
+    /// The oneof name, `request`.
+    pub name: String,
+    /// The oneof's leading comment.
+    pub doc: String,
+}
+
+/// A message of the package with its fields, for back ends that emit their own message types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageModel {
+    /// The message.
+    pub ty: TypeRef,
+    /// Its fields in declaration order.
+    pub fields: Vec<FieldModel>,
+    /// Its real oneofs in declaration order.
+    pub oneofs: Vec<OneofModel>,
+    /// The message's leading comment.
+    pub doc: String,
 }

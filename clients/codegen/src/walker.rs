@@ -9,7 +9,10 @@ use prost_reflect::{
     DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, OneofDescriptor,
 };
 
-use crate::model::{EnumModel, EnumValue, EventCase, Protocol, RequestPair, TypeRef};
+use crate::model::{
+    EnumModel, EnumValue, EventCase, FieldModel, FieldType, MessageModel, OneofModel, Protocol,
+    RequestPair, Scalar, TypeRef,
+};
 
 /// Why the descriptors do not describe a protocol the back ends can render.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum WalkError {
     /// A oneof case that should carry a message carries a scalar.
     #[error("{0} must carry a message")]
     NotAMessage(String),
+    /// A field uses a proto feature the back ends do not render (maps, groups).
+    #[error("{0}: {1} fields are not supported")]
+    Unsupported(String, &'static str),
 }
 
 /// The names the walker looks for. [`Conventions::chatwire_v1`] is the protocol's own.
@@ -121,6 +127,12 @@ pub fn walk(pool: &DescriptorPool, conv: &Conventions) -> Result<Protocol, WalkE
         .map(|e| enum_model(&e))
         .collect();
     enums.sort_by(|a, b| a.ty.full_name.cmp(&b.ty.full_name));
+    let mut messages = pool
+        .all_messages()
+        .filter(|m| m.package_name() == conv.package)
+        .map(|m| message_model(&m))
+        .collect::<Result<Vec<_>, _>>()?;
+    messages.sort_by(|a, b| a.ty.full_name.cmp(&b.ty.full_name));
     Ok(Protocol {
         package: conv.package.clone(),
         service: conv.service.clone(),
@@ -133,7 +145,73 @@ pub fn walk(pool: &DescriptorPool, conv: &Conventions) -> Result<Protocol, WalkE
         error_codes,
         close_codes,
         enums,
+        messages,
     })
+}
+
+fn message_model(m: &MessageDescriptor) -> Result<MessageModel, WalkError> {
+    let oneofs: Vec<OneofDescriptor> = m.oneofs().filter(|o| !o.is_synthetic()).collect();
+    let fields = m
+        .fields()
+        .map(|f| {
+            if f.is_map() {
+                return Err(WalkError::Unsupported(f.full_name().to_owned(), "map"));
+            }
+            if f.is_group() {
+                return Err(WalkError::Unsupported(f.full_name().to_owned(), "group"));
+            }
+            let ty = match f.kind() {
+                Kind::Message(inner) => FieldType::Message(type_ref_message(&inner)),
+                Kind::Enum(e) => FieldType::Enum(type_ref_enum(&e)),
+                Kind::Bool => FieldType::Scalar(Scalar::Bool),
+                Kind::Int32 => FieldType::Scalar(Scalar::Int32),
+                Kind::Sint32 => FieldType::Scalar(Scalar::Sint32),
+                Kind::Sfixed32 => FieldType::Scalar(Scalar::Sfixed32),
+                Kind::Uint32 => FieldType::Scalar(Scalar::Uint32),
+                Kind::Fixed32 => FieldType::Scalar(Scalar::Fixed32),
+                Kind::Int64 => FieldType::Scalar(Scalar::Int64),
+                Kind::Sint64 => FieldType::Scalar(Scalar::Sint64),
+                Kind::Sfixed64 => FieldType::Scalar(Scalar::Sfixed64),
+                Kind::Uint64 => FieldType::Scalar(Scalar::Uint64),
+                Kind::Fixed64 => FieldType::Scalar(Scalar::Fixed64),
+                Kind::Float => FieldType::Scalar(Scalar::Float),
+                Kind::Double => FieldType::Scalar(Scalar::Double),
+                Kind::String => FieldType::Scalar(Scalar::String),
+                Kind::Bytes => FieldType::Scalar(Scalar::Bytes),
+            };
+            let real_oneof = f.containing_oneof().filter(|o| !o.is_synthetic());
+            Ok(FieldModel {
+                name: f.name().to_owned(),
+                json_name: f.json_name().to_owned(),
+                number: f.number(),
+                ty,
+                repeated: f.is_list(),
+                optional: f.containing_oneof().is_some_and(|o| o.is_synthetic()),
+                oneof: real_oneof.and_then(|o| oneofs.iter().position(|x| x.name() == o.name())),
+                doc: comment(f.parent_file().file_descriptor_proto(), f.path()),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MessageModel {
+        ty: type_ref_message(m),
+        fields,
+        oneofs: oneofs
+            .iter()
+            .map(|o| OneofModel {
+                name: o.name().to_owned(),
+                doc: comment(o.parent_file().file_descriptor_proto(), o.path()),
+            })
+            .collect(),
+        doc: comment(m.parent_file().file_descriptor_proto(), m.path()),
+    })
+}
+
+fn type_ref_enum(e: &EnumDescriptor) -> TypeRef {
+    TypeRef {
+        full_name: e.full_name().to_owned(),
+        name: e.name().to_owned(),
+        file: e.parent_file().name().to_owned(),
+    }
 }
 
 fn pair_requests(

@@ -112,3 +112,86 @@ fn an_rpc_without_a_frame_case_fails_the_walk() {
     let err = walk(&pool, &Conventions::chatwire_v1()).expect_err("Edit has no frame case");
     assert!(err.to_string().contains("Edit"), "{err}");
 }
+
+#[test]
+fn no_chatwire_v1_message_numbers_a_field_between_the_cases_of_a_oneof() {
+    // The Swift back end encodes fields in field number order; prost (which wrote the golden
+    // vectors) encodes a oneof at the position of its lowest case. The two agree, byte for
+    // byte, as long as no other field is numbered between a oneof's lowest and highest case.
+    let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
+    assert!(protocol.messages.len() > 100, "every message is modelled");
+    for m in &protocol.messages {
+        for i in 0..m.oneofs.len() {
+            let cases: Vec<u32> = m
+                .fields
+                .iter()
+                .filter(|f| f.oneof == Some(i))
+                .map(|f| f.number)
+                .collect();
+            let (low, high) = (cases.iter().min(), cases.iter().max());
+            let (Some(low), Some(high)) = (low, high) else {
+                continue;
+            };
+            for f in &m.fields {
+                assert!(
+                    f.oneof == Some(i) || f.number < *low || f.number > *high,
+                    "{}.{} lies between the cases of oneof {}",
+                    m.ty.name,
+                    f.name,
+                    m.oneofs[i].name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn swift_names_of_every_chatwire_v1_message_are_unambiguous() {
+    // What a Swift compiler would reject or misread in the generated structs: two properties of
+    // one name, a oneof enum (`Kind`) that shadows a type its own message's fields use, or a
+    // property that hides a member of `ProtoMessage`.
+    use chatwire_codegen::backend::swift::type_name;
+    use chatwire_codegen::model::FieldType;
+    use chatwire_codegen::names::{lower_camel, upper_camel};
+    let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
+    for m in &protocol.messages {
+        let mut properties: Vec<String> = m
+            .fields
+            .iter()
+            .filter(|f| f.oneof.is_none())
+            .map(|f| lower_camel(&f.name))
+            .chain(m.oneofs.iter().map(|o| lower_camel(&o.name)))
+            .collect();
+        let count = properties.len();
+        properties.sort();
+        properties.dedup();
+        assert_eq!(properties.len(), count, "{}: duplicate property", m.ty.name);
+        for p in &properties {
+            assert!(
+                !["with", "encode", "serializedBytes"].contains(&p.as_str()),
+                "{}.{p} hides a ProtoMessage member",
+                m.ty.name
+            );
+        }
+        for o in &m.oneofs {
+            let nested = upper_camel(&o.name);
+            for f in &m.fields {
+                if let FieldType::Enum(t) | FieldType::Message(t) = &f.ty {
+                    assert_ne!(
+                        type_name(t),
+                        nested,
+                        "{}.{}: its type is shadowed by the oneof enum",
+                        m.ty.name,
+                        f.name
+                    );
+                }
+            }
+            assert_ne!(
+                nested,
+                type_name(&m.ty),
+                "{}: oneof named like it",
+                m.ty.name
+            );
+        }
+    }
+}

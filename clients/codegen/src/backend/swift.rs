@@ -1,0 +1,951 @@
+//! The Swift back end: `Sources/ChatwireClient/Generated/*.swift` of the `ChatwireClient`
+//! SwiftPM package (`clients/swift`).
+//!
+//! Unlike TypeScript (protobuf-es), Swift's message types come from this back end too: plain
+//! structs with a small binary codec and a proto3 JSON reader (`Wire.swift`, the same text for
+//! every protocol), so the package has no dependency to resolve and every line can be checked
+//! here without a Swift toolchain (docs/sdk-swift.md). It writes:
+//!
+//! - `Wire.swift`: `ProtoWriter`, `ProtoReader`, `ProtoJSON`, the `ProtoMessage` and
+//!   `ProtoEnum` protocols.
+//! - `Messages.swift`: one struct per message (oneofs as nested enums), one enum per proto enum
+//!   (with an `unrecognized` case, since proto3 enums are open), comments carried over.
+//! - `Api.swift`: `RequestKind`, `CallOptions`, the typed `ChatwireError`, the event kind enums,
+//!   and an extension of the hand-written `actor ChatwireClient` with one `async throws` method
+//!   per rpc (each calls the runtime's single `call`).
+
+use std::fmt::Write as _;
+
+use super::{Backend, OutputFile};
+use crate::model::{
+    EnumModel, EventCase, FieldModel, FieldType, MessageModel, Protocol, Scalar, TypeRef,
+};
+use crate::names::{lower_camel, upper_camel};
+
+/// The Swift back end.
+#[derive(Debug, Clone, Copy)]
+pub struct Swift;
+
+/// The codec every generated message uses; protocol-independent.
+const WIRE: &str = include_str!("swift/Wire.swift");
+
+/// Where the generated files go inside the package.
+const DIR: &str = "Sources/ChatwireClient/Generated";
+
+impl Backend for Swift {
+    fn name(&self) -> &'static str {
+        "swift"
+    }
+
+    fn root(&self) -> &'static str {
+        "clients/swift"
+    }
+
+    fn render(&self, protocol: &Protocol) -> Vec<OutputFile> {
+        vec![
+            OutputFile {
+                path: format!("{DIR}/Wire.swift"),
+                contents: WIRE.to_owned(),
+            },
+            OutputFile {
+                path: format!("{DIR}/Messages.swift"),
+                contents: messages(protocol),
+            },
+            OutputFile {
+                path: format!("{DIR}/Api.swift"),
+                contents: api(protocol),
+            },
+        ]
+    }
+}
+
+/// `writeln!` into a `String` cannot fail; this keeps the renderers free of `Result`.
+macro_rules! w {
+    ($out:expr) => { $out.push('\n') };
+    ($out:expr, $($arg:tt)*) => {{ let _ = writeln!($out, $($arg)*); }};
+}
+
+/// Swift keywords that cannot name a property or case without backticks.
+const KEYWORDS: &[&str] = &[
+    "associatedtype",
+    "as",
+    "break",
+    "case",
+    "catch",
+    "class",
+    "continue",
+    "default",
+    "defer",
+    "deinit",
+    "do",
+    "else",
+    "enum",
+    "extension",
+    "fallthrough",
+    "false",
+    "fileprivate",
+    "for",
+    "func",
+    "guard",
+    "if",
+    "import",
+    "in",
+    "init",
+    "inout",
+    "internal",
+    "is",
+    "let",
+    "nil",
+    "operator",
+    "private",
+    "protocol",
+    "public",
+    "repeat",
+    "rethrows",
+    "return",
+    "self",
+    "Self",
+    "static",
+    "struct",
+    "subscript",
+    "super",
+    "switch",
+    "throw",
+    "throws",
+    "true",
+    "try",
+    "typealias",
+    "var",
+    "where",
+    "while",
+    "Type",
+    "Protocol",
+];
+
+/// Proto message names that would shadow a Swift standard library type everywhere in the
+/// module, and the name the package uses instead.
+const RENAMED: &[(&str, &str)] = &[
+    ("Error", "ErrorMessage"),
+    ("Result", "ResultMessage"),
+    ("Data", "DataMessage"),
+    ("Date", "DateMessage"),
+    ("URL", "URLMessage"),
+    ("Optional", "OptionalMessage"),
+    ("Array", "ArrayMessage"),
+    ("String", "StringMessage"),
+    ("Set", "SetMessage"),
+];
+
+/// The Swift name of a proto message or enum.
+pub fn type_name(t: &TypeRef) -> String {
+    RENAMED
+        .iter()
+        .find(|(proto, _)| *proto == t.name)
+        .map(|(_, swift)| (*swift).to_owned())
+        .unwrap_or_else(|| t.name.clone())
+}
+
+/// A lowerCamel identifier, in backticks when it is a keyword.
+fn ident(name: &str) -> String {
+    let camel = lower_camel(name);
+    if KEYWORDS.contains(&camel.as_str()) {
+        format!("`{camel}`")
+    } else {
+        camel
+    }
+}
+
+/// The lowerCamel name of a Swift enum case for a proto enum value's short name.
+fn enum_case(short: &str) -> String {
+    let camel = lower_camel(short);
+    let camel = if camel.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("value{camel}")
+    } else {
+        camel
+    };
+    if KEYWORDS.contains(&camel.as_str()) || camel == "unrecognized" {
+        format!("`{camel}`")
+    } else {
+        camel
+    }
+}
+
+fn doc(out: &mut String, indent: &str, text: &str) {
+    for l in text.lines() {
+        w!(out, "{indent}/// {l}");
+    }
+}
+
+fn header(out: &mut String, p: &Protocol, what: &str) {
+    w!(
+        out,
+        "// @generated by chatwire-codegen (swift) from {}. Do not edit: run scripts/regen.",
+        p.package
+    );
+    w!(out, "// {what}");
+    w!(out);
+    w!(out, "import Foundation");
+    w!(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.swift
+
+/// How one scalar type is written, read and typed in Swift.
+struct ScalarInfo {
+    swift: &'static str,
+    default: &'static str,
+    /// `varint`, `fixed32`, `fixed64`, `string` or `data`: the writer and reader method.
+    wire: &'static str,
+    /// Converts `$0` (the Swift value) to what the writer takes.
+    to_wire: &'static str,
+    /// Converts `$0` (what the reader returns) to the Swift value.
+    from_wire: &'static str,
+    /// The `ProtoJSON` reader.
+    json: &'static str,
+}
+
+fn scalar(s: Scalar) -> ScalarInfo {
+    let info = |swift, default, wire, to_wire, from_wire, json| ScalarInfo {
+        swift,
+        default,
+        wire,
+        to_wire,
+        from_wire,
+        json,
+    };
+    match s {
+        Scalar::Bool => info(
+            "Bool",
+            "false",
+            "varint",
+            "($0 ? 1 : 0)",
+            "($0 != 0)",
+            "bool",
+        ),
+        Scalar::Int32 => info(
+            "Int32",
+            "0",
+            "varint",
+            "UInt64(bitPattern: Int64($0))",
+            "Int32(truncatingIfNeeded: $0)",
+            "int32",
+        ),
+        Scalar::Sint32 => info(
+            "Int32",
+            "0",
+            "varint",
+            "ProtoWriter.zigzag32($0)",
+            "ProtoReader.unzigzag32($0)",
+            "int32",
+        ),
+        Scalar::Sfixed32 => info(
+            "Int32",
+            "0",
+            "fixed32",
+            "UInt32(bitPattern: $0)",
+            "Int32(bitPattern: $0)",
+            "int32",
+        ),
+        Scalar::Uint32 => info(
+            "UInt32",
+            "0",
+            "varint",
+            "UInt64($0)",
+            "UInt32(truncatingIfNeeded: $0)",
+            "uint32",
+        ),
+        Scalar::Fixed32 => info("UInt32", "0", "fixed32", "$0", "$0", "uint32"),
+        Scalar::Int64 => info(
+            "Int64",
+            "0",
+            "varint",
+            "UInt64(bitPattern: $0)",
+            "Int64(bitPattern: $0)",
+            "int64",
+        ),
+        Scalar::Sint64 => info(
+            "Int64",
+            "0",
+            "varint",
+            "ProtoWriter.zigzag64($0)",
+            "ProtoReader.unzigzag64($0)",
+            "int64",
+        ),
+        Scalar::Sfixed64 => info(
+            "Int64",
+            "0",
+            "fixed64",
+            "UInt64(bitPattern: $0)",
+            "Int64(bitPattern: $0)",
+            "int64",
+        ),
+        Scalar::Uint64 => info("UInt64", "0", "varint", "$0", "$0", "uint64"),
+        Scalar::Fixed64 => info("UInt64", "0", "fixed64", "$0", "$0", "uint64"),
+        Scalar::Float => info(
+            "Float",
+            "0",
+            "fixed32",
+            "$0.bitPattern",
+            "Float(bitPattern: $0)",
+            "float",
+        ),
+        Scalar::Double => info(
+            "Double",
+            "0",
+            "fixed64",
+            "$0.bitPattern",
+            "Double(bitPattern: $0)",
+            "double",
+        ),
+        Scalar::String => info("String", "\"\"", "string", "$0", "$0", "string"),
+        Scalar::Bytes => info("Data", "Data()", "data", "$0", "$0", "data"),
+    }
+}
+
+/// The Swift type of one value of the field (without `[]` or `?`).
+fn element_type(f: &FieldModel) -> String {
+    match &f.ty {
+        FieldType::Scalar(s) => scalar(*s).swift.to_owned(),
+        FieldType::Enum(t) | FieldType::Message(t) => type_name(t),
+    }
+}
+
+/// Substitutes `value` for `$0` in a conversion template.
+fn apply(template: &str, value: &str) -> String {
+    template.replace("$0", value)
+}
+
+/// The statement that writes one value `v` of the field.
+fn write_value(f: &FieldModel, v: &str, always: bool) -> String {
+    let always = if always { ", always: true" } else { "" };
+    match &f.ty {
+        FieldType::Message(_) => format!("writer.message({}, {v})", f.number),
+        FieldType::Enum(_) => format!(
+            "writer.varint({}, UInt64(bitPattern: Int64({v}.number)){always})",
+            f.number
+        ),
+        FieldType::Scalar(s) => {
+            let info = scalar(*s);
+            format!(
+                "writer.{}({}, {}{always})",
+                info.wire,
+                f.number,
+                apply(info.to_wire, v)
+            )
+        }
+    }
+}
+
+/// The expression that reads one value of the field at `key`.
+fn read_value(f: &FieldModel) -> String {
+    match &f.ty {
+        FieldType::Message(t) => format!("try reader.message(key, as: {}.self)", type_name(t)),
+        FieldType::Enum(t) => format!(
+            "{}(number: Int32(truncatingIfNeeded: try reader.varint(key)))",
+            type_name(t)
+        ),
+        FieldType::Scalar(s) => {
+            let info = scalar(*s);
+            apply(info.from_wire, &format!("try reader.{}(key)", info.wire))
+        }
+    }
+}
+
+/// The expression that reads one JSON value `v` of the field.
+fn json_value(f: &FieldModel, v: &str) -> String {
+    match &f.ty {
+        FieldType::Message(t) => format!(
+            "try ProtoJSON.message({v}, \"{}\", as: {}.self)",
+            f.name,
+            type_name(t)
+        ),
+        FieldType::Enum(t) => format!(
+            "try ProtoJSON.enumValue({v}, \"{}\", as: {}.self)",
+            f.name,
+            type_name(t)
+        ),
+        FieldType::Scalar(s) => format!("try ProtoJSON.{}({v}, \"{}\")", scalar(*s).json, f.name),
+    }
+}
+
+/// Whether a repeated field of this type is packed (proto3 numeric scalars and enums).
+fn packed_wire(f: &FieldModel) -> Option<&'static str> {
+    match &f.ty {
+        FieldType::Enum(_) => Some("varint"),
+        FieldType::Scalar(s) => match scalar(*s).wire {
+            w @ ("varint" | "fixed32" | "fixed64") => Some(w),
+            _ => None,
+        },
+        FieldType::Message(_) => None,
+    }
+}
+
+fn messages(p: &Protocol) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        p,
+        "Message and enum types of the protocol, with their binary codec and proto3 JSON reader.",
+    );
+    for e in std::iter::once(&p.error_codes)
+        .chain(std::iter::once(&p.close_codes))
+        .chain(&p.enums)
+    {
+        enum_type(&mut out, e);
+    }
+    for m in &p.messages {
+        message_type(&mut out, m);
+    }
+    out
+}
+
+fn enum_type(out: &mut String, e: &EnumModel) {
+    let name = type_name(&e.ty);
+    doc(out, "", &e.doc);
+    w!(out, "public enum {name}: ProtoEnum {{");
+    for v in &e.values {
+        doc(out, "    ", &v.doc);
+        w!(out, "    case {}", enum_case(&v.short));
+    }
+    w!(
+        out,
+        "    /// A number this version of the protocol does not name."
+    );
+    w!(out, "    case unrecognized(Int32)");
+    w!(out);
+    w!(
+        out,
+        "    /// Every value this version names, in declaration order."
+    );
+    let all: Vec<String> = e
+        .values
+        .iter()
+        .map(|v| format!(".{}", enum_case(&v.short)))
+        .collect();
+    w!(
+        out,
+        "    public static let allKnown: [{name}] = [{}]",
+        all.join(", ")
+    );
+    w!(out);
+    w!(out, "    public init(number: Int32) {{");
+    w!(out, "        switch number {{");
+    for v in &e.values {
+        w!(
+            out,
+            "        case {}: self = .{}",
+            v.number,
+            enum_case(&v.short)
+        );
+    }
+    w!(out, "        default: self = .unrecognized(number)");
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out);
+    w!(out, "    public init?(protoName: String) {{");
+    w!(out, "        switch protoName {{");
+    for v in &e.values {
+        w!(
+            out,
+            "        case \"{}\": self = .{}",
+            v.name,
+            enum_case(&v.short)
+        );
+    }
+    w!(out, "        default: return nil");
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out);
+    w!(out, "    public var number: Int32 {{");
+    w!(out, "        switch self {{");
+    for v in &e.values {
+        w!(
+            out,
+            "        case .{}: return {}",
+            enum_case(&v.short),
+            v.number
+        );
+    }
+    w!(out, "        case .unrecognized(let number): return number");
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out);
+    w!(out, "    public var protoName: String? {{");
+    w!(out, "        switch self {{");
+    for v in &e.values {
+        w!(
+            out,
+            "        case .{}: return \"{}\"",
+            enum_case(&v.short),
+            v.name
+        );
+    }
+    w!(out, "        case .unrecognized: return nil");
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out, "}}");
+    w!(out);
+}
+
+/// The Swift type of a oneof's enum, `request` -> `Request`.
+fn oneof_type(name: &str) -> String {
+    upper_camel(name)
+}
+
+fn message_type(out: &mut String, m: &MessageModel) {
+    let name = type_name(&m.ty);
+    doc(out, "", &m.doc);
+    w!(out, "public struct {name}: ProtoMessage {{");
+    // Stored properties: plain fields in declaration order, then one per oneof.
+    for f in m.fields.iter().filter(|f| f.oneof.is_none()) {
+        doc(out, "    ", &f.doc);
+        let element = element_type(f);
+        let (ty, default) = if f.repeated {
+            (format!("[{element}]"), "[]".to_owned())
+        } else if f.optional || matches!(f.ty, FieldType::Message(_)) {
+            (format!("{element}?"), "nil".to_owned())
+        } else {
+            let default = match &f.ty {
+                FieldType::Scalar(s) => scalar(*s).default.to_owned(),
+                FieldType::Enum(t) => format!("{}(number: 0)", type_name(t)),
+                FieldType::Message(_) => "nil".to_owned(),
+            };
+            (element, default)
+        };
+        w!(out, "    public var {}: {ty} = {default}", ident(&f.name));
+    }
+    for o in &m.oneofs {
+        doc(out, "    ", &o.doc);
+        w!(
+            out,
+            "    public var {}: {}? = nil",
+            ident(&o.name),
+            oneof_type(&o.name)
+        );
+    }
+    for (i, o) in m.oneofs.iter().enumerate() {
+        w!(out);
+        w!(out, "    /// The cases of `{}`.", o.name);
+        w!(
+            out,
+            "    public indirect enum {}: Equatable, Sendable {{",
+            oneof_type(&o.name)
+        );
+        for f in m.fields.iter().filter(|f| f.oneof == Some(i)) {
+            doc(out, "        ", &f.doc);
+            w!(out, "        case {}({})", ident(&f.name), element_type(f));
+        }
+        w!(out, "    }}");
+    }
+    w!(out);
+    w!(out, "    public init() {{}}");
+    w!(out);
+    decode_binary(out, m);
+    w!(out);
+    decode_json(out, m);
+    w!(out);
+    encode_binary(out, m);
+    w!(out, "}}");
+    w!(out);
+}
+
+fn decode_binary(out: &mut String, m: &MessageModel) {
+    w!(out, "    public init(reader: inout ProtoReader) throws {{");
+    w!(out, "        self.init()");
+    w!(out, "        while let key = try reader.nextField() {{");
+    w!(out, "            switch key.field {{");
+    for f in &m.fields {
+        let target = ident(&f.name);
+        let line = if let Some(i) = f.oneof {
+            format!(
+                "self.{} = .{target}({})",
+                ident(&m.oneofs[i].name),
+                read_value(f)
+            )
+        } else if f.repeated {
+            match (packed_wire(f), &f.ty) {
+                (Some(wire), FieldType::Enum(t)) => format!(
+                    "self.{target} += try reader.{wire}s(key).map {{ {}(number: Int32(truncatingIfNeeded: $0)) }}",
+                    type_name(t)
+                ),
+                (Some(wire), FieldType::Scalar(s)) => format!(
+                    "self.{target} += try reader.{wire}s(key).map {{ {} }}",
+                    scalar(*s).from_wire
+                ),
+                _ => format!("self.{target}.append({})", read_value(f)),
+            }
+        } else {
+            format!("self.{target} = {}", read_value(f))
+        };
+        w!(out, "            case {}: {line}", f.number);
+    }
+    w!(out, "            default: try reader.skip(key)");
+    w!(out, "            }}");
+    w!(out, "        }}");
+    w!(out, "    }}");
+}
+
+fn decode_json(out: &mut String, m: &MessageModel) {
+    w!(
+        out,
+        "    public init(jsonObject json: [String: Any]) throws {{"
+    );
+    w!(out, "        self.init()");
+    for f in &m.fields {
+        let target = ident(&f.name);
+        w!(
+            out,
+            "        if let value = ProtoJSON.field(json, \"{}\", \"{}\") {{",
+            f.json_name,
+            f.name
+        );
+        if let Some(i) = f.oneof {
+            w!(
+                out,
+                "            self.{} = .{target}({})",
+                ident(&m.oneofs[i].name),
+                json_value(f, "value")
+            );
+        } else if f.repeated {
+            w!(
+                out,
+                "            self.{target} = try ProtoJSON.list(value, \"{}\").map {{ {} }}",
+                f.name,
+                json_value(f, "$0")
+            );
+        } else {
+            w!(
+                out,
+                "            self.{target} = {}",
+                json_value(f, "value")
+            );
+        }
+        w!(out, "        }}");
+    }
+    w!(out, "    }}");
+}
+
+fn encode_binary(out: &mut String, m: &MessageModel) {
+    w!(
+        out,
+        "    public func encode(to writer: inout ProtoWriter) {{"
+    );
+    let mut fields: Vec<&FieldModel> = m.fields.iter().collect();
+    fields.sort_by_key(|f| f.number);
+    for f in fields {
+        let target = ident(&f.name);
+        if let Some(i) = f.oneof {
+            w!(
+                out,
+                "        if case .{target}(let value)? = self.{} {{ {} }}",
+                ident(&m.oneofs[i].name),
+                write_value(f, "value", true)
+            );
+        } else if f.repeated {
+            match (packed_wire(f), &f.ty) {
+                (Some(_), FieldType::Enum(_)) => w!(
+                    out,
+                    "        writer.packedVarints({}, self.{target}.map {{ UInt64(bitPattern: Int64($0.number)) }})",
+                    f.number
+                ),
+                (Some(wire), FieldType::Scalar(s)) => {
+                    let info = scalar(*s);
+                    let method = match wire {
+                        "varint" => "packedVarints",
+                        "fixed32" => "packedFixed32s",
+                        _ => "packedFixed64s",
+                    };
+                    w!(
+                        out,
+                        "        writer.{method}({}, self.{target}.map {{ {} }})",
+                        f.number,
+                        info.to_wire
+                    );
+                }
+                _ => w!(
+                    out,
+                    "        for value in self.{target} {{ {} }}",
+                    write_value(f, "value", true)
+                ),
+            }
+        } else if f.optional || matches!(f.ty, FieldType::Message(_)) {
+            w!(
+                out,
+                "        if let value = self.{target} {{ {} }}",
+                write_value(f, "value", true)
+            );
+        } else {
+            w!(
+                out,
+                "        {}",
+                write_value(f, &format!("self.{target}"), false)
+            );
+        }
+    }
+    w!(out, "    }}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Api.swift
+
+fn api(p: &Protocol) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        p,
+        "The typed surface: requests, errors, events and one method per rpc on ChatwireClient.",
+    );
+    request_kind(&mut out, p);
+    errors(&mut out, p);
+    event_kind(
+        &mut out,
+        "EventKind",
+        "Event",
+        "the user stream (`Event.kind`)",
+        &p.events,
+    );
+    event_kind(
+        &mut out,
+        "RoomEventKind",
+        "RoomEvent",
+        "a room's log (`RoomEvent.kind`)",
+        &p.room_events,
+    );
+    w!(
+        out,
+        "/// One server event, as the client delivers it through `ChatwireClient.events()`."
+    );
+    w!(out, "public typealias ChatwireEvent = Event.Kind");
+    w!(out);
+    methods(&mut out, p);
+    out
+}
+
+fn request_kind(out: &mut String, p: &Protocol) {
+    w!(
+        out,
+        "/// Every request of `{}.{}`, by its `ClientFrame.request` (and `Reply.result`) case.",
+        p.package,
+        p.service
+    );
+    w!(
+        out,
+        "public enum RequestKind: String, CaseIterable, Sendable {{"
+    );
+    for r in &p.requests {
+        doc(out, "    ", &r.doc);
+        w!(out, "    case {} = \"{}\"", ident(&r.case), r.case);
+    }
+    w!(out);
+    w!(out, "    /// The rpc of `{}`.", p.service);
+    w!(out, "    public var rpc: String {{");
+    w!(out, "        switch self {{");
+    for r in &p.requests {
+        w!(
+            out,
+            "        case .{}: return \"{}\"",
+            ident(&r.case),
+            r.rpc
+        );
+    }
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out);
+    w!(
+        out,
+        "    /// The field number of the request and result cases."
+    );
+    w!(out, "    public var number: Int {{");
+    w!(out, "        switch self {{");
+    for r in &p.requests {
+        w!(out, "        case .{}: return {}", ident(&r.case), r.number);
+    }
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out, "}}");
+    w!(out);
+    w!(out, "extension ClientFrame.Request {{");
+    w!(out, "    /// The kind of this request.");
+    w!(out, "    public var kind: RequestKind {{");
+    w!(out, "        switch self {{");
+    for r in &p.requests {
+        w!(
+            out,
+            "        case .{}: return .{}",
+            ident(&r.case),
+            ident(&r.case)
+        );
+    }
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out, "}}");
+    w!(out);
+}
+
+fn errors(out: &mut String, p: &Protocol) {
+    let error = type_name(&p.error);
+    w!(
+        out,
+        "/// Why a request got no reply; its outcome is unknown."
+    );
+    w!(out, "public enum NoReplyReason: String, Sendable {{");
+    w!(out, "    /// No reply within the request's timeout.");
+    w!(out, "    case timeout");
+    w!(
+        out,
+        "    /// The connection dropped with the request in flight."
+    );
+    w!(out, "    case connectionLost");
+    w!(out, "    /// The client was closed.");
+    w!(out, "    case closed");
+    w!(out, "}}");
+    w!(out);
+    w!(
+        out,
+        "/// Every error the client throws: each request method throws only this type."
+    );
+    w!(
+        out,
+        "public enum ChatwireError: Swift.Error, Equatable, Sendable {{"
+    );
+    w!(
+        out,
+        "    /// The server answered the request with an error (`Reply.result.error`)."
+    );
+    w!(out, "    case server(request: RequestKind, error: {error})");
+    w!(
+        out,
+        "    /// The request got no reply: timed out, connection lost or client closed."
+    );
+    w!(
+        out,
+        "    case noReply(request: RequestKind, reason: NoReplyReason)"
+    );
+    w!(
+        out,
+        "    /// The session ended for good (the server said not to reconnect, or `close()`)."
+    );
+    w!(
+        out,
+        "    case sessionClosed(code: CloseCode?, reason: String)"
+    );
+    w!(
+        out,
+        "    /// The reply carried a result of another request (a server bug)."
+    );
+    w!(out, "    case unexpectedReply(request: RequestKind)");
+    w!(out, "    /// Bytes from the server did not decode.");
+    w!(out, "    case decoding(ProtoDecodingError)");
+    w!(
+        out,
+        "    /// The client cannot do this as configured (for example a URL it cannot use)."
+    );
+    w!(out, "    case invalidConfiguration(String)");
+    w!(out);
+    w!(
+        out,
+        "    /// The server's error, when the server answered with one."
+    );
+    w!(out, "    public var serverError: {error}? {{");
+    w!(
+        out,
+        "        guard case .server(_, let error) = self else {{ return nil }}"
+    );
+    w!(out, "        return error");
+    w!(out, "    }}");
+    w!(out, "}}");
+    w!(out);
+    w!(out, "/// Options of one request.");
+    w!(out, "public struct CallOptions: Sendable {{");
+    w!(
+        out,
+        "    /// Seconds before the request fails with `noReply(.timeout)` (the client's default when nil)."
+    );
+    w!(out, "    public var timeout: TimeInterval?");
+    w!(
+        out,
+        "    /// A W3C trace-context trace id (32 lowercase hex digits) for the server's logs."
+    );
+    w!(out, "    public var traceId: String");
+    w!(out);
+    w!(
+        out,
+        "    public init(timeout: TimeInterval? = nil, traceId: String = \"\") {{"
+    );
+    w!(out, "        self.timeout = timeout");
+    w!(out, "        self.traceId = traceId");
+    w!(out, "    }}");
+    w!(out, "}}");
+    w!(out);
+}
+
+fn event_kind(out: &mut String, name: &str, message: &str, what: &str, cases: &[EventCase]) {
+    w!(out, "/// The cases of {what}, by name.");
+    w!(out, "public enum {name}: String, CaseIterable, Sendable {{");
+    for e in cases {
+        doc(out, "    ", &e.doc);
+        w!(out, "    case {} = \"{}\"", ident(&e.case), e.case);
+    }
+    w!(out, "}}");
+    w!(out);
+    w!(out, "extension {message}.Kind {{");
+    w!(out, "    /// The case of this event.");
+    w!(out, "    public var kind: {name} {{");
+    w!(out, "        switch self {{");
+    for e in cases {
+        w!(
+            out,
+            "        case .{}: return .{}",
+            ident(&e.case),
+            ident(&e.case)
+        );
+    }
+    w!(out, "        }}");
+    w!(out, "    }}");
+    w!(out, "}}");
+    w!(out);
+}
+
+fn methods(out: &mut String, p: &Protocol) {
+    w!(
+        out,
+        "/// One method per request of `{}`: each returns its typed result or throws a",
+        p.service
+    );
+    w!(
+        out,
+        "/// `ChatwireError`. The runtime (`Client.swift`) implements `call`."
+    );
+    w!(out, "extension ChatwireClient {{");
+    for (i, r) in p.requests.iter().enumerate() {
+        if i > 0 {
+            w!(out);
+        }
+        doc(out, "    ", &r.doc);
+        let case = ident(&r.case);
+        w!(
+            out,
+            "    public func {}(_ request: {}, options: CallOptions = CallOptions()) async throws -> {} {{",
+            ident(&r.rpc),
+            type_name(&r.request),
+            type_name(&r.response)
+        );
+        w!(
+            out,
+            "        let result = try await call(.{case}(request), options: options)"
+        );
+        w!(
+            out,
+            "        guard case .{case}(let response) = result else {{"
+        );
+        w!(
+            out,
+            "            throw ChatwireError.unexpectedReply(request: .{case})"
+        );
+        w!(out, "        }}");
+        w!(out, "        return response");
+        w!(out, "    }}");
+    }
+    w!(out, "}}");
+}
