@@ -3,8 +3,13 @@
 //! Run: `cargo run --release -p chatwire-bench -- --addr 127.0.0.1:8080 --data-dir chatwire-data`
 //!
 //! Senders each post `--messages` messages into one shared group, one request at a time (each
-//! waits for its acknowledgement, which means the message is durable), while one more member
-//! is subscribed and counts live deliveries. Prints throughput and acknowledgement latency.
+//! waits for its acknowledgement, which means the message is durable), while `--subscribers`
+//! more members are subscribed and count live deliveries (fan-out). `--idle N` first opens N
+//! connected sessions that stay idle (memory per connection). With `--server-pid` it reads the
+//! server's CPU time and resident memory from /proc: deliveries per server-CPU-second is the
+//! fan-out figure that does not depend on the load generator sharing the machine.
+//! `--expect-all` exits non-zero unless every acknowledged message reached every subscriber
+//! exactly once and in order (the smoke run of the test command: counts, never timing).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +22,8 @@ use chatwire_server::chat::ids::UserId;
 use chatwire_server::clock::{Clock, SystemClock};
 use chatwire_server::config::Config;
 use clap::Parser;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Load generator flags.
 #[derive(Debug, Parser)]
@@ -36,68 +43,117 @@ struct Args {
     /// Text size of each message, in bytes.
     #[arg(long, default_value_t = 100)]
     size: usize,
+    /// Subscribed members that count live deliveries (the fan-out of each message).
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
+    /// Idle connected sessions opened first (memory per connection, with --server-pid).
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// The server's process id: CPU time and resident memory are read from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// How long subscribers may still wait for deliveries after the last acknowledgement
+    /// before what is missing counts as lost, in seconds.
+    #[arg(long, default_value_t = 60)]
+    drain_s: u64,
+    /// Exit non-zero unless every acknowledged message reached every subscriber once, in order.
+    #[arg(long)]
+    expect_all: bool,
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    delivered: usize,
+    duplicated: usize,
+    out_of_order: usize,
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let secrets = chatwire_server::devdefaults::load_or_create(&args.data_dir)?;
     let minter = TokenMinter::from_config(&Config::default().auth, Some(&secrets.jwt_secret))?;
-    let token = |user: &str| -> Result<String, Box<dyn std::error::Error>> {
-        Ok(minter.mint(&UserId::parse(user)?, 3_600_000, SystemClock.now_ms())?)
-    };
     let target = WsTarget::new(args.addr);
     let connect = |user: String| {
         let target = target.clone();
-        let token = token(&user);
+        let token = UserId::parse(&user)
+            .map_err(BoxError::from)
+            .and_then(|id| Ok(minter.mint(&id, 3_600_000, SystemClock.now_ms())?));
         async move {
             let client = Client::open(&target).await?;
             client.connect(&token?).await?;
-            Ok::<_, Box<dyn std::error::Error>>(client)
+            Ok::<_, BoxError>(client)
         }
     };
     let run = format!("{}", SystemClock.now_ms());
+
+    let rss_before = args.server_pid.and_then(rss_kib);
+    let mut idle = Vec::with_capacity(args.idle);
+    for i in 0..args.idle {
+        idle.push(connect(format!("bench-{run}-idle-{i}")).await?);
+    }
+    if let (Some(before), Some(after)) = (rss_before, args.server_pid.and_then(rss_kib))
+        && args.idle > 0
+    {
+        println!(
+            "idle: {} sessions, server RSS {before} -> {after} KiB: {:.1} KiB per connection",
+            args.idle,
+            (after.saturating_sub(before)) as f64 / args.idle as f64
+        );
+    }
+
     let senders: Vec<String> = (0..args.clients)
         .map(|i| format!("bench-{run}-{i}"))
         .collect();
+    let readers: Vec<String> = (0..args.subscribers)
+        .map(|i| format!("bench-{run}-reader-{i}"))
+        .collect();
     let owner = connect(format!("bench-{run}-owner")).await?;
-    let mut members = senders.clone();
-    members.push(format!("bench-{run}-reader"));
     let room = owner
         .create_group(v1::CreateGroupRequest {
             name: "bench".into(),
-            member_ids: members,
+            member_cap: u32::try_from(senders.len() + readers.len() + 1).unwrap_or(u32::MAX),
             ..Default::default()
         })
         .await?
         .room
         .ok_or("no room")?
         .id;
-    let reader = connect(format!("bench-{run}-reader")).await?;
-    let head = reader
-        .subscribe(v1::SubscribeRequest {
-            room_id: room.clone(),
-            after_seq: 0,
-            limit: 0,
-        })
-        .await?
-        .head_seq;
+    let everyone: Vec<String> = senders.iter().chain(&readers).cloned().collect();
+    for chunk in everyone.chunks(100) {
+        owner
+            .add_members(v1::AddMembersRequest {
+                room_id: room.clone(),
+                user_ids: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await?;
+    }
 
     let total = args.clients * args.messages;
-    let counting = tokio::spawn(async move {
-        let mut delivered = 0usize;
-        while delivered < total {
-            match reader.next_event().await {
-                Ok(v1::Event {
-                    kind: Some(v1::event::Kind::Room(_)),
-                }) => delivered += 1,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        (delivered, Instant::now())
-    });
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let mut counting = Vec::with_capacity(readers.len());
+    for reader in readers {
+        let client = connect(reader).await?;
+        let head = client
+            .subscribe(v1::SubscribeRequest {
+                room_id: room.clone(),
+                after_seq: 0,
+                limit: 0,
+            })
+            .await?
+            .head_seq;
+        counting.push(tokio::spawn(count(
+            client,
+            head,
+            total,
+            done_rx.clone(),
+            Duration::from_secs(args.drain_s),
+        )));
+    }
 
+    let cpu_before = args.server_pid.and_then(cpu_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for sender in senders {
@@ -128,25 +184,101 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies.extend(task.await?);
     }
     let acked = started.elapsed();
-    let (delivered, last_delivery) = counting.await?;
-    report(
-        &args,
-        head,
-        &mut latencies,
-        acked,
-        delivered,
-        last_delivery.duration_since(started),
-    );
+    let _ = done_tx.send(true);
+    let mut seen = Vec::with_capacity(counting.len());
+    for task in counting {
+        seen.push(task.await?);
+    }
+    let wall = started.elapsed();
+    let cpu = match (cpu_before, args.server_pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    report(&args, &mut latencies, acked, wall, &seen, cpu);
+    drop(idle);
+    let acked_all = latencies.len() == total;
+    let exact = seen
+        .iter()
+        .all(|s| s.delivered == total && s.duplicated == 0 && s.out_of_order == 0);
+    if args.expect_all && !(acked_all && exact) {
+        return Err("not every acknowledged message reached every subscriber once, in order".into());
+    }
     Ok(())
+}
+
+/// Counts the messages a subscriber receives until it has `total`, or until the senders are
+/// done and nothing more arrived for `drain`.
+async fn count(
+    client: Client,
+    head: u64,
+    total: usize,
+    mut done: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut last = head;
+    while seen.delivered < total {
+        let next = client.next_event();
+        let event = if *done.borrow() {
+            match tokio::time::timeout(drain, next).await {
+                Ok(event) => event,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                event = next => event,
+                _ = done.changed() => continue,
+            }
+        };
+        match event {
+            Ok(v1::Event {
+                kind: Some(v1::event::Kind::Room(event)),
+            }) => {
+                if event.seq <= last {
+                    seen.duplicated += 1;
+                    continue;
+                }
+                if event.seq != last + 1 {
+                    seen.out_of_order += 1;
+                }
+                last = event.seq;
+                if let Some(v1::room_event::Kind::MessageCreated(_)) = event.kind {
+                    seen.delivered += 1;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+/// The process's user + system CPU time, in seconds (Linux /proc).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+/// The process's resident memory, in KiB (Linux /proc).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn report(
     args: &Args,
-    head: u64,
     latencies: &mut [Duration],
     acked: Duration,
-    delivered: usize,
-    delivery: Duration,
+    wall: Duration,
+    seen: &[Seen],
+    cpu: Option<f64>,
 ) {
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -156,8 +288,8 @@ fn report(
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "senders {} x messages {} ({} B text), room head before {head}",
-        args.clients, args.messages, args.size
+        "senders {} x messages {} ({} B text), {} subscribers",
+        args.clients, args.messages, args.size, args.subscribers
     );
     println!(
         "acknowledged {} in {:.2} s: {:.0} msg/s",
@@ -172,8 +304,20 @@ fn report(
         pct(0.99),
         pct(1.0)
     );
+    let expected = args.clients * args.messages * seen.len();
+    let delivered: usize = seen.iter().map(|s| s.delivered).sum();
+    let duplicated: usize = seen.iter().map(|s| s.duplicated).sum();
+    let out_of_order: usize = seen.iter().map(|s| s.out_of_order).sum();
     println!(
-        "delivered live to the reader: {delivered} (last at {:.2} s)",
-        delivery.as_secs_f64()
+        "deliveries: {delivered} of {expected} in {:.2} s ({:.0}/s wall); lost {}, duplicated {duplicated}, out of order {out_of_order}",
+        wall.as_secs_f64(),
+        delivered as f64 / wall.as_secs_f64(),
+        expected.saturating_sub(delivered)
     );
+    if let Some(cpu) = cpu {
+        println!(
+            "server CPU {cpu:.2} s: {:.0} deliveries per server-CPU-second",
+            delivered as f64 / cpu.max(0.01)
+        );
+    }
 }

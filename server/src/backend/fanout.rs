@@ -6,7 +6,7 @@
 //! overflows is told so through its [`SessionLink`] and closed as a slow consumer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chatwire_protocol::v1;
@@ -21,11 +21,68 @@ pub type SessionKey = u64;
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// Contiguous events of one room, in seq order.
-    Room(Arc<[v1::RoomEvent]>),
+    Room(Arc<RoomBatch>),
     /// An event of the user's own stream (or a call signal).
     User(Arc<v1::Event>),
     /// End the session with this close code (revocation, drain).
     Close(v1::CloseCode),
+}
+
+/// A room's new events as the fan-out hands them to sessions: the events, and each one's
+/// encoded event frame, made once by the first session that writes them and shared (not
+/// copied) by every other recipient.
+#[derive(Debug)]
+pub struct RoomBatch {
+    events: Arc<[v1::RoomEvent]>,
+    frames: OnceLock<Option<Arc<[bytes::Bytes]>>>,
+}
+
+impl RoomBatch {
+    /// A batch of contiguous events of one room, in seq order.
+    pub fn new(events: Arc<[v1::RoomEvent]>) -> Arc<Self> {
+        Arc::new(Self {
+            events,
+            frames: OnceLock::new(),
+        })
+    }
+
+    /// The events.
+    pub fn events(&self) -> &[v1::RoomEvent] {
+        &self.events
+    }
+
+    /// Each event as a whole server frame, length prefix included (`None` when one would be
+    /// over `max_frame`: sessions then encode what they send themselves). Encoded on the first
+    /// call; every later call, from any session, gets the same bytes.
+    pub fn frames(&self, max_frame: usize) -> Option<&[bytes::Bytes]> {
+        self.frames
+            .get_or_init(|| {
+                self.events
+                    .iter()
+                    .map(|event| encode_event(event, max_frame))
+                    .collect::<Option<Arc<[bytes::Bytes]>>>()
+            })
+            .as_deref()
+    }
+}
+
+impl std::ops::Deref for RoomBatch {
+    type Target = [v1::RoomEvent];
+
+    fn deref(&self) -> &Self::Target {
+        &self.events
+    }
+}
+
+fn encode_event(event: &v1::RoomEvent, max_frame: usize) -> Option<bytes::Bytes> {
+    let frame = v1::ServerFrame {
+        frame: Some(v1::server_frame::Frame::Event(v1::Event {
+            kind: Some(v1::event::Kind::Room(event.clone())),
+        })),
+    };
+    let mut out = bytes::BytesMut::new();
+    chatwire_protocol::encode_frame(&frame, max_frame, &mut out).ok()?;
+    Some(out.freeze())
 }
 
 /// Who sees a room batch: the room's members after it, plus the members it removed. The member
@@ -167,4 +224,44 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn unwatch_presence(&self, session: SessionKey, users: &[UserId]);
     /// A user's presence now: online while a session is live; last seen when it ended.
     fn presence(&self, user: &UserId) -> v1::Presence;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> v1::RoomEvent {
+        v1::RoomEvent {
+            room_id: "g.1".into(),
+            seq,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_is_encoded_once_and_shared() {
+        let batch = RoomBatch::new(Arc::from(vec![event(1), event(2)]));
+        let first = batch.frames(1 << 20).expect("fits").to_vec();
+        let second = batch.frames(1 << 20).expect("fits");
+        // The same bytes, not a copy: every recipient writes the one encoding.
+        assert_eq!(first.len(), 2);
+        for (a, b) in first.iter().zip(second) {
+            assert_eq!(a.as_ptr(), b.as_ptr());
+        }
+        let mut decoder = chatwire_protocol::ServerFrameDecoder::new(1 << 20);
+        decoder.push(&first[1]);
+        let frame = decoder.next_frame().expect("decodes").expect("a frame");
+        let expected = v1::ServerFrame {
+            frame: Some(v1::server_frame::Frame::Event(v1::Event {
+                kind: Some(v1::event::Kind::Room(event(2))),
+            })),
+        };
+        assert_eq!(frame, expected);
+    }
+
+    #[test]
+    fn a_batch_over_the_frame_limit_is_not_shared() {
+        let batch = RoomBatch::new(Arc::from(vec![event(1)]));
+        assert!(batch.frames(2).is_none());
+    }
 }

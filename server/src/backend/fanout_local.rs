@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chatwire_protocol::v1;
 
-use super::fanout::{Audience, Delivery, Fanout, SessionKey, SessionLink};
+use super::fanout::{Audience, Delivery, Fanout, RoomBatch, SessionKey, SessionLink};
 use crate::chat::ids::{RoomId, UserId};
 use crate::clock::Clock;
 
@@ -140,8 +140,9 @@ impl Fanout for LocalFanout {
                 .filter_map(|key| inner.sessions.get(key).map(|(_, link)| link.clone()))
                 .collect()
         };
+        let batch = RoomBatch::new(events);
         for link in links {
-            link.deliver(Delivery::Room(Arc::clone(&events)));
+            link.deliver(Delivery::Room(Arc::clone(&batch)));
         }
     }
 

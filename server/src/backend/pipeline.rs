@@ -11,6 +11,11 @@ use crate::chat::error::ChatError;
 #[async_trait]
 pub trait Pipeline: Send + Sync + std::fmt::Debug {
     /// Executes a command on its room's writer and returns the writer's answer.
+    ///
+    /// The command takes its place in its room's order during the first poll of the returned
+    /// future, before it first waits: a caller that polls two of them once each, in turn, has
+    /// them applied in that order while it waits for both at once. Implementations
+    /// queue synchronously (a channel send), never behind an await.
     async fn execute(&self, command: RoomCommand) -> Result<Outcome, ChatError>;
 }
 

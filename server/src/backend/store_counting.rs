@@ -1,5 +1,6 @@
 //! A store that counts the calls made to another one, for tests that assert the cost of a
-//! path by the number of store operations it makes (never by timing).
+//! path by the number of store operations it makes (never by timing). It can also hold a
+//! room's appends until the test lets them go (a write that is slow at the store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use crate::chat::ids::{RoomId, UserId};
 pub struct CountingStore {
     inner: Arc<dyn Store>,
     calls: Mutex<HashMap<&'static str, usize>>,
+    held: Mutex<HashMap<RoomId, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl CountingStore {
@@ -26,7 +28,18 @@ impl CountingStore {
         Self {
             inner,
             calls: Mutex::default(),
+            held: Mutex::default(),
         }
+    }
+
+    /// Holds every append to `room` until the returned semaphore gets permits (one each).
+    pub fn hold_appends(&self, room: &RoomId) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(room.clone(), Arc::clone(&gate));
+        gate
     }
 
     /// How many times `operation` (a method name) was called.
@@ -60,6 +73,17 @@ impl RoomLog for CountingStore {
         expected_seq: u64,
         batch: &Batch,
     ) -> Result<AppendOutcome, StoreError> {
+        let gate = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(room)
+            .cloned();
+        if let Some(gate) = gate
+            && let Ok(permit) = gate.acquire().await
+        {
+            permit.forget();
+        }
         self.count("append").append(room, expected_seq, batch).await
     }
     async fn read_events(

@@ -25,7 +25,8 @@ pub struct SessionConfig {
     /// The heartbeat interval: the server sends a Heartbeat after this much outbound silence
     /// and closes after two intervals of inbound silence.
     pub heartbeat_interval: Duration,
-    /// Most requests admitted from one transport message before the rest are refused.
+    /// Most requests admitted and not yet answered; more are refused at once. Writes
+    /// run concurrently with later requests, so this spans transport messages.
     pub max_in_flight: usize,
     /// How long before token expiry the client is warned.
     pub token_warning: Duration,
@@ -50,6 +51,9 @@ impl Default for SessionConfig {
 pub enum Output {
     /// Send a frame.
     Frame(v1::ServerFrame),
+    /// Send a frame that is already encoded (length prefix included), shared with the other
+    /// sessions that receive it.
+    Encoded(bytes::Bytes),
     /// Execute a request and report its result with `on_reply`.
     Execute {
         /// The request id.
@@ -96,7 +100,10 @@ pub struct SessionCore {
     last_tx: Instant,
     token_expires_at: Option<Instant>,
     token_warned: bool,
-    admitted: usize,
+    /// Requests admitted and not yet answered (Connect and typing datagrams aside).
+    in_flight: usize,
+    /// The id of the Connect being executed: its reply is not one of `in_flight`.
+    connect_id: Option<u64>,
     cursors: HashMap<RoomId, Cursor>,
     /// When "typing" was last forwarded, per room.
     typing: HashMap<RoomId, Instant>,
@@ -130,7 +137,8 @@ impl SessionCore {
             last_tx: now,
             token_expires_at: None,
             token_warned: false,
-            admitted: 0,
+            in_flight: 0,
+            connect_id: None,
             cursors: HashMap::new(),
             typing: HashMap::new(),
             out: VecDeque::new(),
@@ -161,10 +169,9 @@ impl SessionCore {
         self.last_tx = now;
     }
 
-    /// The driver starts a new transport message: the in-flight count restarts.
+    /// The driver starts a new transport message.
     pub fn on_message(&mut self, now: Instant) {
         self.last_rx = now;
-        self.admitted = 0;
     }
 
     /// A decoded frame arrived.
@@ -198,6 +205,13 @@ impl SessionCore {
             // Connect with a non-zero id; id 0 is refused like any bad first frame.
             Phase::AwaitingConnect if is_connect && frame.id != 0 => {
                 self.phase = Phase::Connecting;
+                self.connect_id = Some(frame.id);
+                self.out.push_back(Output::Execute {
+                    id: frame.id,
+                    trace_id: clean_trace_id(frame.trace_id),
+                    request,
+                });
+                return;
             }
             Phase::AwaitingConnect => {
                 self.error_reply(
@@ -224,8 +238,7 @@ impl SessionCore {
             );
             return;
         }
-        self.admitted += 1;
-        if self.admitted > self.config.max_in_flight {
+        if self.in_flight >= self.config.max_in_flight {
             self.error_reply(
                 frame.id,
                 ChatError::RateLimited {
@@ -234,6 +247,7 @@ impl SessionCore {
             );
             return;
         }
+        self.in_flight += 1;
         self.out.push_back(Output::Execute {
             id: frame.id,
             trace_id: clean_trace_id(frame.trace_id),
@@ -297,6 +311,11 @@ impl SessionCore {
         if id == 0 {
             return;
         }
+        if self.connect_id == Some(id) {
+            self.connect_id = None;
+        } else {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
         let result = match result {
             Ok(result) => result,
             Err(err) => v1::reply::Result::Error(err.to_proto()),
@@ -310,12 +329,13 @@ impl SessionCore {
         if self.phase != Phase::Connected {
             return;
         }
-        // They arrived in one transport message with Connect: one in-flight count.
-        self.admitted = 1;
+        // They arrived in one transport message with Connect, which counts as one of them.
+        self.in_flight += 1;
         let now = self.last_rx;
         while let Some(frame) = self.pending.pop_front() {
             self.on_frame(now, frame);
         }
+        self.in_flight -= 1;
         for id in std::mem::take(&mut self.pending_over) {
             let refused = ChatError::RateLimited {
                 retry_after_ms: 100,
@@ -369,6 +389,28 @@ impl SessionCore {
         events: &[v1::RoomEvent],
         from_repair: bool,
     ) -> bool {
+        self.room_events(room, events, None, from_repair)
+    }
+
+    /// Live events of one room together with each one's encoded event frame (`frames[i]` is
+    /// `events[i]`): as [`SessionCore::on_room_events`], but the frames go out as they are,
+    /// so a batch is encoded once for all its recipients.
+    pub fn on_shared_events(
+        &mut self,
+        room: &RoomId,
+        events: &[v1::RoomEvent],
+        frames: &[bytes::Bytes],
+    ) -> bool {
+        self.room_events(room, events, Some(frames), false)
+    }
+
+    fn room_events(
+        &mut self,
+        room: &RoomId,
+        events: &[v1::RoomEvent],
+        frames: Option<&[bytes::Bytes]>,
+        from_repair: bool,
+    ) -> bool {
         let Some(cursor) = self.cursors.get_mut(room) else {
             return false;
         };
@@ -384,13 +426,13 @@ impl SessionCore {
         }
         let mut deliver = Vec::new();
         let mut gap = false;
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
             if event.seq <= cursor.last {
                 continue;
             }
             if event.seq == cursor.last + 1 {
                 cursor.last = event.seq;
-                deliver.push(event.clone());
+                deliver.push(i);
             } else {
                 gap = true;
                 break;
@@ -401,8 +443,11 @@ impl SessionCore {
         if ask_repair {
             cursor.repairing = true;
         }
-        for event in deliver {
-            self.event(v1::event::Kind::Room(event));
+        for i in deliver {
+            match frames.and_then(|frames| frames.get(i)) {
+                Some(frame) => self.out.push_back(Output::Encoded(frame.clone())),
+                None => self.event(v1::event::Kind::Room(events[i].clone())),
+            }
         }
         if ask_repair {
             self.out.push_back(Output::Repair {

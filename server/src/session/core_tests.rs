@@ -247,6 +247,33 @@ fn requests_beyond_the_in_flight_limit_of_one_message_are_refused() {
 }
 
 #[test]
+fn unanswered_requests_of_earlier_messages_count_toward_the_limit() {
+    let now = Instant::now();
+    let mut core = connected(now, Duration::from_secs(3600));
+    for id in 2..=4 {
+        core.on_message(now);
+        core.on_frame(now, frame(id, ping()));
+    }
+    // Three requests in flight from three messages: a fourth is refused at once.
+    core.on_message(now);
+    core.on_frame(now, frame(5, ping()));
+    let out = outputs(&mut core);
+    let refused: Vec<_> = out.iter().filter_map(error_code).collect();
+    assert_eq!(refused, vec![(5, v1::ErrorCode::RateLimited)]);
+    // One answered: room for exactly one more.
+    core.on_reply(2, Ok(v1::reply::Result::Ping(v1::PingResponse::default())));
+    core.on_frame(now, frame(6, ping()));
+    core.on_frame(now, frame(7, ping()));
+    let out = outputs(&mut core);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Execute { id: 6, .. }))
+    );
+    let refused: Vec<_> = out.iter().filter_map(error_code).collect();
+    assert_eq!(refused, vec![(7, v1::ErrorCode::RateLimited)]);
+}
+
+#[test]
 fn id_zero_is_only_for_typing_and_typing_gets_no_reply() {
     let now = Instant::now();
     let mut core = connected(now, Duration::from_secs(3600));

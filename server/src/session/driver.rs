@@ -14,7 +14,10 @@
 //!
 //! Requests run inline: while one runs, deliveries wait in the session's bounded queue and
 //! pass the cursor check afterwards. That is what makes Subscribe gap-free and duplicate-free
-//! without a separate buffer.
+//! without a separate buffer. Message changes (Send, Edit, Delete, React) are the exception:
+//! once prepared and handed to the room's writer (which fixes their order in the room), the
+//! session goes on with later requests and replies when the writer answers, so one client can
+//! pipeline sends; they touch no delivery cursor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use chatwire_protocol::{ClientFrameDecoder, DecodeError, encode_frame, v1};
 use v1::client_frame::Request;
 
@@ -120,6 +125,7 @@ pub async fn run(
     let mut connected: Option<Connected> = None;
     let mut out = BytesMut::new();
     let (mut inbound, mut reading) = spawn_reader(reader);
+    let mut writes = Writes::new();
     loop {
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         let overflow = connected
@@ -136,16 +142,17 @@ pub async fn run(
                 None => core.close(v1::CloseCode::Internal, "delivery stopped", true),
             },
             () = overflowed(overflow.as_deref()) => core.close(v1::CloseCode::SlowConsumer, "events were not read in time", true),
+            Some((id, trace_id, result)) = writes.next(), if !writes.is_empty() => {
+                reply(&mut core, id, &trace_id, result);
+            }
             () = sleep_until(deadline) => core.on_timeout(Instant::now(), services.clock.now_ms()),
         }
-        if !drain(
-            &services,
-            &mut core,
-            &mut connected,
-            &mut out,
-            transport.as_mut(),
-        )
-        .await
+        let session = Session {
+            services: &services,
+            connected: &mut connected,
+            writes: &mut writes,
+        };
+        if !drain(session, &mut core, &mut out, transport.as_mut()).await
         {
             break;
         }
@@ -161,6 +168,34 @@ pub async fn run(
     {
         reading.abort();
     }
+}
+
+/// Message changes handed to their writers, each resolving to its request id, trace id and
+/// result.
+type Writes = FuturesUnordered<
+    std::pin::Pin<
+        Box<dyn std::future::Future<Output = (u64, String, Result<v1::reply::Result, ChatError>)> + Send>,
+    >,
+>;
+
+/// What `drain` works on besides the core.
+struct Session<'a> {
+    services: &'a Arc<Services>,
+    connected: &'a mut Option<Connected>,
+    writes: &'a mut Writes,
+}
+
+/// Answers a request; failures that are the server's are logged.
+fn reply(
+    core: &mut SessionCore,
+    id: u64,
+    trace_id: &str,
+    result: Result<v1::reply::Result, ChatError>,
+) {
+    if let Err(err @ (ChatError::Internal | ChatError::Unavailable(_))) = &result {
+        tracing::warn!(trace_id, error = %err, "request failed");
+    }
+    core.on_reply(id, result);
 }
 
 /// Runs the read half in its own task; whole messages arrive on the returned channel.
@@ -270,12 +305,16 @@ fn on_inbound(core: &mut SessionCore, decoder: &mut ClientFrameDecoder, message:
 /// Executes outputs until none are left, writing frames in batches. False when the session
 /// is over.
 async fn drain(
-    services: &Arc<Services>,
+    session: Session<'_>,
     core: &mut SessionCore,
-    connected: &mut Option<Connected>,
     out: &mut BytesMut,
     transport: &mut dyn SessionTransport,
 ) -> bool {
+    let Session {
+        services,
+        connected,
+        writes,
+    } = session;
     let max_frame = services.limits.max_server_frame_bytes as usize;
     let overflow = connected
         .as_ref()
@@ -304,15 +343,20 @@ async fn drain(
                 request,
             } => {
                 let datagrams = transport.typing_datagrams();
-                execute(
+                let session = Session {
                     services,
-                    core,
-                    connected,
-                    (id, datagrams),
-                    &trace_id,
-                    request,
-                )
-                .await;
+                    connected: &mut *connected,
+                    writes: &mut *writes,
+                };
+                execute(session, core, (id, datagrams), trace_id, request).await;
+            }
+            Output::Encoded(frame) => {
+                out.extend_from_slice(&frame);
+                if out.len() >= max_frame
+                    && !flush(core, out, transport, overflow, write_timeout).await
+                {
+                    return false;
+                }
             }
             Output::Repair { room, after_seq } => repair(services, core, &room, after_seq).await,
             Output::Close {
@@ -391,13 +435,17 @@ async fn flush(
 }
 
 async fn execute(
-    services: &Arc<Services>,
+    session: Session<'_>,
     core: &mut SessionCore,
-    connected: &mut Option<Connected>,
     (id, datagrams): (u64, bool),
-    trace_id: &str,
+    trace_id: String,
     request: Request,
 ) {
+    let Session {
+        services,
+        connected,
+        writes,
+    } = session;
     match (request, connected.as_ref()) {
         (Request::Connect(connect), _) => {
             match connect_session(services, core, &connect, datagrams).await {
@@ -422,8 +470,15 @@ async fn execute(
                 services,
                 user: &session.user,
                 session: session.key,
-                trace_id,
+                trace_id: &trace_id,
             };
+            if handlers::is_message_change(&request) {
+                match handlers::prepare(ctx, request).await {
+                    Ok(prepared) => hand_over(services, core, writes, (id, trace_id), prepared).await,
+                    Err(err) => reply(core, id, &trace_id, Err(err)),
+                }
+                return;
+            }
             let marked = match &request {
                 Request::MarkRead(r) => RoomId::parse(&r.room_id).ok(),
                 _ => None,
@@ -432,12 +487,31 @@ async fn execute(
             if let (Some(room), Some(session)) = (marked, connected.as_mut()) {
                 session.read_ordinals.remove(&room);
             }
-            if let Err(err @ (ChatError::Internal | ChatError::Unavailable(_))) = &result {
-                tracing::warn!(trace_id, error = %err, "request failed");
-            }
-            core.on_reply(id, result);
+            reply(core, id, &trace_id, result);
         }
         (_, None) => core.on_reply(id, Err(ChatError::FailedPrecondition("not connected"))),
+    }
+}
+
+/// Hands a prepared message change to its writer: polled once here, which puts it in its
+/// room's order before any later request of the session runs; answered from `writes` when the
+/// writer is done (at once when it already is).
+async fn hand_over(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    writes: &mut Writes,
+    (id, trace_id): (u64, String),
+    prepared: handlers::Prepared,
+) {
+    let services = Arc::clone(services);
+    let mut write: std::pin::Pin<Box<_>> = Box::pin(async move {
+        let result = prepared.run(&services).await;
+        (id, trace_id, result)
+    });
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready((id, trace_id, result)) => reply(core, id, &trace_id, result),
+        std::task::Poll::Pending => writes.push(write),
     }
 }
 
@@ -565,14 +639,22 @@ async fn on_delivery(
     delivery: Delivery,
 ) {
     match delivery {
-        Delivery::Room(events) => {
+        Delivery::Room(batch) => {
+            let events = batch.events();
             let Some(room) = events.first().and_then(|e| RoomId::parse(&e.room_id).ok()) else {
                 return;
             };
-            if !core.on_room_events(&room, &events, false)
+            let live = match batch.frames(services.limits.max_server_frame_bytes as usize) {
+                Some(frames) => core.on_shared_events(&room, events, frames),
+                None => core.on_room_events(&room, events, false),
+            };
+            if live && let Some(session) = &connected {
+                senders_receipts(core, &session.user, &room, events);
+            }
+            if !live
                 && let Some(session) = connected
             {
-                room_activity(services, core, session, &room, &events).await;
+                room_activity(services, core, session, &room, events).await;
             }
         }
         Delivery::Close(code) => {
@@ -602,6 +684,38 @@ async fn on_delivery(
                 core.event(kind);
             }
         }
+    }
+}
+
+/// A stored message moved its sender's read and delivered watermarks to its seq, so
+/// the live sessions of the other members get that receipt with the message: built
+/// here from the event, one per sender and batch, with no store read and no fan-out of its own.
+fn senders_receipts(core: &mut SessionCore, user: &UserId, room: &RoomId, events: &[v1::RoomEvent]) {
+    let mut receipts: Vec<v1::Receipt> = Vec::new();
+    for event in events {
+        let Some(v1::room_event::Kind::MessageCreated(_)) = &event.kind else {
+            continue;
+        };
+        if event.sender == user.as_str() {
+            continue;
+        }
+        match receipts.iter_mut().find(|r| r.user_id == event.sender) {
+            Some(receipt) => {
+                receipt.delivered_seq = event.seq;
+                receipt.read_seq = event.seq;
+            }
+            None => receipts.push(v1::Receipt {
+                user_id: event.sender.clone(),
+                delivered_seq: event.seq,
+                read_seq: event.seq,
+            }),
+        }
+    }
+    if !receipts.is_empty() {
+        core.event(v1::event::Kind::ReceiptsChanged(v1::ReceiptsChanged {
+            room_id: room.to_string(),
+            receipts,
+        }));
     }
 }
 

@@ -64,6 +64,9 @@ impl Authenticate for TokenIsUser {
     }
 }
 
+/// Room writers (shards) of the test server.
+const SHARDS: usize = 2;
+
 struct Harness {
     services: Arc<Services>,
     store: Arc<CountingStore>,
@@ -80,13 +83,17 @@ fn harness() -> Harness {
     let store = Arc::new(CountingStore::new(Arc::new(embedded)));
     let clock = crate::server::system_clock();
     let fanout = Arc::new(LocalFanout::new(Arc::clone(&clock)));
-    let writer = RoomWriter::new(
-        store.clone(),
-        fanout.clone(),
-        Arc::clone(&clock),
-        WriterConfig::default(),
-    );
-    let pipeline = Arc::new(LocalPipeline::start(vec![writer], 64));
+    let writers = (0..SHARDS)
+        .map(|_| {
+            RoomWriter::new(
+                store.clone(),
+                fanout.clone(),
+                Arc::clone(&clock),
+                WriterConfig::default(),
+            )
+        })
+        .collect();
+    let pipeline = Arc::new(LocalPipeline::start(writers, 64));
     let config = crate::config::Config::default();
     let services = Services::new(
         store.clone(),
@@ -281,8 +288,71 @@ async fn room_activity_reads_the_read_position_once_per_room() {
     bob.call(send_text(&room, SENDS + 1)).await;
     assert_eq!(alice.room_activity().await.unread_count, 1);
     // Alice's own message moves her position to it: nothing unread, then one.
-    alice.call(send_text(&room, SENDS + 2)).await;
+    // (Its reply and its RoomActivity may come in either order, R-5.3.2.)
+    alice.send(send_text(&room, SENDS + 2));
     assert_eq!(alice.room_activity().await.unread_count, 0);
     bob.call(send_text(&room, SENDS + 3)).await;
     assert_eq!(alice.room_activity().await.unread_count, 1);
+}
+
+fn sent_seq(result: &v1::reply::Result) -> u64 {
+    match result {
+        v1::reply::Result::Send(sent) => sent.seq,
+        other => panic!("Send failed: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_send_is_answered_while_an_earlier_one_waits_at_the_store() {
+    use crate::backend::pipeline::shard_of;
+    let h = harness();
+    let mut alice = Client::connect(&h.services, "alice").await;
+    // Two rooms whose writers are different shards.
+    let slow = open_direct(&mut alice, "bob").await;
+    let mut fast = String::new();
+    for i in 0..64 {
+        let room = open_direct(&mut alice, &format!("peer{i}")).await;
+        if shard_of(&room, SHARDS) != shard_of(&slow, SHARDS) {
+            fast = room;
+            break;
+        }
+    }
+    assert!(!fast.is_empty(), "no room on another shard");
+    let gate = h
+        .store
+        .hold_appends(&RoomId::parse(&slow).expect("room id"));
+
+    let first = alice.send(send_text(&slow, 1));
+    let second = alice.send(send_text(&slow, 2));
+    let other = alice.send(send_text(&fast, 3));
+    // The send to the other room is answered while both sends to the slow room wait.
+    let mut answered = Vec::new();
+    let bounded = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(v1::server_frame::Frame::Reply(reply)) = alice.frame().await.frame {
+                answered.push(reply.request_id);
+                if reply.request_id == other {
+                    sent_seq(&reply.result.expect("a result"));
+                    return;
+                }
+            }
+        }
+    });
+    assert!(
+        bounded.await.is_ok(),
+        "the send to another room waited behind the held one"
+    );
+    assert_eq!(answered, [other], "a held send was answered");
+
+    gate.add_permits(1_000);
+    let mut seqs = std::collections::HashMap::new();
+    while seqs.len() < 2 {
+        if let Some(v1::server_frame::Frame::Reply(reply)) = alice.frame().await.frame {
+            seqs.insert(reply.request_id, sent_seq(&reply.result.expect("a result")));
+        }
+    }
+    assert!(
+        seqs[&first] < seqs[&second],
+        "sends to one room applied out of order: {seqs:?}"
+    );
 }

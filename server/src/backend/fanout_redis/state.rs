@@ -10,7 +10,7 @@ use chatwire_protocol::v1;
 
 use super::cluster::Cluster;
 use super::rooms::{Ready, Rooms};
-use crate::backend::fanout::{Delivery, SessionKey, SessionLink};
+use crate::backend::fanout::{Delivery, RoomBatch, SessionKey, SessionLink};
 use crate::chat::ids::UserId;
 
 /// A node's in-memory state.
@@ -61,9 +61,10 @@ impl State {
     /// Hands ready room events to the local sessions of their audience.
     pub(super) fn deliver_rooms(&self, ready: Vec<Ready>) {
         for ready in ready {
+            let batch = RoomBatch::new(Arc::clone(&ready.events));
             for user in ready.audience.iter() {
                 for (_, link) in self.links_of(user) {
-                    link.deliver(Delivery::Room(Arc::clone(&ready.events)));
+                    link.deliver(Delivery::Room(Arc::clone(&batch)));
                 }
             }
         }

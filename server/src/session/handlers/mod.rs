@@ -33,17 +33,49 @@ pub struct Ctx<'a> {
     pub trace_id: &'a str,
 }
 
+/// A room change ready for its writer: the command, and how the writer's outcome becomes the
+/// reply.
+#[derive(Debug)]
+pub struct Prepared {
+    command: RoomCommand,
+    reply: fn(Outcome) -> Result<Reply, ChatError>,
+}
+
+impl Prepared {
+    /// Hands the command to its room's writer and waits for the reply. The command takes its
+    /// place in the room's order on the first poll (see [`crate::backend::pipeline::Pipeline`]).
+    pub async fn run(self, services: &Services) -> Result<Reply, ChatError> {
+        (self.reply)(services.pipeline.execute(self.command).await?)
+    }
+}
+
 impl Ctx<'_> {
     /// Runs a room command on the room's writer.
     async fn write(&self, room: RoomId, op: RoomOp) -> Result<Outcome, ChatError> {
-        let command = RoomCommand {
+        let command = self.command(room, op);
+        self.services.pipeline.execute(command).await
+    }
+
+    fn command(&self, room: RoomId, op: RoomOp) -> RoomCommand {
+        RoomCommand {
             room,
             actor: self.user.clone(),
             op,
             trace_id: self.trace_id.to_owned(),
             privileged: false,
-        };
-        self.services.pipeline.execute(command).await
+        }
+    }
+
+    fn prepare(
+        &self,
+        room: RoomId,
+        op: RoomOp,
+        reply: fn(Outcome) -> Result<Reply, ChatError>,
+    ) -> Prepared {
+        Prepared {
+            command: self.command(room, op),
+            reply,
+        }
     }
 
     /// The caller's membership, or NotFound.
@@ -69,6 +101,26 @@ fn room_id(raw: &str) -> Result<RoomId, ChatError> {
     RoomId::parse(raw).map_err(|_| ChatError::NotFound)
 }
 
+/// Whether a request is a message change (Send, Edit, Delete, React): prepared with
+/// [`prepare`], then run while the session goes on with its later requests.
+pub fn is_message_change(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Send(_) | Request::Edit(_) | Request::Delete(_) | Request::React(_)
+    )
+}
+
+/// Prepares a message change (see [`is_message_change`]); anything else is an internal error.
+pub async fn prepare(ctx: Ctx<'_>, request: Request) -> Result<Prepared, ChatError> {
+    match request {
+        Request::Send(r) => messages::send(ctx, r).await,
+        Request::Edit(r) => messages::edit(ctx, r),
+        Request::Delete(r) => messages::delete(ctx, r),
+        Request::React(r) => messages::react(ctx, r),
+        _ => Err(ChatError::Internal),
+    }
+}
+
 /// Executes one request of a connected session (everything but Connect and Refresh).
 pub async fn execute(
     ctx: Ctx<'_>,
@@ -90,10 +142,9 @@ pub async fn execute(
         Request::RemoveMember(r) => rooms::remove_member(ctx, r).await,
         Request::SetRole(r) => rooms::set_role(ctx, r).await,
         Request::LeaveRoom(r) => rooms::leave_room(ctx, r).await,
-        Request::Send(r) => messages::send(ctx, r).await,
-        Request::Edit(r) => messages::edit(ctx, r).await,
-        Request::Delete(r) => messages::delete(ctx, r).await,
-        Request::React(r) => messages::react(ctx, r).await,
+        request @ (Request::Send(_) | Request::Edit(_) | Request::Delete(_) | Request::React(_)) => {
+            prepare(ctx, request).await?.run(ctx.services).await
+        }
         Request::History(r) => reads::history(ctx, r).await,
         Request::Subscribe(r) => reads::subscribe(ctx, core, r).await,
         Request::Unsubscribe(r) => reads::unsubscribe(ctx, core, r).await,
