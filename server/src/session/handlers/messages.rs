@@ -3,7 +3,7 @@
 use chatwire_protocol::v1;
 use v1::reply::Result as Reply;
 
-use super::{Ctx, room_id};
+use super::{Ctx, receipts, room_id};
 use crate::chat::command::{Outcome, RoomOp, SendOp};
 use crate::chat::error::ChatError;
 use crate::chat::validate;
@@ -21,8 +21,15 @@ pub(super) async fn send(ctx: Ctx<'_>, r: v1::SendRequest) -> Result<Reply, Chat
         reply_to_seq: r.reply_to_seq,
         thread_root_seq: r.thread_root_seq,
     };
-    match ctx.write(room, RoomOp::Send(op)).await? {
-        Outcome::Sent(response) => Ok(Reply::Send(response)),
+    match ctx.write(room.clone(), RoomOp::Send(op)).await? {
+        Outcome::Sent(response) => {
+            if !response.duplicate {
+                // The Send moved the sender's watermarks to its seq: the other
+                // members see that receipt like any other.
+                receipts::own_message_sent(&ctx, &room, response.seq).await;
+            }
+            Ok(Reply::Send(response))
+        }
         _ => Err(ChatError::Internal),
     }
 }

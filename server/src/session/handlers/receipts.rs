@@ -77,10 +77,32 @@ async fn capped(ctx: &Ctx<'_>, room: &RoomId, seq: u64) -> Result<u64, ChatError
 }
 
 fn publish_receipt(ctx: &Ctx<'_>, room: &RoomId, state: &UserRoom, members: &[v1::Member]) {
+    publish(ctx, room, state.delivered_seq, state.read_seq, members);
+}
+
+/// After a stored (not deduplicated) Send: the writer moved the sender's read and delivered
+/// watermarks to the message's seq in the same batch, so the other members get that
+/// receipt. Without it, a member who replies and then marks read would never be
+/// seen reading: the MarkRead finds its watermarks already moved and publishes nothing. Best
+/// effort, like every receipt: a failed member lookup only loses this live event.
+pub(super) async fn own_message_sent(ctx: &Ctx<'_>, room: &RoomId, seq: u64) {
+    match ctx.services.store.members(room, None, 1000).await {
+        Ok(members) => publish(ctx, room, seq, seq, &members),
+        Err(err) => tracing::debug!(%room, error = %err, "receipt of a send not published"),
+    }
+}
+
+fn publish(
+    ctx: &Ctx<'_>,
+    room: &RoomId,
+    delivered_seq: u64,
+    read_seq: u64,
+    members: &[v1::Member],
+) {
     let receipt = v1::Receipt {
         user_id: ctx.user.to_string(),
-        delivered_seq: state.delivered_seq,
-        read_seq: state.read_seq,
+        delivered_seq,
+        read_seq,
     };
     let event = v1::Event {
         kind: Some(v1::event::Kind::ReceiptsChanged(v1::ReceiptsChanged {
