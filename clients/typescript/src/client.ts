@@ -373,7 +373,10 @@ export class ChatwireClient extends ChatwireRequests {
     }
   }
 
-  /** Ends the session on purpose (close code 4012): pending requests and unsent messages fail. */
+  /**
+   * Ends the session on purpose (close code 4012): pending requests fail, and so do unsent
+   * messages for this client; an outbox store keeps them for the next client on it.
+   */
   close(): void {
     if (this.state === "closed") return;
     this.transport?.close(CloseCode.CLIENT_CLOSED, "client closed");

@@ -195,6 +195,7 @@ test("a reply turns the other side's message to read; groups, members, edit, del
     await alice.page.click('#messages li.mine:has-text("coffee at 3?") .text');
     await alice.page.click('#messages li.mine:has-text("coffee at 3?") button[data-action="react 👍"]');
     await alice.page.waitForSelector('#messages li.mine:has-text("coffee at 3?") .reactions span.me:has-text("👍 1")');
+    await shot(alice.page, "actions");
     alice.page.once("dialog", (d) => d.accept());
     await alice.page.click('#messages li.mine:has-text("coffee at 3?") .text');
     await alice.page.click('#messages li.mine:has-text("coffee at 3?") button[data-action="delete"]');
@@ -214,7 +215,7 @@ test("a reply turns the other side's message to read; groups, members, edit, del
     await alice.page.waitForSelector('#members:has-text("3 members")');
     const members = await bobSdk.listMembers({ roomId: group });
     assert.deepEqual(members.members.map((m) => m.userId).sort(), ["alice", "bob", "carol"]);
-    await shot(alice.page, "actions");
+    await shot(alice.page, "group");
     assert.deepEqual(alice.errors, []);
 
     // Logging out forgets the token: a reload shows the login form.
