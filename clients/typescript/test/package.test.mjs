@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, readdirSync, existsSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, copyFileSync, readdirSync, existsSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,7 +77,7 @@ test("the packed SDK installs into an empty project; the quick start compiles un
     const tarball = join(work, packed);
     assert.ok(existsSync(tarball), `npm pack wrote ${packed}`);
     const app = join(work, "app");
-    run("mkdir", ["-p", app]);
+    mkdirSync(app);
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "quickstart-check", private: true, type: "module" }));
     run(npm, ["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline", tarball, "ws@^8.18.0", "@types/ws@^8.18.0", "@types/node@^20.19.0"], { cwd: app });
 

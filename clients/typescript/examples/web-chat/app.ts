@@ -572,7 +572,7 @@ function markRead(roomId: string, seq: bigint): void {
 // ---------------------------------------------------------------------------------------------
 // Rendering the conversation
 
-const STATUS_TEXT: Record<MessageStatus, string> = { pending: "🕓 pending", sent: "✓ sent", delivered: "✓✓ delivered", read: "✓✓ read", failed: "⚠ failed" };
+const STATUS_TEXT: Record<MessageStatus, string> = { pending: "○ pending", sent: "✓ sent", delivered: "✓✓ delivered", read: "✓✓ read", failed: "⚠ failed" };
 
 function statusOf(m: ViewMessage): MessageStatus {
   const out = client?.outgoing(m.clientMsgId);
