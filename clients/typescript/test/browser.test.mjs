@@ -166,7 +166,7 @@ test("opening a room shows its history, older pages load on scroll, and after a 
   }
 });
 
-test("a reply turns the other side's message to read; groups, members, edit, delete and react work from the page", async () => {
+test("a reply turns the other side's message to read; groups, members, edit, delete, react, logout and a refused token in the page", async () => {
   const server = await TestServer.start();
   const bobSdk = await server.client("bob");
   try {
@@ -223,6 +223,12 @@ test("a reply turns the other side's message to read; groups, members, edit, del
     await alice.page.waitForSelector("#login:not([hidden])");
     await alice.page.reload();
     await alice.page.waitForSelector("#login:not([hidden])");
+    assert.equal(await alice.page.isHidden("#app"), true);
+    // A token the server refuses (bad signature) comes back to the form with the reason.
+    const [header, claims] = server.token("alice").split(".");
+    await alice.page.fill("#token", `${header}.${claims}.${"A".repeat(43)}`);
+    await alice.page.click("#connect");
+    await alice.page.waitForSelector('#login-error:has-text("UNAUTHENTICATED")');
     assert.equal(await alice.page.isHidden("#app"), true);
     await alice.context.close();
   } finally {
