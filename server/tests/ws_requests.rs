@@ -967,6 +967,14 @@ async fn history_pages_backwards_and_forwards_with_has_more() {
         (all[5..].to_vec(), false)
     );
     assert_eq!(texts(&tail.messages), vec!["message 6", "message 7"]);
+    // An explicit before_seq 0 is the newest page, like no position; after_seq 0 the oldest.
+    let zero = history(&alice, &room, Some(Position::BeforeSeq(0)), 3).await;
+    assert_eq!(
+        (seqs(&zero.messages), zero.has_more),
+        (newest_first[0..3].to_vec(), true)
+    );
+    let start = history(&alice, &room, Some(Position::AfterSeq(0)), 3).await;
+    assert_eq!(seqs(&start.messages), all[0..3].to_vec());
     server.stop().await;
 }
 
@@ -1175,6 +1183,56 @@ async fn receipts_are_monotonic_and_fanned_out_to_members_and_other_devices() {
         ],
         "by user id; carol, at 0 and 0, is left out; MarkRead moved delivered too"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_moves_the_senders_receipt_for_the_other_members() {
+    // a Send moves the sender's own watermarks, so the other members get
+    // a ReceiptsChanged for it; the reader who replies and then marks read is seen reading
+    // (the MarkRead after the reply moves nothing and publishes nothing).
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    let room = group(&alice, &["bob"]).await;
+    for client in [&alice, &bob] {
+        subscribe_live(client, &room).await;
+    }
+    let question = sent(&alice, &room, "q", "coffee?").await.seq;
+    let answer = sent(&bob, &room, "a", "yes").await.seq;
+    let read = bob
+        .mark_read(v1::MarkReadRequest {
+            room_id: room.clone(),
+            seq: answer,
+        })
+        .await
+        .expect("mark read");
+    assert_eq!(read.read_seq, answer);
+    let (_, receipt) = wait_for(&alice, |kind| match kind {
+        Ev::ReceiptsChanged(r) if r.room_id == room => Some(r.receipts.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        receipt,
+        vec![v1::Receipt {
+            user_id: "bob".into(),
+            delivered_seq: answer,
+            read_seq: answer
+        }],
+        "bob's reply read everything up to it, alice's question ({question}) included"
+    );
+    // A resend of the same message is recognised and moves nothing: the next receipt alice
+    // sees is the one of bob's next message.
+    let again = sent(&bob, &room, "a", "yes").await;
+    assert!(again.duplicate);
+    let next = sent(&bob, &room, "b", "when?").await.seq;
+    let (_, following) = wait_for(&alice, |kind| match kind {
+        Ev::ReceiptsChanged(r) if r.room_id == room => Some(r.receipts.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(following[0].read_seq, next, "no receipt for the duplicate");
     server.stop().await;
 }
 

@@ -1,7 +1,7 @@
 // The runtime: one WebSocket session at a time, reconnect with backoff, resume, outbox,
 // message status, request timeouts, token refresh. The typed request methods come from the
 // generated `ChatwireRequests`; this class implements its `call`.
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, type ClientFrame, type Reply, type ServerFrame } from "./gen/chatwire/v1/frames_pb.js";
 import type { ConnectResponse, RefreshResponse } from "./gen/chatwire/v1/session_pb.js";
 import { CloseCode, type Error as ErrorMessage } from "./gen/chatwire/v1/errors_pb.js";
@@ -9,16 +9,37 @@ import { ContentSchema, SendRequestSchema, type Content } from "./gen/chatwire/v
 import type { Disconnect, Event, RoomEvent } from "./gen/chatwire/v1/events_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ChatwireRequests, EVENTS_KINDS, type CallOptions, type Events, type RequestKind, type Requests } from "./generated/api.js";
-import { ChatwireError, NoReplyError, SessionClosedError } from "./errors.js";
+import { ChatwireError, ConnectionError, NoReplyError, SessionClosedError } from "./errors.js";
 import { decodeServerFrames, encodeClientFrame } from "./codec.js";
-import { Transport, type WebSocketConstructor } from "./transport.js";
+import { Transport, type TransportClose, type WebSocketConstructor } from "./transport.js";
+import { MemoryOutboxStore, type OutboxStore } from "./store.js";
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import { Emitter, type Unsubscribe } from "./emitter.js";
 import { OutgoingMessage, Outbox, statusFromReceipts } from "./outbox.js";
 import { RoomState } from "./rooms.js";
 
-/** Where the client's connection stands. */
+/** Where the client's connection stands (the short form of {@link ConnectionStatus}). */
 export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
+
+/**
+ * Where the client's connection stands, with what a UI shows about it: the observable value
+ * behind `client.connection`, the `connection` event and `client.watchConnection(listener)`.
+ */
+export type ConnectionStatus =
+  | { state: "idle" }
+  /** The first connection attempt (`attempt` 1) is under way. */
+  | { state: "connecting"; attempt: number }
+  | { state: "connected"; session: ConnectResponse }
+  /**
+   * Waiting for, or making, attempt `attempt` (1-based, counted since the last session);
+   * `lastError` is why the connection or the previous attempt failed.
+   */
+  | { state: "reconnecting"; attempt: number; lastError: Error | undefined }
+  /** Final: `reason` says why; `code` is the close code when there was one. */
+  | { state: "closed"; reason: string; code: number | undefined; error: Error };
+
+/** HTTP answers to the upgrade that no retry can change (where the runtime exposes them). */
+const FINAL_HTTP = new Set([401, 403, 404]);
 
 /** How to reach and authenticate to a server. */
 export interface ClientOptions {
@@ -36,6 +57,24 @@ export interface ClientOptions {
   backoff?: BackoffOptions;
   /** Reconnect automatically (default true). */
   reconnect?: boolean;
+  /**
+   * How long one connection attempt may take, from opening the WebSocket to the
+   * `ConnectResponse`, in ms (default 15000); a slower attempt fails and is retried.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Consecutive failed connection attempts after which the client gives up and closes
+   * (`connect()` rejects with the last {@link ConnectionError}). Default: 5 before the first
+   * session, unlimited once a session was established (an outage never drops the outbox).
+   * Set it to apply the same bound to both; `Infinity` never gives up.
+   */
+  maxAttempts?: number;
+  /**
+   * Where unsent messages are kept between runs (default: memory only). `IndexedDbOutboxStore`
+   * in browsers, `FileOutboxStore` from `@chatwire/client/node` in Node: a message sent
+   * offline survives a reload and is resent with the same client_msg_id.
+   */
+  outboxStore?: OutboxStore;
   /** Sent in ConnectRequest.client, for the server's logs. */
   clientInfo?: { name?: string; version?: string; platform?: string };
   /** A stable id of this app install. */
@@ -48,15 +87,20 @@ export interface ClientOptions {
 export interface ClientEvents extends Events {
   /** Every server event (room events after seq de-duplication), as a oneof value. */
   event: ChatwireEvent;
-  /** The connection state changed. */
+  /** The connection state changed (short form). */
   state: ConnectionState;
+  /** The connection status changed (every attempt, with its error). */
+  connection: ConnectionStatus;
   /** A session was established (first connect or reconnect). */
   session: ConnectResponse;
   /** One of the user's own messages changed status. */
   status: OutgoingMessage;
   /** The session's token was replaced after a `TokenExpiring` event. */
   tokenRefreshed: RefreshResponse;
-  /** Something failed that no caller awaits (a background resume, a token refresh). */
+  /**
+   * Something failed that no caller awaits: a connection attempt (a {@link ConnectionError},
+   * one per failed attempt), a background resume, a token refresh, the outbox store.
+   */
   error: Error;
 }
 
@@ -106,15 +150,38 @@ export class ChatwireClient extends ChatwireRequests {
   private hadSession = false;
   private lastReceived = 0;
   private firstSession: { resolve(r: ConnectResponse): void; reject(e: Error): void } | null = null;
+  /** Failed attempts since the last established session. */
+  private failedAttempts = 0;
+  /** The transport that reached a session, while it lives. */
+  private sessionTransport: Transport | null = null;
+  /** The server's answer to the current attempt's Connect, when it refused. */
+  private refusal: ChatwireError | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly store: OutboxStore;
+  /** Outbox store writes, one after the other. */
+  private storeChain: Promise<void> = Promise.resolve();
   private readonly onOnline = () => this.networkReturned();
   /** The current session, while connected. */
   session: ConnectResponse | undefined;
-  /** The connection state. */
+  /** The connection state (short form). */
   state: ConnectionState = "idle";
+  /** The connection status (see {@link ConnectionStatus}). */
+  connection: ConnectionStatus = { state: "idle" };
 
   constructor(options: ClientOptions) {
     super();
     this.options = options;
+    this.store = options.outboxStore ?? new MemoryOutboxStore();
+  }
+
+  /**
+   * Calls `listener` with the current connection status now and with every change until the
+   * returned function is called (an observable value).
+   */
+  watchConnection(listener: (status: ConnectionStatus) => void): Unsubscribe {
+    const off = this.emitter.on("connection", listener);
+    listener(this.connection);
+    return off;
   }
 
   /** Creates a client and resolves once its first session is established. */
@@ -124,13 +191,59 @@ export class ChatwireClient extends ChatwireRequests {
     return client;
   }
 
-  /** Opens the connection (retrying with backoff) and resolves with the first session. */
+  /**
+   * Loads the outbox store's unsent messages (each reported as a `pending` status event), then
+   * opens the connection (retrying with backoff) and resolves with the first session; rejects
+   * with a {@link ConnectionError} when the client gives up.
+   */
   open(): Promise<ConnectResponse> {
     if (this.state !== "idle") return Promise.reject(new Error("open() was already called"));
     const first = new Promise<ConnectResponse>((resolve, reject) => (this.firstSession = { resolve, reject }));
     (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("online", this.onOnline);
-    this.startConnection();
+    this.setStatus({ state: "connecting", attempt: 1 });
+    void this.restoreOutbox().then(() => this.startConnection());
     return first;
+  }
+
+  /** Puts the stored unsent messages back in the outbox, oldest first. */
+  private async restoreOutbox(): Promise<void> {
+    let stored;
+    try {
+      stored = await this.store.load();
+    } catch (err) {
+      this.emitter.emit("error", err as Error);
+      return;
+    }
+    stored = [...stored].sort((a, b) => a.createdAtMs - b.createdAtMs);
+    for (const record of stored) {
+      if (this.outbox.get(record.clientMsgId)) continue;
+      let request;
+      try {
+        request = fromBinary(SendRequestSchema, record.request);
+      } catch (err) {
+        this.emitter.emit("error", err as Error);
+        this.persist(() => this.store.delete(record.clientMsgId));
+        continue;
+      }
+      const message = new OutgoingMessage(request, record.createdAtMs);
+      this.outbox.add(message);
+      this.emitter.emit("status", message);
+    }
+  }
+
+  /** Queues one outbox store operation; failures become `error` events. */
+  private persist(op: () => Promise<void> | void): void {
+    this.storeChain = this.storeChain.then(op).catch((err) => this.emitter.emit("error", err as Error));
+  }
+
+  /** Resolves once every outbox store write made so far has finished. */
+  flushOutbox(): Promise<void> {
+    return this.storeChain;
+  }
+
+  /** The message left the outbox for good: stored by the server, or failed. */
+  private settled(message: OutgoingMessage): void {
+    this.persist(() => this.store.delete(message.clientMsgId));
   }
 
   /** The user id of the session (after the first connect). */
@@ -231,8 +344,9 @@ export class ChatwireClient extends ChatwireRequests {
       replyToSeq: extra.replyToSeq ?? 0n,
       threadRootSeq: extra.threadRootSeq ?? 0n,
     });
-    const message = new OutgoingMessage(request);
+    const message = new OutgoingMessage(request, Date.now());
     this.outbox.add(message);
+    this.persist(() => this.store.put({ clientMsgId: message.clientMsgId, roomId, request: toBinary(SendRequestSchema, request), createdAtMs: message.createdAtMs }));
     this.emitter.emit("status", message);
     if (this.state === "connected") this.transmit(message);
     return message;
@@ -251,6 +365,7 @@ export class ChatwireClient extends ChatwireRequests {
   /** Tells the client the network is back: a waiting reconnect happens now, with backoff reset. */
   networkReturned(): void {
     this.attempt = 0;
+    this.failedAttempts = 0;
     if (this.state === "reconnecting" && this.reconnectTimer !== undefined) {
       clearTimeout(this.reconnectTimer);
       this.reconnectTimer = undefined;
@@ -258,7 +373,10 @@ export class ChatwireClient extends ChatwireRequests {
     }
   }
 
-  /** Ends the session on purpose (close code 4012): pending requests and unsent messages fail. */
+  /**
+   * Ends the session on purpose (close code 4012): pending requests fail, and so do unsent
+   * messages for this client; an outbox store keeps them for the next client on it.
+   */
   close(): void {
     if (this.state === "closed") return;
     this.transport?.close(CloseCode.CLIENT_CLOSED, "client closed");
@@ -285,29 +403,67 @@ export class ChatwireClient extends ChatwireRequests {
   // Connection life cycle
 
   private async startConnection(): Promise<void> {
+    if (this.state === "closed") return;
     const generation = ++this.generation;
-    this.setState(this.hadSession ? "reconnecting" : "connecting");
+    const attempt = this.failedAttempts + 1;
+    if (this.hadSession || this.failedAttempts > 0) {
+      const lastError = this.connection.state === "reconnecting" ? this.connection.lastError : undefined;
+      this.setStatus({ state: "reconnecting", attempt, lastError });
+    } else {
+      this.setStatus({ state: "connecting", attempt });
+    }
     this.disconnect = undefined;
+    this.refusal = undefined;
     let token: string;
     try {
       token = typeof this.options.token === "string" ? this.options.token : await this.options.token();
     } catch (err) {
-      this.emitter.emit("error", err as Error);
-      this.scheduleReconnect();
+      if (generation !== this.generation || (this.state as ConnectionState) === "closed") return;
+      this.attemptFailed(new ConnectionError({ failure: "token", attempt, message: `token(): ${(err as Error)?.message ?? err}`, cause: err }), false);
       return;
     }
-    if (generation !== this.generation || this.state === "closed") return;
+    if (generation !== this.generation || (this.state as ConnectionState) === "closed") return;
     const ctor = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!ctor) {
       this.finish(new Error("no WebSocket: pass options.WebSocket (the `ws` package in Node)"));
       return;
     }
-    const transport: Transport = new Transport(this.options.url, ctor, {
-      open: () => this.sendConnect(transport, token),
-      message: (bytes) => this.receive(transport, bytes),
-      close: (code, reason) => this.lost(transport, code, reason),
-    });
+    let transport: Transport;
+    try {
+      transport = new Transport(this.options.url, ctor, {
+        open: () => this.sendConnect(transport, token),
+        message: (bytes) => this.receive(transport, bytes),
+        close: (info) => this.lost(transport, info),
+      });
+    } catch (err) {
+      // A malformed URL: no retry can fix it.
+      this.attemptFailed(new ConnectionError({ failure: "network", attempt, message: String((err as Error)?.message ?? err), cause: err }), true);
+      return;
+    }
     this.transport = transport;
+    const timeout = this.options.connectTimeoutMs ?? 15000;
+    this.connectTimer = setTimeout(() => {
+      if (this.transport === transport && this.sessionTransport !== transport) {
+        this.timedOut = transport;
+        transport.abandon(`no session within ${timeout} ms`);
+      }
+    }, timeout);
+    unref(this.connectTimer);
+  }
+
+  /** The transport whose attempt ran out of time. */
+  private timedOut: Transport | null = null;
+
+  /** One attempt failed: reports it, then retries or gives up. */
+  private attemptFailed(error: ConnectionError, final: boolean, floorMs = 0): void {
+    this.failedAttempts++;
+    this.emitter.emit("error", error);
+    const max = this.options.maxAttempts ?? (this.hadSession ? Infinity : 5);
+    if (final || this.failedAttempts >= max || this.options.reconnect === false) {
+      this.finish(error);
+      return;
+    }
+    this.scheduleReconnect(floorMs, error);
   }
 
   private sendConnect(transport: Transport, token: string): void {
@@ -331,21 +487,29 @@ export class ChatwireClient extends ChatwireRequests {
       kind: "connect",
       frame,
       resolve: (r) => this.established(transport, r as ConnectResponse),
-      reject: () => transport.close(CloseCode.CLIENT_CLOSED, "connect refused"),
+      reject: (err) => {
+        // A refusal ends this attempt; the server's Disconnect and close say whether to retry.
+        if (err instanceof ChatwireError) this.refusal = err;
+        else if (err instanceof NoReplyError && err.reason === "timeout") this.timedOut = transport;
+        transport.close(CloseCode.CLIENT_CLOSED, "connect refused");
+      },
       timer: undefined,
       sentOn: this.generation,
       outbox: false,
     };
-    call.timer = setTimeout(() => this.expire(call), this.options.requestTimeoutMs ?? 30000);
+    call.timer = setTimeout(() => this.expire(call), this.options.connectTimeoutMs ?? 15000);
     this.pending.set(id, call);
     this.write(frame);
   }
 
   private established(transport: Transport, response: ConnectResponse): void {
     if (transport !== this.transport) return;
+    clearTimeout(this.connectTimer);
     this.session = response;
     this.hadSession = true;
-    this.setState("connected");
+    this.sessionTransport = transport;
+    this.failedAttempts = 0;
+    this.setStatus({ state: "connected", session: response });
     this.lastReceived = Date.now();
     const interval = response.heartbeatIntervalMs || 30000;
     this.heartbeatTimer = setInterval(() => this.heartbeat(interval), Math.max(250, interval / 4));
@@ -385,8 +549,12 @@ export class ChatwireClient extends ChatwireRequests {
     }
   }
 
-  private lost(transport: Transport, code: number, reason: string): void {
+  private lost(transport: Transport, info: TransportClose): void {
     if (transport !== this.transport) return;
+    const { code, reason } = info;
+    const hadSession = this.sessionTransport === transport;
+    this.sessionTransport = null;
+    clearTimeout(this.connectTimer);
     this.transport = null;
     this.session = undefined;
     this.stopTimers();
@@ -409,16 +577,35 @@ export class ChatwireClient extends ChatwireRequests {
     }
     if (this.state === "closed") return;
     const told = this.disconnect;
-    const permanent = told ? !told.reconnect : NO_RECONNECT.has(code);
-    if (permanent || this.options.reconnect === false) {
-      this.finish(new SessionClosedError(told?.code ?? code, told?.reason ?? reason));
+    if (!hadSession) {
+      const attempt = this.failedAttempts + 1;
+      const closeCode = told?.code ?? (code === CloseCode.CLIENT_CLOSED && this.refusal ? undefined : code);
+      const timedOut = this.timedOut === transport;
+      this.timedOut = null;
+      const failure = this.refusal ? "refused" : timedOut ? "timeout" : info.httpStatus ? "http" : info.opened ? "closed" : "network";
+      const detail = this.refusal?.message ?? told?.reason ?? (info.httpStatus ? `HTTP ${info.httpStatus} to the WebSocket upgrade` : reason || `closed with code ${code}`);
+      const error = new ConnectionError({ failure, attempt, message: detail, closeCode, httpStatus: info.httpStatus, refusal: this.refusal });
+      // An expired token is worth another attempt when the app can be asked for a new one.
+      const renewable = closeCode === CloseCode.AUTH_EXPIRED && typeof this.options.token === "function";
+      const final =
+        !renewable &&
+        ((told !== undefined && !told.reconnect) ||
+        (this.refusal !== undefined && !this.refusal.retryable) ||
+          (info.httpStatus !== undefined && FINAL_HTTP.has(info.httpStatus)));
+      this.attemptFailed(error, final, told?.reconnectDelayMs ?? 0);
       return;
     }
-    this.scheduleReconnect(told?.reconnectDelayMs ?? 0);
+    const permanent = told ? !told.reconnect : NO_RECONNECT.has(code);
+    const error = new SessionClosedError(told?.code ?? code, told?.reason || reason);
+    if (permanent || this.options.reconnect === false) {
+      this.finish(error);
+      return;
+    }
+    this.scheduleReconnect(told?.reconnectDelayMs ?? 0, error);
   }
 
-  private scheduleReconnect(floorMs = 0): void {
-    this.setState("reconnecting");
+  private scheduleReconnect(floorMs: number, lastError: Error | undefined): void {
+    this.setStatus({ state: "reconnecting", attempt: this.failedAttempts + 1, lastError });
     const delay = backoffDelay(this.attempt++, this.options.backoff, floorMs);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -427,7 +614,9 @@ export class ChatwireClient extends ChatwireRequests {
   }
 
   private finish(error: Error): void {
-    this.setState("closed");
+    const code = error instanceof SessionClosedError ? error.code : error instanceof ConnectionError ? error.closeCode : undefined;
+    this.setStatus({ state: "closed", reason: error.message, code, error });
+    clearTimeout(this.connectTimer);
     this.stopTimers();
     clearTimeout(this.reconnectTimer);
     (globalThis as { removeEventListener?: (t: string, f: () => void) => void }).removeEventListener?.("online", this.onOnline);
@@ -440,6 +629,8 @@ export class ChatwireClient extends ChatwireRequests {
     }
     this.pending.clear();
     this.queue = [];
+    // Unsent messages fail for this client but stay in the outbox store: the next client opened
+    // on the same store sends them (nothing the user sent is dropped by a close or a give-up).
     for (const message of this.outbox.unacknowledged()) {
       if (message.fail(error)) this.emitter.emit("status", message);
     }
@@ -451,10 +642,13 @@ export class ChatwireClient extends ChatwireRequests {
     clearTimeout(this.stableTimer);
   }
 
-  private setState(state: ConnectionState): void {
-    if (this.state === state || this.state === "closed") return;
-    this.state = state;
-    this.emitter.emit("state", state);
+  private setStatus(status: ConnectionStatus): void {
+    if (this.state === "closed") return;
+    const changed = this.state !== status.state;
+    this.connection = status;
+    this.state = status.state;
+    if (changed) this.emitter.emit("state", status.state);
+    this.emitter.emit("connection", status);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -586,7 +780,10 @@ export class ChatwireClient extends ChatwireRequests {
     else if (kind.case === "memberLeft") room.members.delete(kind.value.userId);
     else if (kind.case === "messageCreated" && event.sender === this.userId) {
       const message = this.outbox.get(kind.value.clientMsgId);
-      if (message?.acknowledge(event.seq)) this.statusChanged(message, room);
+      if (message?.acknowledge(event.seq)) {
+        this.settled(message);
+        this.statusChanged(message, room);
+      }
     }
   }
 
@@ -688,7 +885,10 @@ export class ChatwireClient extends ChatwireRequests {
     this.transmitting = false;
     reply.then(
       (response) => {
-        if (message.acknowledge(response.seq)) this.statusChanged(message, this.rooms.get(message.roomId));
+        if (message.acknowledge(response.seq)) {
+          this.settled(message);
+          this.statusChanged(message, this.rooms.get(message.roomId));
+        }
       },
       (err: Error) => this.sendFailed(message, err),
     );
@@ -697,7 +897,10 @@ export class ChatwireClient extends ChatwireRequests {
   private sendFailed(message: OutgoingMessage, err: Error): void {
     if (message.status !== "pending") return;
     if (err instanceof ChatwireError && !err.retryable) {
-      if (message.fail(err)) this.emitter.emit("status", message);
+      if (message.fail(err)) {
+        this.settled(message);
+        this.emitter.emit("status", message);
+      }
       return;
     }
     if (err instanceof NoReplyError && err.reason === "connection-lost") return; // resent by resume()

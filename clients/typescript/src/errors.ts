@@ -66,4 +66,35 @@ export class SessionClosedError extends Error {
   }
 }
 
+/** What made a connection attempt fail. */
+export type ConnectionFailure = "timeout" | "http" | "refused" | "network" | "token" | "closed";
+
+/**
+ * A connection attempt failed: emitted as an `error` event for every failed attempt, carried by
+ * the `reconnecting` state as `lastError`, and the rejection of `connect()` / `open()` when the
+ * client gives up (auth refused, HTTP 401/403/404 on the upgrade, or `maxAttempts` reached).
+ */
+export class ConnectionError extends Error {
+  /** What failed. */
+  readonly failure: ConnectionFailure;
+  /** The attempt (1-based, counted since the last established session). */
+  readonly attempt: number;
+  /** The WebSocket close code, when the connection closed (1006: no close frame). */
+  readonly closeCode: number | undefined;
+  /** The HTTP status that refused the upgrade, where the runtime exposes it (Node `ws`). */
+  readonly httpStatus: number | undefined;
+  /** The server's refusal of `Connect`, when it answered one (`ERROR_CODE_UNAUTHENTICATED`). */
+  readonly refusal: ChatwireError | undefined;
+
+  constructor(init: { failure: ConnectionFailure; attempt: number; message: string; closeCode?: number; httpStatus?: number; refusal?: ChatwireError; cause?: unknown }) {
+    super(`connection attempt ${init.attempt} failed (${init.failure}): ${init.message}`, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = "ConnectionError";
+    this.failure = init.failure;
+    this.attempt = init.attempt;
+    this.closeCode = init.closeCode;
+    this.httpStatus = init.httpStatus;
+    this.refusal = init.refusal;
+  }
+}
+
 export { ErrorCode, CloseCode };

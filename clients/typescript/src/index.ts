@@ -1,11 +1,12 @@
 // @chatwire/client: the TypeScript SDK of Chatwire (browsers and Node).
-export { ChatwireClient, type ClientOptions, type ClientEvents, type ChatwireEvent, type ConnectionState } from "./client.js";
-export { ChatwireError, NoReplyError, SessionClosedError, type NoReplyReason } from "./errors.js";
+export { ChatwireClient, type ClientOptions, type ClientEvents, type ChatwireEvent, type ConnectionState, type ConnectionStatus } from "./client.js";
+export { ChatwireError, ConnectionError, NoReplyError, SessionClosedError, type NoReplyReason, type ConnectionFailure } from "./errors.js";
+export { MemoryOutboxStore, IndexedDbOutboxStore, type OutboxStore, type StoredMessage, type IndexedDbFactory } from "./store.js";
 export { OutgoingMessage, statusFromReceipts, type MessageStatus, type Watermarks } from "./outbox.js";
 export { RoomState } from "./rooms.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
 export { encodeFrame, decodeFrames, encodeClientFrame, decodeServerFrames, encodeVarint, decodeVarint, FrameDecodeError } from "./codec.js";
-export { SUBPROTOCOL, type WebSocketLike, type WebSocketConstructor } from "./transport.js";
+export { SUBPROTOCOL, type WebSocketLike, type WebSocketConstructor, type TransportClose } from "./transport.js";
 export type { Unsubscribe } from "./emitter.js";
 export * from "./generated/api.js";
 export * from "./gen/chatwire/v1/account_pb.js";

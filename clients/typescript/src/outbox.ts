@@ -23,12 +23,15 @@ export class OutgoingMessage {
   error: Error | undefined;
   /** Attempts made so far. */
   attempts = 0;
+  /** When `sendMessage` created it (ms since the epoch), kept across a restore. */
+  readonly createdAtMs: number;
   /** Resolves with the seq once the message is stored; rejects if it fails. */
   readonly sent: Promise<bigint>;
   private settle!: { resolve: (seq: bigint) => void; reject: (err: Error) => void };
 
-  constructor(request: SendRequest) {
+  constructor(request: SendRequest, createdAtMs = Date.now()) {
     this.request = request;
+    this.createdAtMs = createdAtMs;
     this.clientMsgId = request.clientMsgId;
     this.roomId = request.roomId;
     this.sent = new Promise<bigint>((resolve, reject) => (this.settle = { resolve, reject }));

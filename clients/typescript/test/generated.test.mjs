@@ -37,6 +37,6 @@ test("src/gen is what buf generate writes", () => {
   }
 });
 
-test("the web-chat bundle is what esbuild writes from the sources", () => {
+test("the web-chat bundle and its icon are what build.mjs writes from the sources", () => {
   execFileSync(process.execPath, ["examples/web-chat/build.mjs", "--check"], { cwd: pkg, stdio: "pipe" });
 });

@@ -1599,7 +1599,8 @@ pub mod history_request {
     /// Where the page starts. When neither is set, the page ends at the newest message.
     #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum Position {
-        /// Messages with seq lower than this, newest first.
+        /// Messages with seq lower than this, newest first; 0 means no upper bound (the newest
+        /// page, as with no position).
         #[prost(uint64, tag = "2")]
         BeforeSeq(u64),
         /// Messages with seq higher than this, oldest first.

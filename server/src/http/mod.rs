@@ -1,5 +1,5 @@
-//! HTTP: the WebSocket upgrade at `/v1/ws`, health, and the admin API with readiness,
-//! metrics, `/openapi.json` and `/docs` ([`admin`]).
+//! HTTP: the WebSocket upgrade at `/v1/ws`, the example page at `/` and its icon, health, and
+//! the admin API with readiness, metrics, `/openapi.json` and `/docs` ([`admin`]).
 
 pub mod admin;
 pub mod conns;
@@ -32,12 +32,25 @@ pub struct AppState {
 const EXAMPLE_PAGE: &str =
     include_str!("../../../clients/typescript/examples/web-chat/dist/index.html");
 
+/// The example page's icon, drawn by the same build (`examples/web-chat/build.mjs`).
+const EXAMPLE_ICON: &[u8] =
+    include_bytes!("../../../clients/typescript/examples/web-chat/dist/favicon.ico");
+
 /// The server's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(|| async { axum::response::Html(EXAMPLE_PAGE) }))
+        .route(
+            "/favicon.ico",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "image/x-icon")],
+                    EXAMPLE_ICON,
+                )
+            }),
+        )
         .merge(admin::routes(&state))
         .with_state(state)
 }

@@ -30,6 +30,17 @@ pub(super) fn cases() -> Vec<Case> {
             "a limit above max_page_size is capped, not an error",
             capped
         ),
+        case!(
+            "HI-03",
+            "history",
+            Must,
+            ["R-9.1.1"],
+            ["History"],
+            None,
+            false,
+            "an explicit before_seq 0 reads the newest page, after_seq 0 the oldest",
+            zero_positions
+        ),
     ]
 }
 
@@ -101,4 +112,21 @@ async fn capped(ctx: Ctx) -> Check {
     )
     .await??;
     ensure_eq("messages", seqs.len(), response.messages.len())
+}
+
+async fn zero_positions(ctx: Ctx) -> Check {
+    let (a, room, seqs) = seeded(&ctx, 3).await?;
+    let page = |position| v1::HistoryRequest {
+        room_id: room.clone(),
+        position: Some(position),
+        limit: 2,
+        thread_root_seq: 0,
+    };
+    let newest = within("HistoryResponse", a.history(page(Position::BeforeSeq(0)))).await??;
+    let got: Vec<u64> = newest.messages.iter().map(|m| m.seq).collect();
+    ensure_eq("before_seq 0 page", vec![seqs[2], seqs[1]], got)?;
+    ensure(newest.has_more, "has_more true", newest.has_more)?;
+    let oldest = within("HistoryResponse", a.history(page(Position::AfterSeq(0)))).await??;
+    let got: Vec<u64> = oldest.messages.iter().map(|m| m.seq).collect();
+    ensure_eq("after_seq 0 page", vec![seqs[0], seqs[1]], got)
 }

@@ -86,6 +86,17 @@ pub(super) fn cases() -> Vec<Case> {
             "a signal no session receives returns delivered_sessions 0, not an error",
             call_nobody
         ),
+        case!(
+            "RC-03",
+            "receipts",
+            Must,
+            ["R-12.1.6", "R-12.2.1"],
+            ["Send", "MarkRead"],
+            None,
+            false,
+            "a member's reply moves its receipt: the other member sees ReceiptsChanged up to the reply",
+            reply_receipt
+        ),
     ]
 }
 
@@ -157,6 +168,46 @@ async fn receipts(ctx: Ctx) -> Check {
         .find(|r| r.user_id == alice)
         .map(|r| r.read_seq);
     ensure_eq("the sender's read_seq after its Send", Some(sent.seq), mine)
+}
+
+async fn reply_receipt(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let b = ctx.client(&bob).await?;
+    let room = super::group(&a, &[&bob]).await?;
+    super::subscribe_all(&a, &room, 0).await?;
+    super::send(&a, &room, "rc3-q", "question").await?;
+    let reply = super::send(&b, &room, "rc3-a", "answer").await?;
+    // Bob's watermarks already stand at his reply: this MarkRead moves nothing.
+    within(
+        "MarkReadResponse",
+        b.mark_read(v1::MarkReadRequest {
+            room_id: room.clone(),
+            seq: reply.seq,
+        }),
+    )
+    .await??;
+    let receipt = next_matching(
+        &a,
+        "ReceiptsChanged for bob after his reply",
+        |kind| match kind {
+            event::Kind::ReceiptsChanged(changed) if changed.room_id == room => {
+                changed.receipts.into_iter().find(|r| r.user_id == bob)
+            }
+            _ => None,
+        },
+    )
+    .await?;
+    ensure_eq(
+        "bob's read_seq after his reply",
+        reply.seq,
+        receipt.read_seq,
+    )?;
+    ensure_eq(
+        "bob's delivered_seq after his reply",
+        reply.seq,
+        receipt.delivered_seq,
+    )
 }
 
 async fn typing(ctx: Ctx) -> Check {

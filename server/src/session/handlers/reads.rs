@@ -42,7 +42,9 @@ pub(super) async fn history(ctx: Ctx<'_>, r: v1::HistoryRequest) -> Result<Reply
     let room = room_id(&r.room_id)?;
     let min_seq = readable(&ctx, &room).await?;
     let anchor = match r.position {
-        None => HistoryAnchor::Latest,
+        // No seq is 0, so "below 0" would always be empty: an explicit 0 means "no upper
+        // bound", the newest page, like no position at all (R-9.1.1).
+        None | Some(Position::BeforeSeq(0)) => HistoryAnchor::Latest,
         Some(Position::BeforeSeq(seq)) => HistoryAnchor::Before(seq),
         Some(Position::AfterSeq(seq)) => HistoryAnchor::After(seq),
     };

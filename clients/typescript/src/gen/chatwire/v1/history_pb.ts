@@ -38,7 +38,8 @@ export type HistoryRequest = Message<"chatwire.v1.HistoryRequest"> & {
    */
   position: {
     /**
-     * Messages with seq lower than this, newest first.
+     * Messages with seq lower than this, newest first; 0 means no upper bound (the newest
+     * page, as with no position).
      *
      * @generated from field: uint64 before_seq = 2;
      */
