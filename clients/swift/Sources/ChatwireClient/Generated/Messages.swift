@@ -2339,7 +2339,8 @@ public struct HistoryRequest: ProtoMessage {
 
     /// The cases of `position`.
     public indirect enum Position: Equatable, Sendable {
-        /// Messages with seq lower than this, newest first.
+        /// Messages with seq lower than this, newest first; 0 means no upper bound (the newest
+        /// page, as with no position).
         case beforeSeq(UInt64)
         /// Messages with seq higher than this, oldest first.
         case afterSeq(UInt64)
