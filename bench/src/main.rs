@@ -62,11 +62,13 @@ struct Args {
 }
 
 /// What one subscriber saw.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Seen {
     delivered: usize,
     duplicated: usize,
     out_of_order: usize,
+    /// Why the subscriber stopped before it had everything (the connection ended).
+    ended: Option<String>,
 }
 
 #[tokio::main]
@@ -136,14 +138,7 @@ async fn main() -> Result<(), BoxError> {
     let mut counting = Vec::with_capacity(readers.len());
     for reader in readers {
         let client = connect(reader).await?;
-        let head = client
-            .subscribe(v1::SubscribeRequest {
-                room_id: room.clone(),
-                after_seq: 0,
-                limit: 0,
-            })
-            .await?
-            .head_seq;
+        let head = subscribe_at_head(&client, &room).await?;
         counting.push(tokio::spawn(count(
             client,
             head,
@@ -206,6 +201,26 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Subscribes without replaying the room's history (the membership events of a big room would
+/// take many pages): from the head the first page reports. Returns the seq live delivery
+/// starts after.
+async fn subscribe_at_head(client: &Client, room: &str) -> Result<u64, BoxError> {
+    let mut after_seq = 0;
+    loop {
+        let page = client
+            .subscribe(v1::SubscribeRequest {
+                room_id: room.to_owned(),
+                after_seq,
+                limit: 0,
+            })
+            .await?;
+        if page.complete {
+            return Ok(page.events.last().map_or(after_seq, |e| e.seq));
+        }
+        after_seq = page.head_seq;
+    }
+}
+
 /// Counts the messages a subscriber receives until it has `total`, or until the senders are
 /// done and nothing more arrived for `drain`.
 async fn count(
@@ -247,7 +262,10 @@ async fn count(
                 }
             }
             Ok(_) => {}
-            Err(_) => break,
+            Err(err) => {
+                seen.ended = Some(err.to_string());
+                break;
+            }
         }
     }
     seen
@@ -314,6 +332,10 @@ fn report(
         delivered as f64 / wall.as_secs_f64(),
         expected.saturating_sub(delivered)
     );
+    let ended: Vec<&str> = seen.iter().filter_map(|s| s.ended.as_deref()).collect();
+    if let Some(first) = ended.first() {
+        println!("subscribers whose connection ended: {} (first: {first})", ended.len());
+    }
     if let Some(cpu) = cpu {
         println!(
             "server CPU {cpu:.2} s: {:.0} deliveries per server-CPU-second",
