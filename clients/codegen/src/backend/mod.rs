@@ -3,6 +3,7 @@
 //! Adding Kotlin or Swift is one more module here and one more entry in [`all`]; the walker and
 //! the model stay as they are.
 
+pub mod kotlin;
 pub mod typescript;
 
 use crate::model::Protocol;
@@ -28,5 +29,5 @@ pub trait Backend: std::fmt::Debug {
 
 /// Every back end, in a fixed order.
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(typescript::TypeScript)]
+    vec![Box::new(typescript::TypeScript), Box::new(kotlin::Kotlin)]
 }

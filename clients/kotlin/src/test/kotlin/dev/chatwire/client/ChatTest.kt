@@ -1,0 +1,60 @@
+// Two clients through a real server: receipts move message status to delivered and read; typing
+// reaches the other member; the connection state is a StateFlow.
+package dev.chatwire.client
+
+import chatwire.v1.MarkDeliveredRequest
+import chatwire.v1.MarkReadRequest
+import chatwire.v1.OpenDirectRequest
+import chatwire.v1.TypingRequest
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.async
+import kotlinx.coroutines.flow.filterIsInstance
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+
+class ChatTest {
+  @Test
+  fun `receipts and typing between two clients`() = within {
+    val server = TestServer.start()
+    val alice = server.client("alice")
+    val bob = server.client("bob")
+    try {
+      val room = alice.openDirect(OpenDirectRequest(user_id = "bob")).room!!.id
+      alice.subscribeRoom(room)
+      bob.subscribeRoom(room)
+
+      // Bob sees Alice's message once, as a room event.
+      val seen = async(start = CoroutineStart.UNDISPATCHED) {
+        bob.roomEvents.firstWithin("alice's message at bob") { it.room_id == room && it.message_created?.content?.text == "hi bob" }
+      }
+      val message = alice.sendMessage(room, "hi bob")
+      val seq = message.awaitSent()
+      assertEquals(seq, seen.await().seq)
+      assertEquals(MessageStatus.SENT, message.status.value)
+
+      bob.markDelivered(MarkDeliveredRequest(room_id = room, seq = seq))
+      message.status.firstWithin("delivered") { it == MessageStatus.DELIVERED || it == MessageStatus.READ }
+      bob.markRead(MarkReadRequest(room_id = room, seq = seq))
+      message.status.firstWithin("read") { it == MessageStatus.READ }
+      assertEquals(MessageStatus.READ, message.status.value)
+      val watermarks = alice.room(room)!!.receipts["bob"]!!
+      assertEquals(seq, watermarks.read)
+
+      // Typing: Bob starts, Alice sees it as a typed event.
+      val typing = async(start = CoroutineStart.UNDISPATCHED) {
+        alice.events.filterIsInstance<ChatwireEvent.TypingChanged>().firstWithin("bob typing") { it.value.user_id == "bob" && it.value.active }
+      }
+      bob.typing(TypingRequest(room_id = room, active = true))
+      val event = typing.await().value
+      assertEquals(room, event.room_id)
+      assertTrue(event.expires_in_ms > 0)
+      assertTrue(alice.state.value is ConnectionState.Connected)
+    } finally {
+      alice.closeAndJoin()
+      bob.closeAndJoin()
+      server.stop()
+    }
+    assertTrue(alice.state.value is ConnectionState.Closed)
+  }
+}
