@@ -924,6 +924,17 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
     if (created != null && event.sender == userId) {
       val message = outbox[created.client_msg_id]
       if (message != null && message.acknowledge(event.seq)) acknowledged(message, room)
+    } else if (created != null && event.sender.isNotEmpty()) {
+      // a Send moves its sender's read and delivered watermarks to its seq, so a
+      // member who posted at this seq has read everything before it.
+      room.mark(event.sender, event.seq, event.seq)
+      for (message in outbox.values.toList()) {
+        val s = message.status.value
+        if (message.roomId != room.roomId || (s != MessageStatus.SENT && s != MessageStatus.DELIVERED)) continue
+        val seq = message.seq ?: continue
+        if (message.advance(statusFromReceipts(seq, userId, room.members, room.receipts))) emit(StatusChange(message))
+      }
+      outbox.values.removeAll { it.status.value == MessageStatus.READ }
     }
   }
 

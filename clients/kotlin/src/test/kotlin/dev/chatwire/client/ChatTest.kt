@@ -41,6 +41,13 @@ class ChatTest {
       val watermarks = alice.room(room)!!.receipts["bob"]!!
       assertEquals(seq, watermarks.read)
 
+      // A reply reads as read (R-12.1.6: a Send moves the sender's watermarks to its seq).
+      val second = alice.sendMessage(room, "still there?")
+      val secondSeq = second.awaitSent()
+      val answered = bob.sendMessage(room, "yes").awaitSent()
+      assertTrue(answered > secondSeq)
+      second.status.firstWithin("read by the reply") { it == MessageStatus.READ }
+
       // Typing: Bob starts, Alice sees it as a typed event.
       val typing = async(start = CoroutineStart.UNDISPATCHED) {
         alice.events.filterIsInstance<ChatwireEvent.TypingChanged>().firstWithin("bob typing") { it.value.user_id == "bob" && it.value.active }
