@@ -102,10 +102,13 @@ class HarnessTest {
         val third = async(start = CoroutineStart.UNDISPATCHED) {
           client.roomEvents.firstWithin("seq 3") { it.room_id == ready.room && it.seq == 3L }
         }
-        launch { runCatching { client.subscribeRoom(ready.room, afterSeq = 0) } }
+        // subscribeRoom (which then loads members and receipts) finishes only in a later session
+        // the harness may not serve: it is not awaited.
+        val subscribing = launch { runCatching { client.subscribeRoom(ready.room, afterSeq = 0) } }
         third.await()
         next.await()
         assertEquals(3L, client.room(ready.room)!!.lastSeq)
+        subscribing.cancel()
       }
       "slow-reads" -> {
         client.open()
