@@ -112,6 +112,8 @@ public class ClientConfig(
   public val backgroundGraceMs: Long = 10_000,
   /** An OkHttp client to share (its connect timeout is then yours to set); one is made otherwise. */
   public val okHttpClient: OkHttpClient? = null,
+  /** Another transport (QUIC: `dev.chatwire.client.quic.QuicTransportFactory`); WebSocket by default. */
+  public val transportFactory: TransportFactory? = null,
 )
 
 internal fun defaultPlatform(): String =
@@ -219,22 +221,22 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
   private enum class LocalClose { RECONNECT_NOW, PAUSE, FINISH }
 
   private sealed class Input {
-    class Opened(val transport: WebSocketTransport) : Input()
-    class Message(val transport: WebSocketTransport, val bytes: ByteArray) : Input()
-    class Lost(val transport: WebSocketTransport, val code: Int, val reason: String) : Input()
+    class Opened(val transport: ChatwireTransport) : Input()
+    class Message(val transport: ChatwireTransport, val bytes: ByteArray) : Input()
+    class Lost(val transport: ChatwireTransport, val code: Int, val reason: String) : Input()
   }
 
   private val inbox = Channel<Input>(Channel.UNLIMITED)
-  private val transportEvents = object : TransportEvents {
-    override fun opened(transport: WebSocketTransport) {
+  private val transportEvents = object : TransportListener {
+    override fun opened(transport: ChatwireTransport) {
       inbox.trySend(Input.Opened(transport))
     }
 
-    override fun message(transport: WebSocketTransport, bytes: ByteArray) {
+    override fun message(transport: ChatwireTransport, bytes: ByteArray) {
       inbox.trySend(Input.Message(transport, bytes))
     }
 
-    override fun closed(transport: WebSocketTransport, code: Int, reason: String) {
+    override fun closed(transport: ChatwireTransport, code: Int, reason: String) {
       inbox.trySend(Input.Lost(transport, code, reason))
     }
   }
@@ -245,7 +247,7 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
   private val watched = LinkedHashSet<String>()
   private val pending = HashMap<Long, PendingCall>()
   private val queue = ArrayDeque<PendingCall>()
-  private var transport: WebSocketTransport? = null
+  private var transport: ChatwireTransport? = null
   private var transportHadSession = false
   private var localClose: LocalClose? = null
   private var connectToken = ""
@@ -408,6 +410,22 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
   public suspend fun unacknowledged(): List<OutgoingMessage> =
     withContext(loop) { outbox.values.filter { it.status.value == MessageStatus.PENDING } }
 
+  /**
+   * Says whether the user is typing in a room. Over QUIC with the `typing-datagrams` capability
+   * (offer it in [ClientConfig.capabilities]) it goes as a datagram without a reply (R-2.5.6);
+   * otherwise as a `Typing` request. Returns true when it went as a datagram.
+   */
+  public suspend fun sendTyping(roomId: String, active: Boolean): Boolean {
+    val request = chatwire.v1.TypingRequest(room_id = roomId, active = active)
+    val sent = withContext(loop) {
+      val t = transport
+      val granted = session?.capabilities?.contains(TYPING_DATAGRAMS) == true
+      t != null && granted && t.sendDatagram(FrameCodec.encodeClientFrame(ClientFrame(id = 0, typing = request)))
+    }
+    if (!sent) typing(request)
+    return sent
+  }
+
   // -------------------------------------------------------------------------------------------
   // App lifecycle (Android: call from ProcessLifecycleOwner / ConnectivityManager callbacks)
 
@@ -555,7 +573,14 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
       connectToken = token
       transportHadSession = false
       localClose = null
-      transport = WebSocketTransport(http, config.url, transportEvents)
+      transport = try {
+        config.transportFactory?.open(config.url, transportEvents) ?: WebSocketTransport(http, config.url, transportEvents)
+      } catch (e: Exception) {
+        report("transport", e)
+        connectTimeoutJob?.cancel()
+        connectFailed("cannot open a transport: ${e.message}")
+        null
+      }
     }
   }
 
@@ -569,7 +594,7 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
     scheduleReconnect(0, cause)
   }
 
-  private fun sendConnect(t: WebSocketTransport) {
+  private fun sendConnect(t: ChatwireTransport) {
     val id = nextId++
     val frame = ClientFrame(
       id = id,
@@ -603,7 +628,7 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
     }
   }
 
-  private fun established(t: WebSocketTransport, response: ConnectResponse) {
+  private fun established(t: ChatwireTransport, response: ConnectResponse) {
     if (t !== transport) return
     connectTimeoutJob?.cancel()
     session = response
@@ -676,7 +701,7 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
     }
   }
 
-  private fun lost(t: WebSocketTransport, code: Int, reason: String) {
+  private fun lost(t: ChatwireTransport, code: Int, reason: String) {
     if (t !== transport) return
     transport = null
     session = null
@@ -854,7 +879,7 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
   // -------------------------------------------------------------------------------------------
   // Incoming frames
 
-  private fun receive(t: WebSocketTransport, bytes: ByteArray) {
+  private fun receive(t: ChatwireTransport, bytes: ByteArray) {
     if (t !== transport) return
     lastReceived = System.currentTimeMillis()
     val frames: List<ServerFrame> = try {
@@ -1093,6 +1118,9 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
   }
 
 }
+
+/** The capability that lets typing travel as QUIC datagrams (section 22). */
+public const val TYPING_DATAGRAMS: String = "typing-datagrams"
 
 /** Live events held per room while it catches up; more are dropped and repaired as a gap. */
 private const val MAX_HELD = 10_000

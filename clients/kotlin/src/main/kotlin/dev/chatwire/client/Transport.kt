@@ -13,15 +13,40 @@ import okio.ByteString.Companion.toByteString
 /** The binary subprotocol of protocol v1. */
 public const val SUBPROTOCOL: String = "chatwire.v1"
 
-/** What a transport reports; called from OkHttp's threads. */
-internal interface TransportEvents {
-  fun opened(transport: WebSocketTransport)
-  fun message(transport: WebSocketTransport, bytes: ByteArray)
-  fun closed(transport: WebSocketTransport, code: Int, reason: String)
+/**
+ * What a transport reports, from its own threads (the client only queues the calls). `closed`
+ * comes exactly once per transport, also after the client's own `close`.
+ */
+public interface TransportListener {
+  /** The connection is up: the client sends Connect. */
+  public fun opened(transport: ChatwireTransport)
+
+  /** One or more whole frames (section 2.1), in order. */
+  public fun message(transport: ChatwireTransport, bytes: ByteArray)
+
+  /** The connection ended with a close code (1006 when there was none) and a reason. */
+  public fun closed(transport: ChatwireTransport, code: Int, reason: String)
+}
+
+/** One connection that carries frames: WebSocket (default) or QUIC (`dev.chatwire.client.quic`). */
+public interface ChatwireTransport {
+  /** Queues bytes of whole frames; false when the connection is gone. Never blocks. */
+  public fun send(bytes: ByteArray): Boolean
+
+  /** Sends one frame as an unreliable datagram; false when the transport has none. */
+  public fun sendDatagram(bytes: ByteArray): Boolean = false
+
+  /** Closes with a close code; the listener's `closed` still comes once. */
+  public fun close(code: Int, reason: String)
+}
+
+/** Opens a transport to `url` (a client calls it once per connection attempt). */
+public fun interface TransportFactory {
+  public fun open(url: String, listener: TransportListener): ChatwireTransport
 }
 
 /** One WebSocket connection. */
-internal class WebSocketTransport(http: OkHttpClient, url: String, private val events: TransportEvents) {
+internal class WebSocketTransport(http: OkHttpClient, url: String, private val events: TransportListener) : ChatwireTransport {
   @Volatile private var done = false
   private val socket: WebSocket
 
@@ -66,10 +91,10 @@ internal class WebSocketTransport(http: OkHttpClient, url: String, private val e
   }
 
   /** Queues one binary message; false when the socket is gone. Never blocks. */
-  fun send(bytes: ByteArray): Boolean = !done && socket.send(bytes.toByteString())
+  override fun send(bytes: ByteArray): Boolean = !done && socket.send(bytes.toByteString())
 
   /** Closes with a close code; the `closed` event still comes once. */
-  fun close(code: Int, reason: String) {
+  override fun close(code: Int, reason: String) {
     val sent = try {
       socket.close(code, reason.take(120))
     } catch (e: IllegalArgumentException) {

@@ -36,7 +36,7 @@ private val serverEnv = mapOf(
 )
 
 /** A running `chatwire serve` process. */
-class TestServer private constructor(val dataDir: File, private val ownDir: Boolean) {
+class TestServer private constructor(val dataDir: File, private val ownDir: Boolean, private val quic: Boolean) {
   private var proc: Process? = null
   lateinit var addr: String
     private set
@@ -44,10 +44,17 @@ class TestServer private constructor(val dataDir: File, private val ownDir: Bool
 
   val url: String get() = "ws://$addr/v1/ws"
 
+  /** The QUIC address (`quic://host:port`), when started with `quic = true`. */
+  @Volatile var quicUrl: String? = null
+    private set
+
+  /** The server's (development) certificate, which a QUIC client pins. */
+  val certificateDer: ByteArray get() = File(dataDir, "tls-cert.der").readBytes()
+
   companion object {
-    fun start(dataDir: File? = null): TestServer {
+    fun start(dataDir: File? = null, quic: Boolean = false): TestServer {
       check(chatwireBin.canExecute()) { "$chatwireBin is missing: cargo build -p chatwire-server --bin chatwire" }
-      val server = TestServer(dataDir ?: Files.createTempDirectory("chatwire-kt-").toFile(), dataDir == null)
+      val server = TestServer(dataDir ?: Files.createTempDirectory("chatwire-kt-").toFile(), dataDir == null, quic)
       server.spawn("127.0.0.1:0")
       return server
     }
@@ -56,16 +63,25 @@ class TestServer private constructor(val dataDir: File, private val ownDir: Bool
   private fun spawn(listen: String) {
     val pb = ProcessBuilder(chatwireBin.path, "serve", "--listen", listen, "--data-dir", dataDir.path)
     pb.environment().putAll(serverEnv)
+    if (quic) pb.environment()["CHATWIRE_QUIC__ENABLED"] = "true"
     pb.redirectOutput(ProcessBuilder.Redirect.DISCARD)
     val p = pb.start()
     proc = p
     val found = java.util.concurrent.CompletableFuture<String>()
     val pattern = Regex("serving on http://(\\S+)")
+    var http: String? = null // with QUIC, the address is taken once the QUIC line came too
     Thread {
       try {
         p.errorStream.bufferedReader().forEachLine { line ->
           log.append(line).append('\n')
-          pattern.find(line)?.let { found.complete(it.groupValues[1]) }
+          Regex("QUIC on udp://(\\S+)").find(line)?.let {
+            quicUrl = "quic://" + it.groupValues[1]
+            http?.let { addr -> found.complete(addr) }
+          }
+          pattern.find(line)?.let {
+            http = it.groupValues[1]
+            if (!quic) found.complete(it.groupValues[1])
+          }
         }
       } catch (e: java.io.IOException) {
         // The process was killed and its pipe closed.
