@@ -19,7 +19,9 @@ import org.junit.jupiter.api.Test
 class QuicTest {
   @Test
   fun `over QUIC - sends survive a SIGKILL, typing travels as datagrams`() = within {
-    val server = TestServer.start(quic = true)
+    // A killed server sends no CONNECTION_CLOSE: the client notices it by the session heartbeat
+    // (two silent intervals, R-4.6), here 2 s instead of the default 15 s to keep the test short.
+    val server = TestServer.start(quic = true, env = mapOf("CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS" to "2000"))
     val quicUrl = server.quicUrl ?: error("the server announced no QUIC address")
     val factory = QuicTransportFactory(server.certificateDer)
     val token = server.token("alice")

@@ -36,7 +36,12 @@ private val serverEnv = mapOf(
 )
 
 /** A running `chatwire serve` process. */
-class TestServer private constructor(val dataDir: File, private val ownDir: Boolean, private val quic: Boolean) {
+class TestServer private constructor(
+  val dataDir: File,
+  private val ownDir: Boolean,
+  private val quic: Boolean,
+  private val extraEnv: Map<String, String>,
+) {
   private var proc: Process? = null
   lateinit var addr: String
     private set
@@ -52,9 +57,9 @@ class TestServer private constructor(val dataDir: File, private val ownDir: Bool
   val certificateDer: ByteArray get() = File(dataDir, "tls-cert.der").readBytes()
 
   companion object {
-    fun start(dataDir: File? = null, quic: Boolean = false): TestServer {
+    fun start(dataDir: File? = null, quic: Boolean = false, env: Map<String, String> = emptyMap()): TestServer {
       check(chatwireBin.canExecute()) { "$chatwireBin is missing: cargo build -p chatwire-server --bin chatwire" }
-      val server = TestServer(dataDir ?: Files.createTempDirectory("chatwire-kt-").toFile(), dataDir == null, quic)
+      val server = TestServer(dataDir ?: Files.createTempDirectory("chatwire-kt-").toFile(), dataDir == null, quic, env)
       server.spawn("127.0.0.1:0")
       return server
     }
@@ -64,6 +69,7 @@ class TestServer private constructor(val dataDir: File, private val ownDir: Bool
     val pb = ProcessBuilder(chatwireBin.path, "serve", "--listen", listen, "--data-dir", dataDir.path)
     pb.environment().putAll(serverEnv)
     if (quic) pb.environment()["CHATWIRE_QUIC__ENABLED"] = "true"
+    pb.environment().putAll(extraEnv)
     pb.redirectOutput(ProcessBuilder.Redirect.DISCARD)
     val p = pb.start()
     proc = p
