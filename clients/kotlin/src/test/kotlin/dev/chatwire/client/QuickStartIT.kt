@@ -27,7 +27,7 @@ class QuickStartIT {
 
   /** Runs a command; returns its output, failing on a non-zero exit. */
   private fun run(dir: File, vararg command: String, env: Map<String, String> = emptyMap(), input: String? = null): String {
-    println("quickstart test: ${java.time.LocalTime.now()} ${command.take(4).joinToString(" ")}")
+    println("quickstart test: ${java.time.LocalTime.now()} ${command.first()} ... ${command.last()}")
     val pb = ProcessBuilder(*command).directory(dir).redirectErrorStream(true)
     pb.environment().putAll(env)
     val p = pb.start()
