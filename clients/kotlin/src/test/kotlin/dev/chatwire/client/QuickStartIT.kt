@@ -91,7 +91,7 @@ class QuickStartIT {
         </project>
         """.trimIndent(),
       )
-      run(app, "mvn", "-B", "-q", "package", "dependency:build-classpath", "-Dmdep.outputFile=cp.txt")
+      run(app, "mvn", "-B", "-q", "package", "dependency:build-classpath", "-Dmdep.outputFile=cp.txt", "-Dkotlin.compiler.daemon.jvmArgs=Xmx1g")
       val classpath = File(app, "target/classes").path + File.pathSeparator + File(app, "cp.txt").readText().trim()
       val env = mapOf("CHATWIRE_URL" to server.url, "CHATWIRE_TOKEN" to server.token("alice"))
 
