@@ -46,7 +46,8 @@ class LifecycleTest {
       // onForeground during the grace period keeps the connection.
       alice.onBackground(graceMs = 60_000)
       alice.onForeground()
-      assertEquals(after.session_id, alice.ping(chatwire.v1.PingRequest(client_time_ms = 7)).let { alice.session!!.session_id })
+      assertEquals(7L, alice.ping(chatwire.v1.PingRequest(client_time_ms = 7)).client_time_ms)
+      assertEquals(after.session_id, alice.session!!.session_id, "the same session")
     } finally {
       alice.closeAndJoin()
       bob.closeAndJoin()
