@@ -1016,13 +1016,23 @@ public class ChatwireClient(private val config: ClientConfig) : ChatwireRequests
     return true
   }
 
-  /** Members and watermarks of a room, for message status. */
+  /** Members and watermarks of a room, every page of them, for message status. */
   private suspend fun loadReceipts(room: RoomState) {
-    val members = listMembers(ListMembersRequest(room_id = room.roomId))
+    val members = LinkedHashSet<String>()
+    var after = ""
+    do {
+      val page = listMembers(ListMembersRequest(room_id = room.roomId, after_user_id = after))
+      page.members.forEach { members.add(it.user_id) }
+      after = page.members.lastOrNull()?.user_id ?: break
+    } while (page.has_more)
     room.members.clear()
-    for (m in members.members) room.members.add(m.user_id)
-    val receipts = getReceipts(GetReceiptsRequest(room_id = room.roomId))
-    receiptsChanged(room.roomId, receipts.receipts)
+    room.members.addAll(members)
+    after = ""
+    do {
+      val page = getReceipts(GetReceiptsRequest(room_id = room.roomId, after_user_id = after))
+      receiptsChanged(room.roomId, page.receipts)
+      after = page.receipts.lastOrNull()?.user_id ?: break
+    } while (page.has_more)
   }
 
   private fun receiptsChanged(roomId: String, receipts: List<Receipt>) {

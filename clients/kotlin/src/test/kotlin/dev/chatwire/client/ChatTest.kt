@@ -2,6 +2,8 @@
 // reaches the other member; the connection state is a StateFlow.
 package dev.chatwire.client
 
+import chatwire.v1.AddMembersRequest
+import chatwire.v1.CreateGroupRequest
 import chatwire.v1.MarkDeliveredRequest
 import chatwire.v1.MarkReadRequest
 import chatwire.v1.OpenDirectRequest
@@ -63,5 +65,22 @@ class ChatTest {
       server.stop()
     }
     assertTrue(alice.state.value is ConnectionState.Closed)
+  }
+
+  @Test
+  fun `members and receipts of a room larger than a page are all loaded`() = within {
+    val server = TestServer.start()
+    val alice = server.client("alice")
+    try {
+      val others = (1..149).map { "user-%03d".format(it) }
+      val room = alice.createGroup(CreateGroupRequest(name = "big")).room!!.id
+      for (batch in others.chunked(50)) alice.addMembers(AddMembersRequest(room_id = room, user_ids = batch))
+      val snapshot = alice.subscribeRoom(room)
+      assertEquals(150, snapshot.members.size, "every page of ListMembers (a page is at most 100)")
+      assertTrue(snapshot.members.containsAll(others))
+    } finally {
+      alice.closeAndJoin()
+      server.stop()
+    }
   }
 }
