@@ -57,9 +57,25 @@ class TestServer private constructor(
   val certificateDer: ByteArray get() = File(dataDir, "tls-cert.der").readBytes()
 
   companion object {
+    /** Every server process started by this JVM: killed when it exits, whatever a test left. */
+    private val started = java.util.concurrent.ConcurrentLinkedQueue<Process>()
+
+    /** Temporary data folders, removed when the JVM exits (a timed-out test skips its `stop`). */
+    private val folders = java.util.concurrent.ConcurrentLinkedQueue<File>()
+
+    init {
+      Runtime.getRuntime().addShutdownHook(
+        Thread {
+          started.forEach { if (it.isAlive) it.destroyForcibly().waitFor(5, TimeUnit.SECONDS) }
+          folders.forEach { it.deleteRecursively() }
+        },
+      )
+    }
+
     fun start(dataDir: File? = null, quic: Boolean = false, env: Map<String, String> = emptyMap()): TestServer {
       check(chatwireBin.canExecute()) { "$chatwireBin is missing: cargo build -p chatwire-server --bin chatwire" }
-      val server = TestServer(dataDir ?: Files.createTempDirectory("chatwire-kt-").toFile(), dataDir == null, quic, env)
+      val folder = dataDir ?: Files.createTempDirectory("chatwire-kt-").toFile().also { folders.add(it) }
+      val server = TestServer(folder, dataDir == null, quic, env)
       server.spawn("127.0.0.1:0")
       return server
     }
@@ -72,7 +88,12 @@ class TestServer private constructor(
     pb.environment().putAll(extraEnv)
     pb.redirectOutput(ProcessBuilder.Redirect.DISCARD)
     val p = pb.start()
+    started.add(p)
     proc = p
+    readAddress(p)
+  }
+
+  private fun readAddress(p: Process) {
     val found = java.util.concurrent.CompletableFuture<String>()
     val pattern = Regex("serving on http://(\\S+)")
     var http: String? = null // with QUIC, the address is taken once the QUIC line came too
