@@ -195,3 +195,48 @@ fn swift_names_of_every_chatwire_v1_message_are_unambiguous() {
         }
     }
 }
+
+#[test]
+fn an_added_rpc_appears_in_the_kotlin_surface_by_regeneration_alone() {
+    // The proto change a new request needs (messages, frame cases, rpc) and nothing else.
+    let dir = crate_dir().join("tests/fixtures/mini");
+    let text = std::fs::read_to_string(dir.join("chatwire/v1/mini.proto")).expect("fixture");
+    let grown = text
+        .replace(
+            "    SendRequest send = 40;\n  }",
+            "    SendRequest send = 40;\n    // Edits a message.\n    EditRequest edit = 41;\n  }",
+        )
+        .replace(
+            "    SendResponse send = 40;\n  }",
+            "    SendResponse send = 40;\n    EditResponse edit = 41;\n  }",
+        )
+        .replace(
+            "  rpc Send(SendRequest) returns (SendResponse);",
+            "  rpc Send(SendRequest) returns (SendResponse);\n  // Edits a message.\n  rpc Edit(EditRequest) returns (EditResponse);",
+        )
+        + "\n// Edits a message.\nmessage EditRequest {\n  uint64 seq = 1;\n}\n\n// The edit's seq.\nmessage EditResponse {\n  uint64 seq = 1;\n}\n";
+    let tmp = std::env::temp_dir().join(format!("chatwire-codegen-kt-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("chatwire/v1")).expect("tmp");
+    std::fs::write(tmp.join("chatwire/v1/mini.proto"), grown).expect("write");
+    let mut compiler = protox::Compiler::new([&tmp]).expect("include path");
+    compiler.include_source_info(true).include_imports(true);
+    compiler
+        .open_files(["chatwire/v1/mini.proto"])
+        .expect("grown fixture compiles");
+    let bytes = prost::Message::encode_to_vec(&compiler.file_descriptor_set());
+    let _ = std::fs::remove_dir_all(&tmp);
+    let pool = prost_reflect::DescriptorPool::decode(bytes.as_slice()).expect("pool");
+    let protocol = walk(&pool, &Conventions::chatwire_v1()).expect("grown fixture walks");
+    let kotlin = backend::all()
+        .into_iter()
+        .find(|b| b.name() == "kotlin")
+        .expect("kotlin back end");
+    let api = kotlin.render(&protocol).remove(0).contents;
+    assert!(
+        api.contains("  public suspend fun edit(\n    request: chatwire.v1.EditRequest = chatwire.v1.EditRequest(),"),
+        "{api}"
+    );
+    assert!(api.contains("  ): chatwire.v1.EditResponse {"), "{api}");
+    assert!(api.contains("  EDIT(\"Edit\", \"edit\", 41),"), "{api}");
+    assert!(api.contains("return reply.edit ?: throw unexpectedReply(RequestKind.EDIT, reply)"));
+}

@@ -3,6 +3,7 @@
 //! Adding a language is one more module here and one more entry in [`all`]; the walker and the
 //! model stay as they are.
 
+pub mod kotlin;
 pub mod swift;
 pub mod typescript;
 
@@ -29,5 +30,9 @@ pub trait Backend: std::fmt::Debug {
 
 /// Every back end, in a fixed order.
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(typescript::TypeScript), Box::new(swift::Swift)]
+    vec![
+        Box::new(typescript::TypeScript),
+        Box::new(kotlin::Kotlin),
+        Box::new(swift::Swift),
+    ]
 }
