@@ -196,7 +196,9 @@ async fn main() -> Result<(), BoxError> {
         .iter()
         .all(|s| s.delivered == total && s.duplicated == 0 && s.out_of_order == 0);
     if args.expect_all && !(acked_all && exact) {
-        return Err("not every acknowledged message reached every subscriber once, in order".into());
+        return Err(
+            "not every acknowledged message reached every subscriber once, in order".into(),
+        );
     }
     Ok(())
 }
@@ -334,7 +336,10 @@ fn report(
     );
     let ended: Vec<&str> = seen.iter().filter_map(|s| s.ended.as_deref()).collect();
     if let Some(first) = ended.first() {
-        println!("subscribers whose connection ended: {} (first: {first})", ended.len());
+        println!(
+            "subscribers whose connection ended: {} (first: {first})",
+            ended.len()
+        );
     }
     if let Some(cpu) = cpu {
         println!(

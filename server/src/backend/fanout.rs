@@ -6,8 +6,8 @@
 //! overflows is told so through its [`SessionLink`] and closed as a slow consumer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use chatwire_protocol::v1;
 use tokio::sync::{Notify, mpsc};

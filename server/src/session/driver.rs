@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use chatwire_protocol::{ClientFrameDecoder, DecodeError, encode_frame, v1};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use chatwire_protocol::{ClientFrameDecoder, DecodeError, encode_frame, v1};
 use v1::client_frame::Request;
 
 use super::core::{Output, SessionCore};
@@ -152,8 +152,7 @@ pub async fn run(
             connected: &mut connected,
             writes: &mut writes,
         };
-        if !drain(session, &mut core, &mut out, transport.as_mut()).await
-        {
+        if !drain(session, &mut core, &mut out, transport.as_mut()).await {
             break;
         }
     }
@@ -174,7 +173,10 @@ pub async fn run(
 /// result.
 type Writes = FuturesUnordered<
     std::pin::Pin<
-        Box<dyn std::future::Future<Output = (u64, String, Result<v1::reply::Result, ChatError>)> + Send>,
+        Box<
+            dyn std::future::Future<Output = (u64, String, Result<v1::reply::Result, ChatError>)>
+                + Send,
+        >,
     >,
 >;
 
@@ -474,7 +476,9 @@ async fn execute(
             };
             if handlers::is_message_change(&request) {
                 match handlers::prepare(ctx, request).await {
-                    Ok(prepared) => hand_over(services, core, writes, (id, trace_id), prepared).await,
+                    Ok(prepared) => {
+                        hand_over(services, core, writes, (id, trace_id), prepared).await
+                    }
                     Err(err) => reply(core, id, &trace_id, Err(err)),
                 }
                 return;
@@ -651,9 +655,7 @@ async fn on_delivery(
             if live && let Some(session) = &connected {
                 senders_receipts(core, &session.user, &room, events);
             }
-            if !live
-                && let Some(session) = connected
-            {
+            if !live && let Some(session) = connected {
                 room_activity(services, core, session, &room, events).await;
             }
         }
@@ -690,7 +692,12 @@ async fn on_delivery(
 /// A stored message moved its sender's read and delivered watermarks to its seq, so
 /// the live sessions of the other members get that receipt with the message: built
 /// here from the event, one per sender and batch, with no store read and no fan-out of its own.
-fn senders_receipts(core: &mut SessionCore, user: &UserId, room: &RoomId, events: &[v1::RoomEvent]) {
+fn senders_receipts(
+    core: &mut SessionCore,
+    user: &UserId,
+    room: &RoomId,
+    events: &[v1::RoomEvent],
+) {
     let mut receipts: Vec<v1::Receipt> = Vec::new();
     for event in events {
         let Some(v1::room_event::Kind::MessageCreated(_)) = &event.kind else {

@@ -24,10 +24,12 @@ pub(super) async fn send(ctx: Ctx<'_>, r: v1::SendRequest) -> Result<Prepared, C
         reply_to_seq: r.reply_to_seq,
         thread_root_seq: r.thread_root_seq,
     };
-    Ok(ctx.prepare(room, RoomOp::Send(op), |outcome| match outcome {
-        Outcome::Sent(response) => Ok(Reply::Send(response)),
-        _ => Err(ChatError::Internal),
-    }))
+    Ok(
+        ctx.prepare(room, RoomOp::Send(op), |outcome| match outcome {
+            Outcome::Sent(response) => Ok(Reply::Send(response)),
+            _ => Err(ChatError::Internal),
+        }),
+    )
 }
 
 pub(super) fn edit(ctx: Ctx<'_>, r: v1::EditRequest) -> Result<Prepared, ChatError> {

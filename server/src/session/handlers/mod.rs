@@ -142,7 +142,8 @@ pub async fn execute(
         Request::RemoveMember(r) => rooms::remove_member(ctx, r).await,
         Request::SetRole(r) => rooms::set_role(ctx, r).await,
         Request::LeaveRoom(r) => rooms::leave_room(ctx, r).await,
-        request @ (Request::Send(_) | Request::Edit(_) | Request::Delete(_) | Request::React(_)) => {
+        request
+        @ (Request::Send(_) | Request::Edit(_) | Request::Delete(_) | Request::React(_)) => {
             prepare(ctx, request).await?.run(ctx.services).await
         }
         Request::History(r) => reads::history(ctx, r).await,
