@@ -60,7 +60,9 @@ struct HookState {
 /// A webhook receiver: records every request, answers 200, or 500 while told to fail.
 struct Hook {
     addr: SocketAddr,
-    seen: Mutex<mpsc::UnboundedReceiver<Received>>,
+    /// What arrived, and what arrived before a test asked for it (lanes are not ordered
+    /// relative to each other, so an event may come before the one a test waits for first).
+    seen: Mutex<(mpsc::UnboundedReceiver<Received>, Vec<Received>)>,
     failing: Arc<AtomicBool>,
 }
 
@@ -84,7 +86,7 @@ impl Hook {
         });
         Self {
             addr,
-            seen: Mutex::new(rx),
+            seen: Mutex::new((rx, Vec::new())),
             failing,
         }
     }
@@ -99,12 +101,18 @@ impl Hook {
 
     /// The next request whose event id is `id` and that was answered `status`, skipping others.
     async fn next_with(&self, id: &str, status: u16) -> Received {
-        let mut seen = self.seen.lock().await;
+        let mut guard = self.seen.lock().await;
+        let (seen, earlier) = &mut *guard;
+        let wanted = |r: &Received| r.event_id == id && r.status == status;
+        if let Some(i) = earlier.iter().position(wanted) {
+            return earlier.remove(i);
+        }
         loop {
             let received = within(seen.recv()).await.expect("receiver running");
-            if received.event_id == id && received.status == status {
+            if wanted(&received) {
                 return received;
             }
+            earlier.push(received);
         }
     }
 }
