@@ -350,7 +350,9 @@ async fn drain(
                     connected: &mut *connected,
                     writes: &mut *writes,
                 };
-                execute(session, core, (id, datagrams), trace_id, request).await;
+                // Boxed: a request's future is the largest part of the driver's state, and an
+                // idle session should not carry it (memory per connection).
+                Box::pin(execute(session, core, (id, datagrams), trace_id, request)).await;
             }
             Output::Encoded(frame) => {
                 out.extend_from_slice(&frame);
@@ -360,7 +362,9 @@ async fn drain(
                     return false;
                 }
             }
-            Output::Repair { room, after_seq } => repair(services, core, &room, after_seq).await,
+            Output::Repair { room, after_seq } => {
+                Box::pin(repair(services, core, &room, after_seq)).await;
+            }
             Output::Close {
                 code,
                 reason,
@@ -656,7 +660,7 @@ async fn on_delivery(
                 senders_receipts(core, &session.user, &room, events);
             }
             if !live && let Some(session) = connected {
-                room_activity(services, core, session, &room, events).await;
+                Box::pin(room_activity(services, core, session, &room, events)).await;
             }
         }
         Delivery::Close(code) => {
