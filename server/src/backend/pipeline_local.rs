@@ -73,10 +73,15 @@ async fn run_shard(mut writer: RoomWriter, mut rx: mpsc::Receiver<Job>) {
         }
         for (room, jobs) in by_room {
             let (commands, replies): (Vec<RoomCommand>, Vec<_>) = jobs.into_iter().unzip();
-            let results = writer.execute(&room, &commands).await;
+            // Answered as soon as the batch is durable, before its fan-out: the senders'
+            // sessions wake ahead of the room's recipients (R-5.3.2 leaves the order open).
+            let (results, applied) = writer.apply(&room, &commands).await;
             for (reply, result) in replies.into_iter().zip(results) {
                 // The requester may have gone away; the outcome stands either way.
                 let _ = reply.send(result);
+            }
+            if let Some(applied) = applied {
+                writer.publish(applied).await;
             }
         }
     }

@@ -1,16 +1,18 @@
 //! The room writer (DESIGN §4.2): for one room at a time, takes a batch of commands, applies
 //! them to the room's state (authorize, dedupe, assign seqs and a timestamp that never goes
-//! backwards), appends the batch with one fenced write, then publishes the side effects and
-//! answers. The caller (a pipeline shard) guarantees one writer per room.
+//! backwards), appends the batch with one fenced write ([`RoomWriter::apply`]), then publishes
+//! the side effects ([`RoomWriter::publish`]). The caller (a pipeline shard) guarantees one
+//! writer per room; the embedded pipeline answers between the two halves, the others after
+//! both ([`RoomWriter::execute`]).
 //!
 //! ```text
 //!  append (the log: the truth) ──▶ fan-out (live sessions) ──▶ downstream events (webhooks)
 //! ```
 //!
-//! Downstream events (DESIGN §4.4) are queued after the fan-out, before the answer. A failed
-//! queue write is logged and not retried: the log already holds the batch, so the commands
-//! succeeded; the consumers miss those events (as they do when the process dies between the
-//! append and the queue write).
+//! Downstream events (DESIGN §4.4) are queued after the fan-out. A failed queue write is
+//! logged and not retried: the log already holds the batch, so the commands succeeded; the
+//! consumers miss those events (as they do when the process dies between the append and the
+//! queue write).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,15 @@ const FENCE_RETRIES: usize = 3;
 
 /// Most rooms whose state a writer keeps in memory.
 const CACHED_ROOMS: usize = 10_000;
+
+/// A durable batch whose events are still to be published.
+#[derive(Debug)]
+pub struct Applied {
+    room: RoomId,
+    events: Vec<chatwire_protocol::v1::RoomEvent>,
+    audience: crate::backend::fanout::Audience,
+    user_events: Vec<(crate::chat::ids::UserId, chatwire_protocol::v1::Event)>,
+}
 
 /// A writer for the rooms of one shard.
 #[derive(Debug)]
@@ -73,22 +84,63 @@ impl RoomWriter {
         room: &RoomId,
         commands: &[RoomCommand],
     ) -> Vec<Result<Outcome, ChatError>> {
+        let (results, applied) = self.apply(room, commands).await;
+        if let Some(applied) = applied {
+            self.publish(applied).await;
+        }
+        results
+    }
+
+    /// The first half of [`RoomWriter::execute`]: the batch is durable when this returns, so
+    /// a caller may answer the commands before it runs [`RoomWriter::publish`] (the fan-out
+    /// and the downstream events), which must follow before the room's next batch.
+    pub async fn apply(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+    ) -> (Vec<Result<Outcome, ChatError>>, Option<Applied>) {
         for _ in 0..FENCE_RETRIES {
             match self.try_batch(room, commands).await {
-                Ok(Some(results)) => return results,
+                Ok(Some(done)) => return done,
                 // Fenced: another writer moved the head; rebuild on fresh state.
                 Ok(None) => {}
                 Err(err) => {
                     self.cache.remove(room);
-                    return commands.iter().map(|_| Err(err.clone())).collect();
+                    return (commands.iter().map(|_| Err(err.clone())).collect(), None);
                 }
             }
         }
         self.cache.remove(room);
-        commands
+        let contended = commands
             .iter()
             .map(|_| Err(ChatError::Unavailable("room contended".into())))
-            .collect()
+            .collect();
+        (contended, None)
+    }
+
+    /// The second half of [`RoomWriter::execute`]: the batch's events to the live sessions,
+    /// then to the downstream queue.
+    pub async fn publish(&self, applied: Applied) {
+        let Applied {
+            room,
+            events,
+            audience,
+            user_events,
+        } = applied;
+        // Built before the events move into the fan-out (and only when someone consumes them).
+        let downstream = self
+            .events
+            .as_ref()
+            .map(|_| downstream::events_of_batch(&events));
+        self.fanout.publish_room(&room, Arc::from(events), &audience);
+        for (user, event) in user_events {
+            self.fanout.publish_user(&user, event, None);
+        }
+        if let (Some(events), Some(downstream)) = (&self.events, downstream)
+            && !downstream.is_empty()
+        {
+            publish_downstream(events.as_ref(), &room, downstream).await;
+        }
     }
 
     /// One attempt; `Ok(None)` when the append was fenced.
@@ -96,7 +148,7 @@ impl RoomWriter {
         &mut self,
         room: &RoomId,
         commands: &[RoomCommand],
-    ) -> Result<Option<Vec<Result<Outcome, ChatError>>>, ChatError> {
+    ) -> Result<Option<(Vec<Result<Outcome, ChatError>>, Option<Applied>)>, ChatError> {
         let state = self.state(room).await?;
         let mut draft = Draft::new(
             self.store.as_ref(),
@@ -110,11 +162,11 @@ impl RoomWriter {
             results.push(draft.apply(command).await);
         }
         if draft.is_empty() {
-            return Ok(Some(results));
+            return Ok(Some((results, None)));
         }
         let base = draft.base_seq();
         let Some(sealed) = draft.seal() else {
-            return Ok(Some(results));
+            return Ok(Some((results, None)));
         };
         match self.store.append(room, base, &sealed.batch).await {
             Ok(AppendOutcome::Applied) => {}
@@ -126,22 +178,13 @@ impl RoomWriter {
             Err(err) => return Err(err.into()),
         }
         self.remember(room.clone(), sealed.state);
-        // Built before the events move into the fan-out (and only when someone consumes them).
-        let downstream = self
-            .events
-            .as_ref()
-            .map(|_| downstream::events_of_batch(&sealed.batch.events));
-        self.fanout
-            .publish_room(room, Arc::from(sealed.batch.events), &sealed.audience);
-        for (user, event) in sealed.user_events {
-            self.fanout.publish_user(&user, event, None);
-        }
-        if let (Some(events), Some(downstream)) = (&self.events, downstream)
-            && !downstream.is_empty()
-        {
-            publish_downstream(events.as_ref(), room, downstream).await;
-        }
-        Ok(Some(results))
+        let applied = Applied {
+            room: room.clone(),
+            events: sealed.batch.events,
+            audience: sealed.audience,
+            user_events: sealed.user_events,
+        };
+        Ok(Some((results, Some(applied))))
     }
 
     async fn state(&mut self, room: &RoomId) -> Result<Option<RoomState>, ChatError> {
