@@ -132,7 +132,8 @@ impl RoomWriter {
             .events
             .as_ref()
             .map(|_| downstream::events_of_batch(&events));
-        self.fanout.publish_room(&room, Arc::from(events), &audience);
+        self.fanout
+            .publish_room(&room, Arc::from(events), &audience);
         for (user, event) in user_events {
             self.fanout.publish_user(&user, event, None);
         }
