@@ -37,12 +37,6 @@ impl Backend for Kotlin {
     }
 }
 
-/// `writeln!` into a `String` cannot fail; this keeps the renderers free of `Result`.
-macro_rules! w {
-    ($out:expr) => { $out.push('\n') };
-    ($out:expr, $($arg:tt)*) => {{ let _ = writeln!($out, $($arg)*); }};
-}
-
 fn api(p: &Protocol) -> String {
     let mut out = String::new();
     w!(

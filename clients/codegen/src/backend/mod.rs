@@ -3,6 +3,14 @@
 //! Adding a language is one more module here and one more entry in [`all`]; the walker and the
 //! model stay as they are.
 
+/// `writeln!` into a `String` cannot fail; this keeps the renderers free of `Result`. Shared by
+/// every back end (defined before their modules, so it is in scope in each; the caller imports
+/// `std::fmt::Write`).
+macro_rules! w {
+    ($out:expr) => { $out.push('\n') };
+    ($out:expr, $($arg:tt)*) => {{ let _ = writeln!($out, $($arg)*); }};
+}
+
 pub mod kotlin;
 pub mod swift;
 pub mod typescript;

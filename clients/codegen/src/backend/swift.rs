@@ -59,12 +59,6 @@ impl Backend for Swift {
     }
 }
 
-/// `writeln!` into a `String` cannot fail; this keeps the renderers free of `Result`.
-macro_rules! w {
-    ($out:expr) => { $out.push('\n') };
-    ($out:expr, $($arg:tt)*) => {{ let _ = writeln!($out, $($arg)*); }};
-}
-
 /// Swift keywords that cannot name a property or case without backticks.
 const KEYWORDS: &[&str] = &[
     "associatedtype",
