@@ -10,23 +10,15 @@
 // Centrifugo's publish reply means "accepted into the in-memory broker", not "stored durably".
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { measure, openIdle, settings } from './common.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, i, all) => {
-    if (arg.startsWith('--')) pairs.push([arg.slice(2), all[i + 1]]);
-    return pairs;
-  }, []),
-);
-const subscribers = Number(args.subscribers ?? 1);
-const senders = Number(args.clients ?? 16);
-const messages = Number(args.messages ?? 200);
-const idleCount = Number(args.idle ?? 0);
-const size = Number(args.size ?? 100);
+const s = settings(process.argv.slice(2));
+const { args } = s;
 const secret = 'chatwire-bench-secret';
 
 // Centrifugo takes a port number, not 0: ask the kernel for a free one first.
@@ -63,13 +55,6 @@ const token = (user) => {
   const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 };
-const cpuSeconds = () => {
-  const stat = readFileSync(`/proc/${server.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
-const rssKib = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]);
-
 /** One connected client: commands with ids, replies matched, pushes counted. */
 class Conn {
   static async open(user) {
@@ -122,59 +107,27 @@ class Conn {
   }
 }
 
-const rssBefore = (await Conn.open('warmup'), rssKib());
-const idle = [];
-for (let i = 0; i < idleCount; i++) idle.push(await Conn.open(`idle-${i}`));
-if (idleCount > 0) {
-  const after = rssKib();
-  console.log(
-    `idle: ${idleCount} sessions, server RSS ${rssBefore} -> ${after} KiB: ${((after - rssBefore) / idleCount).toFixed(1)} KiB per connection`,
-  );
-}
+await Conn.open('warmup');
+const idle = await openIdle(server.pid, s.idle, (i) => Conn.open(`idle-${i}`));
 const channel = 'bench';
 const readers = [];
-for (let i = 0; i < subscribers; i++) {
+for (let i = 0; i < s.subscribers; i++) {
   const conn = await Conn.open(`reader-${i}`);
   await conn.call({ subscribe: { channel } });
   readers.push(conn);
 }
 const writers = [];
-for (let i = 0; i < senders; i++) {
+for (let i = 0; i < s.senders; i++) {
   const conn = await Conn.open(`sender-${i}`);
   await conn.call({ subscribe: { channel } }); // publishing needs a subscription here
   writers.push(conn);
 }
-const total = senders * messages;
-const cpuBefore = cpuSeconds();
-const started = process.hrtime.bigint();
-const body = 'x'.repeat(size);
-const latencies = [];
-await Promise.all(
-  writers.map(async (conn) => {
-    for (let m = 0; m < messages; m++) {
-      const sent = process.hrtime.bigint();
-      await conn.call({ publish: { channel, data: { text: body } } });
-      latencies.push(Number(process.hrtime.bigint() - sent) / 1e6);
-    }
-  }),
-);
-const acked = Number(process.hrtime.bigint() - started) / 1e9;
-const expected = total * subscribers;
-const delivered = () => readers.reduce((sum, c) => sum + c.pushes, 0);
-const deadline = Date.now() + 60_000;
-while (delivered() < expected && Date.now() < deadline) await new Promise((r) => setImmediate(r));
-const wall = Number(process.hrtime.bigint() - started) / 1e9;
-const cpu = cpuSeconds() - cpuBefore;
-latencies.sort((a, b) => a - b);
-const pct = (p) => latencies[Math.round((latencies.length - 1) * p)] ?? 0;
-console.log(`senders ${senders} x messages ${messages} (${size} B text), ${subscribers} subscribers`);
-console.log(`acknowledged ${latencies.length} in ${acked.toFixed(2)} s: ${(latencies.length / acked).toFixed(0)} msg/s`);
-console.log(
-  `ack latency ms: p50 ${pct(0.5).toFixed(2)}  p95 ${pct(0.95).toFixed(2)}  p99 ${pct(0.99).toFixed(2)}  max ${pct(1).toFixed(2)}`,
-);
-console.log(
-  `deliveries: ${delivered()} of ${expected} in ${wall.toFixed(2)} s (${(delivered() / wall).toFixed(0)}/s wall); lost ${expected - delivered()}`,
-);
-console.log(`server CPU ${cpu.toFixed(2)} s: ${(delivered() / Math.max(cpu, 0.01)).toFixed(0)} deliveries per server-CPU-second`);
+await measure({
+  pid: server.pid,
+  writers,
+  send: (conn, body) => conn.call({ publish: { channel, data: { text: body } } }),
+  delivered: () => readers.reduce((sum, c) => sum + c.pushes, 0),
+  settings: s,
+});
 for (const conn of [...idle, ...readers, ...writers]) conn.ws.terminate();
 server.kill();
