@@ -13,6 +13,7 @@
 
 mod accounts;
 mod append;
+pub use append::DEDUPE_PURGE_GRACE_MS;
 mod directory;
 mod fail;
 mod log;
