@@ -114,7 +114,7 @@ pub(super) fn cases() -> Vec<Case> {
             "rooms",
             Must,
             [
-                "R-6.5.1", "R-6.5.2", "R-6.5.3", "R-6.5.4", "R-9.1.4", "R-12.1.3"
+                "R-6.5.1", "R-6.5.2", "R-6.5.3", "R-6.5.4", "R-9.1.4", "R-12.1.3", "R-11.1.5"
             ],
             ["AddMembers", "History", "Subscribe", "UpdateRoom", "Sync"],
             None,
@@ -655,6 +655,12 @@ async fn visibility(ctx: Ctx) -> Check {
     )
     .await??;
     let joined = added.added.first().map_or(0, |m| m.joined_seq);
+    let preview = sync_summary(&c, &room).await?.last_message;
+    ensure(
+        preview.is_none(),
+        "no Sync preview of a message sent before carol joined (R-11.1.5)",
+        &preview,
+    )?;
     let (events, _) = super::subscribe_all(&a, &room, 0).await?;
     let joined_event = events
         .iter()
@@ -727,6 +733,11 @@ async fn visibility(ctx: Ctx) -> Check {
         &seqs,
     )?;
     let summary = sync_summary(&c, &room).await?;
+    ensure_eq(
+        "carol's Sync preview: the message after her join",
+        Some("after carol"),
+        summary.last_message.as_ref().map(|m| m.text.as_str()),
+    )?;
     ensure_eq(
         "carol's (read_seq, delivered_seq, unread_count) before she reads",
         (joined - 1, joined - 1, 1),
