@@ -72,7 +72,7 @@ pub(super) fn cases() -> Vec<Case> {
             ["WatchPresence", "BlockUser"],
             None,
             false,
-            "an oversized watch set is TOO_LARGE; unknown and blocking users look offline; last_seen_ms",
+            "an oversized watch set, in one request or across several, is TOO_LARGE; unknown and blocking users look offline; last_seen_ms",
             presence_rules
         ),
         case!(
@@ -387,8 +387,21 @@ async fn presence_rules(ctx: Ctx) -> Check {
     };
     if max < 100_000 {
         let many: Vec<String> = (0..=max).map(|n| format!("{watcher}-w{n}")).collect();
-        let result = within("the reply", watch(many)).await?;
+        let result = within("the reply", watch(many.clone())).await?;
         crate::suite::check::ensure_error(result, v1::ErrorCode::TooLarge, Some("user_ids"))?;
+        // The cap is on the whole set, across requests: max - 1 users, then two more.
+        let (first, rest) = many.split_at(many.len() - 2);
+        within("WatchPresenceResponse", watch(first.to_vec())).await??;
+        let result = within("the reply", watch(rest.to_vec())).await?;
+        crate::suite::check::ensure_error(result, v1::ErrorCode::TooLarge, Some("user_ids"))?;
+        within(
+            "UnwatchPresenceResponse",
+            w.unwatch_presence(v1::UnwatchPresenceRequest {
+                user_ids: first.to_vec(),
+                room_id: String::new(),
+            }),
+        )
+        .await??;
     }
     let bl = ctx.client(&blocker).await?;
     let g = ctx.client(&gone).await?;

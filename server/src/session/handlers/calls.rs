@@ -61,7 +61,7 @@ pub(super) async fn watch_presence(
         ));
     }
     let mut presences = Vec::with_capacity(r.user_ids.len());
-    let mut watched = Vec::with_capacity(r.user_ids.len());
+    let (mut visible, mut hidden) = (Vec::new(), Vec::new());
     for raw in &r.user_ids {
         let user = validate::user_id("user_ids", raw)?;
         if ctx.services.store.either_blocked(ctx.user, &user).await? {
@@ -70,12 +70,19 @@ pub(super) async fn watch_presence(
                 online: false,
                 last_seen_ms: 0,
             });
+            hidden.push(user);
             continue;
         }
         presences.push(ctx.services.fanout.presence(&user));
-        watched.push(user);
+        visible.push(user);
     }
-    ctx.services.fanout.watch_presence(ctx.session, &watched);
+    ctx.services
+        .fanout
+        .watch_presence(ctx.session, &visible, &hidden, cap)
+        .map_err(|size| ChatError::TooLarge {
+            field: "user_ids",
+            reason: format!("the watch set would hold {size} users, more than {cap}"),
+        })?;
     Ok(Reply::WatchPresence(v1::WatchPresenceResponse {
         presences,
     }))
