@@ -457,7 +457,12 @@ pub async fn the_watch_set_is_capped_as_a_whole(factory: &dyn FanoutFactory) {
     let _c = attach(&*fanout, 3, &carol, 16);
     w.assert_quiet(&*fanout).await;
     fanout
-        .watch_presence(100, &[alice.clone()], std::slice::from_ref(&dave), 3)
+        .watch_presence(
+            100,
+            std::slice::from_ref(&alice),
+            std::slice::from_ref(&dave),
+            3,
+        )
         .expect("alice again plus dave: three");
     let _d = attach(&*fanout, 4, &dave, 16);
     w.assert_quiet(&*fanout).await;
