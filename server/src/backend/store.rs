@@ -251,10 +251,12 @@ pub enum StoreError {
 #[async_trait]
 pub trait RoomLog: Send + Sync + std::fmt::Debug {
     /// The room's head and settings and members, or `None` when the room does not exist.
-    /// Rolls forward a pending batch first where the implementation has one.
+    /// Rolls forward a pending batch first where the implementation has one. For the room's
+    /// writer only (it takes the room over with it); readers use [`RoomLog::head`].
     async fn load_room(&self, room: &RoomId) -> Result<Option<RoomSnapshot>, StoreError>;
 
-    /// The room's head, `None` when the room does not exist.
+    /// The room's newest materialized head, `None` when the room does not exist. Never writes:
+    /// a batch not yet materialized is left to the writer and not reported.
     async fn head(&self, room: &RoomId) -> Result<Option<Head>, StoreError>;
 
     /// Applies `batch` if the head is still at `expected_seq` (0 when the room must not exist
