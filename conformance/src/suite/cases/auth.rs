@@ -82,7 +82,7 @@ pub(super) fn cases() -> Vec<Case> {
             "AU-07",
             "auth",
             Must,
-            ["R-4.4.3"],
+            ["R-4.4.3", "R-4.2.7"],
             ["Refresh"],
             None,
             false,
