@@ -74,7 +74,11 @@ fn number(cell: &str) -> Option<u64> {
 
 /// The names between backticks in `cell`.
 fn code_spans(cell: &str) -> Vec<String> {
-    cell.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every field of a `Limits` by its proto name (reflection: a field added to the proto is
@@ -84,8 +88,8 @@ fn limits_by_name(limits: &v1::Limits) -> BTreeMap<String, u64> {
     let descriptor = pool
         .get_message_by_name("chatwire.v1.Limits")
         .expect("Limits");
-    let message =
-        DynamicMessage::decode(descriptor.clone(), limits.encode_to_vec().as_slice()).expect("decode");
+    let message = DynamicMessage::decode(descriptor.clone(), limits.encode_to_vec().as_slice())
+        .expect("decode");
     descriptor
         .fields()
         .map(|field| {
@@ -122,14 +126,30 @@ fn spec_other_values() -> BTreeMap<String, String> {
 #[test]
 fn the_protocol_limits_table_is_the_code() {
     let code = limits_by_name(&limits::default_limits());
-    assert_eq!(spec_limits(), code, "docs/protocol.md §21 vs chatwire_protocol::limits");
+    assert_eq!(
+        spec_limits(),
+        code,
+        "docs/protocol.md §21 vs chatwire_protocol::limits"
+    );
     // The server's configuration defaults advertise exactly these values.
-    assert_eq!(advertised_limits(&Config::default()), limits::default_limits());
+    assert_eq!(
+        advertised_limits(&Config::default()),
+        limits::default_limits()
+    );
     let other = spec_other_values();
     let ms = |name: &str| number(&other[name]).unwrap_or_else(|| panic!("{name}: no number"));
-    assert_eq!(ms("handshake timeout"), limits::DEFAULT_HANDSHAKE_TIMEOUT_MS);
-    assert_eq!(ms("heartbeat interval"), limits::DEFAULT_HEARTBEAT_INTERVAL_MS);
-    assert_eq!(ms("`TokenExpiring` lead time"), limits::TOKEN_EXPIRING_LEAD_MS);
+    assert_eq!(
+        ms("handshake timeout"),
+        limits::DEFAULT_HANDSHAKE_TIMEOUT_MS
+    );
+    assert_eq!(
+        ms("heartbeat interval"),
+        limits::DEFAULT_HEARTBEAT_INTERVAL_MS
+    );
+    assert_eq!(
+        ms("`TokenExpiring` lead time"),
+        limits::TOKEN_EXPIRING_LEAD_MS
+    );
     assert_eq!(
         other["drain `reconnect_delay_ms`"],
         format!(
@@ -151,7 +171,11 @@ fn the_protocol_limits_table_is_the_code() {
 
 /// `Config::default()` flattened: `limits.rate_sends` → its JSON value.
 fn config_defaults() -> BTreeMap<String, serde_json::Value> {
-    fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    fn flatten(
+        prefix: &str,
+        value: &serde_json::Value,
+        out: &mut BTreeMap<String, serde_json::Value>,
+    ) {
         match value {
             // A token bucket is one value in the table (`600/min, burst 60`).
             serde_json::Value::Object(map) if !map.contains_key("rate_per_minute") => {
@@ -170,7 +194,11 @@ fn config_defaults() -> BTreeMap<String, serde_json::Value> {
         }
     }
     let mut out = BTreeMap::new();
-    flatten("", &serde_json::to_value(Config::default()).expect("serializable"), &mut out);
+    flatten(
+        "",
+        &serde_json::to_value(Config::default()).expect("serializable"),
+        &mut out,
+    );
     out
 }
 
@@ -221,16 +249,20 @@ fn the_operations_configuration_table_is_the_code() {
             cell.split(", ").map(str::to_owned).collect()
         };
         for (i, key) in keys.iter().enumerate() {
-            let value = defaults
-                .get(key)
-                .unwrap_or_else(|| panic!("docs/operations.md documents {key}, not a key of Config"));
+            let value = defaults.get(key).unwrap_or_else(|| {
+                panic!("docs/operations.md documents {key}, not a key of Config")
+            });
             documented.push(key.clone());
             if parts.len() != keys.len() {
                 // One description for all the keys of the row (`the server's own origin`).
                 continue;
             }
             if let Some(same) = states(&parts[i], value) {
-                assert!(same, "docs/operations.md: {key} default {:?}, the code says {value}", parts[i]);
+                assert!(
+                    same,
+                    "docs/operations.md: {key} default {:?}, the code says {value}",
+                    parts[i]
+                );
             }
         }
     }
@@ -239,7 +271,10 @@ fn the_operations_configuration_table_is_the_code() {
         .keys()
         .filter(|k| k.starts_with("limits.") || k.starts_with("session."))
     {
-        assert!(documented.contains(key), "docs/operations.md has no row for {key}");
+        assert!(
+            documented.contains(key),
+            "docs/operations.md has no row for {key}"
+        );
     }
 }
 
@@ -249,12 +284,18 @@ fn the_operations_configuration_table_is_the_code() {
 async fn a_real_server_advertises_the_documented_defaults() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = ServerProcess::spawn_defaults(dir.path()).await;
-    let client = Client::open(&server.target()).await.expect("websocket opens");
+    let client = Client::open(&server.target())
+        .await
+        .expect("websocket opens");
     let response = within(client.connect(&dev_token(dir.path(), "alice")))
         .await
         .expect("connect");
     let advertised = limits_by_name(&response.limits.unwrap_or_default());
-    assert_eq!(advertised, spec_limits(), "ConnectResponse.limits vs docs/protocol.md §21");
+    assert_eq!(
+        advertised,
+        spec_limits(),
+        "ConnectResponse.limits vs docs/protocol.md §21"
+    );
     let other = spec_other_values();
     assert_eq!(
         Some(u64::from(response.heartbeat_interval_ms)),
@@ -265,7 +306,10 @@ async fn a_real_server_advertises_the_documented_defaults() {
         .map(|row| code_spans(&row[0]).remove(0))
         .collect();
     for capability in chatwire_server::session::driver::SERVER_CAPABILITIES {
-        assert!(registry.iter().any(|c| c == capability), "{capability} not in §22.1");
+        assert!(
+            registry.iter().any(|c| c == capability),
+            "{capability} not in §22.1"
+        );
     }
 }
 
@@ -275,7 +319,9 @@ async fn a_real_server_advertises_the_documented_defaults() {
 async fn sigterm_asks_sessions_to_reconnect_after_a_delay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = ServerProcess::spawn_defaults(dir.path()).await;
-    let client = Client::open(&server.target()).await.expect("websocket opens");
+    let client = Client::open(&server.target())
+        .await
+        .expect("websocket opens");
     within(client.connect(&dev_token(dir.path(), "alice")))
         .await
         .expect("connect");

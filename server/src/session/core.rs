@@ -571,7 +571,9 @@ impl SessionCore {
                 let expires_at_ms = self
                     .token_expires_at_ms
                     .unwrap_or_else(|| now_ms.saturating_add(left));
-                self.event(v1::event::Kind::TokenExpiring(v1::TokenExpiring { expires_at_ms }));
+                self.event(v1::event::Kind::TokenExpiring(v1::TokenExpiring {
+                    expires_at_ms,
+                }));
             }
         }
         if now >= self.last_tx + interval {

@@ -468,10 +468,15 @@ async fn json_frames(ctx: Ctx) -> Check {
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol);
-    let (mut socket, response) = match within("the upgrade", tokio_tungstenite::connect_async(request)).await? {
-        Ok(done) => done,
-        Err(_) => return Err(Failure::Skip("chatwire.v1.json is not served (R-2.4.1)".into())),
-    };
+    let (mut socket, response) =
+        match within("the upgrade", tokio_tungstenite::connect_async(request)).await? {
+            Ok(done) => done,
+            Err(_) => {
+                return Err(Failure::Skip(
+                    "chatwire.v1.json is not served (R-2.4.1)".into(),
+                ));
+            }
+        };
     let selected = response
         .headers()
         .get("Sec-WebSocket-Protocol")
@@ -503,7 +508,11 @@ async fn json_frames(ctx: Ctx) -> Check {
     let caps: Vec<String> = reply
         .pointer("/reply/connect/capabilities")
         .and_then(|c| c.as_array())
-        .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     ensure(
         caps.iter().any(|c| c == "json-frames"),

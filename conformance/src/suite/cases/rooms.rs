@@ -994,11 +994,7 @@ async fn direct_senders(ctx: Ctx) -> Check {
         (2, alice.as_str(), Some(alice.clone())),
         (3, alice.as_str(), Some(bob)),
     ];
-    ensure_eq(
-        "(seq, sender, member joined) of seqs 1-3",
-        want,
-        got,
-    )
+    ensure_eq("(seq, sender, member joined) of seqs 1-3", want, got)
 }
 
 async fn default_member_cap(ctx: Ctx) -> Check {

@@ -263,7 +263,11 @@ async fn unsubscribe_after_replay(ctx: Ctx) -> Check {
         }),
     )
     .await??;
-    ensure_eq("last_seq after a replay only (R-10.4.3)", last, response.last_seq)?;
+    ensure_eq(
+        "last_seq after a replay only (R-10.4.3)",
+        last,
+        response.last_seq,
+    )?;
     // Between pages (complete false) the room is not live: last_seq 0.
     let page = within(
         "SubscribeResponse",
@@ -274,7 +278,11 @@ async fn unsubscribe_after_replay(ctx: Ctx) -> Check {
         }),
     )
     .await??;
-    ensure(!page.complete, "a one-event page of a longer log is not complete", &page)?;
+    ensure(
+        !page.complete,
+        "a one-event page of a longer log is not complete",
+        &page,
+    )?;
     let response = within(
         "UnsubscribeResponse",
         b.unsubscribe(v1::UnsubscribeRequest { room_id: room }),
