@@ -535,7 +535,10 @@ fn the_hs256_secret_file_is_its_raw_bytes() {
         hs256_secret_file: Some(path),
         ..hs_config()
     };
-    assert_eq!(hs256_secret(&cfg, None).unwrap(), Some(with_newline.clone()));
+    assert_eq!(
+        hs256_secret(&cfg, None).unwrap(),
+        Some(with_newline.clone())
+    );
     let v = TokenVerifier::from_config(&cfg, None).unwrap();
     let signed = |secret: &[u8]| {
         sign(
