@@ -454,7 +454,10 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 64,
             rate_connects_per_ip: RateLimit::new(600, 60),
             rate_requests: RateLimit::new(3000, 100),
-            rate_sends: RateLimit::new(600, 30),
+            rate_sends: RateLimit::new(
+                limits::DEFAULT_SEND_RATE_PER_MINUTE,
+                limits::DEFAULT_SEND_BURST,
+            ),
             rate_typing: RateLimit::new(120, 5),
         }
     }
@@ -540,8 +543,8 @@ pub const MIN_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 15_000,
-            handshake_timeout_ms: 10_000,
+            heartbeat_interval_ms: limits::DEFAULT_HEARTBEAT_INTERVAL_MS,
+            handshake_timeout_ms: limits::DEFAULT_HANDSHAKE_TIMEOUT_MS,
             outbound_queue_frames: 1024,
         }
     }
@@ -594,7 +597,7 @@ pub const MAX_BUCKET_WIDTH_MS: u64 = 7 * 24 * 3_600_000;
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            idempotency_window_ms: 24 * 3_600_000,
+            idempotency_window_ms: limits::DEFAULT_IDEMPOTENCY_WINDOW_MS,
             bucket_width_ms: 3_600_000,
             backend: StoreBackend::Embedded,
             cql: CqlConfig::default(),

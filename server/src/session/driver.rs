@@ -82,6 +82,10 @@ pub trait SessionTransport: Send {
     fn typing_datagrams(&self) -> bool {
         false
     }
+    /// Whether frames travel in the proto3 JSON mapping (`chatwire.v1.json`).
+    fn json_frames(&self) -> bool {
+        false
+    }
     /// Sends one whole frame as an unreliable datagram; false when it could not go (too
     /// large, or no datagram support), so the caller sends it on the stream instead.
     fn send_datagram(&mut self, _frame: Bytes) -> bool {
@@ -91,6 +95,19 @@ pub trait SessionTransport: Send {
 
 /// The capability that lets typing travel as QUIC datagrams (docs/protocol.md §22).
 pub const TYPING_DATAGRAMS: &str = "typing-datagrams";
+/// The capability a session on the `chatwire.v1.json` mapping lists (docs/protocol.md §22).
+pub const JSON_FRAMES: &str = "json-frames";
+/// Every capability this server can list in `ConnectResponse.capabilities`.
+pub const SERVER_CAPABILITIES: [&str; 2] = [TYPING_DATAGRAMS, JSON_FRAMES];
+
+/// What the transport of a session offers, for `ConnectResponse.capabilities`.
+#[derive(Debug, Clone, Copy)]
+struct TransportFeatures {
+    /// QUIC with datagram support.
+    datagrams: bool,
+    /// The `chatwire.v1.json` mapping.
+    json: bool,
+}
 
 /// The authenticated part of a session.
 #[derive(Debug)]
@@ -344,7 +361,10 @@ async fn drain(
                 trace_id,
                 request,
             } => {
-                let datagrams = transport.typing_datagrams();
+                let features = TransportFeatures {
+                    datagrams: transport.typing_datagrams(),
+                    json: transport.json_frames(),
+                };
                 let session = Session {
                     services,
                     connected: &mut *connected,
@@ -352,7 +372,7 @@ async fn drain(
                 };
                 // Boxed: a request's future is the largest part of the driver's state, and an
                 // idle session should not carry it (memory per connection).
-                Box::pin(execute(session, core, (id, datagrams), trace_id, request)).await;
+                Box::pin(execute(session, core, (id, features), trace_id, request)).await;
             }
             Output::Encoded(frame) => {
                 out.extend_from_slice(&frame);
@@ -374,7 +394,13 @@ async fn drain(
                     code: code.into(),
                     reason: reason.clone(),
                     reconnect,
-                    reconnect_delay_ms: 0,
+                    // a drain always asks for a minimum delay, jittered per
+                    // session so the clients of a node do not all come back at once.
+                    reconnect_delay_ms: if code == v1::CloseCode::ServerDraining {
+                        drain_reconnect_delay_ms()
+                    } else {
+                        0
+                    },
                 };
                 let frame = v1::ServerFrame {
                     frame: Some(v1::server_frame::Frame::Event(v1::Event {
@@ -394,6 +420,20 @@ async fn drain(
         }
     }
     flush(core, out, transport, overflow, write_timeout).await
+}
+
+/// A drain's `reconnect_delay_ms`: uniform in [`DRAIN_RECONNECT_DELAY_MIN_MS`,
+/// `DRAIN_RECONNECT_DELAY_MAX_MS`), drawn per session.
+///
+/// [`DRAIN_RECONNECT_DELAY_MIN_MS`]: chatwire_protocol::limits::DRAIN_RECONNECT_DELAY_MIN_MS
+/// [`DRAIN_RECONNECT_DELAY_MAX_MS`]: chatwire_protocol::limits::DRAIN_RECONNECT_DELAY_MAX_MS
+fn drain_reconnect_delay_ms() -> u32 {
+    use chatwire_protocol::limits::{DRAIN_RECONNECT_DELAY_MAX_MS, DRAIN_RECONNECT_DELAY_MIN_MS};
+    let mut random = [0u8; 4];
+    // Without randomness every session gets the minimum: still a delay, only without jitter.
+    let _ = getrandom::fill(&mut random);
+    let span = DRAIN_RECONNECT_DELAY_MAX_MS - DRAIN_RECONNECT_DELAY_MIN_MS;
+    DRAIN_RECONNECT_DELAY_MIN_MS + u32::from_be_bytes(random) % span
 }
 
 fn is_typing(frame: &v1::ServerFrame) -> bool {
@@ -443,7 +483,7 @@ async fn flush(
 async fn execute(
     session: Session<'_>,
     core: &mut SessionCore,
-    (id, datagrams): (u64, bool),
+    (id, features): (u64, TransportFeatures),
     trace_id: String,
     request: Request,
 ) {
@@ -454,7 +494,7 @@ async fn execute(
     } = session;
     match (request, connected.as_ref()) {
         (Request::Connect(connect), _) => {
-            match connect_session(services, core, &connect, datagrams).await {
+            match connect_session(services, core, &connect, features).await {
                 Ok((session, response)) => {
                     *connected = Some(session);
                     core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
@@ -541,7 +581,7 @@ async fn connect_session(
     services: &Arc<Services>,
     core: &mut SessionCore,
     connect: &v1::ConnectRequest,
-    datagrams: bool,
+    features: TransportFeatures,
 ) -> Result<(Connected, v1::ConnectResponse), (ChatError, v1::CloseCode)> {
     let now_ms = services.clock.now_ms();
     let Identity {
@@ -562,8 +602,18 @@ async fn connect_session(
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
     services.fanout.attach(key, &user, link);
     core.on_connected(instant_at(services, expires_at_ms));
+    core.set_token_expires_at_ms(expires_at_ms);
     // only on a transport with datagram support, and only when the client offered it.
-    let typing_datagrams = datagrams && connect.capabilities.iter().any(|c| c == TYPING_DATAGRAMS);
+    let typing_datagrams =
+        features.datagrams && connect.capabilities.iter().any(|c| c == TYPING_DATAGRAMS);
+    let mut capabilities = Vec::new();
+    if typing_datagrams {
+        capabilities.push(TYPING_DATAGRAMS.to_owned());
+    }
+    // exactly on sessions of the JSON mapping.
+    if features.json {
+        capabilities.push(JSON_FRAMES.to_owned());
+    }
     let response = v1::ConnectResponse {
         session_id: key.to_string(),
         user_id: user.to_string(),
@@ -572,11 +622,7 @@ async fn connect_session(
             version: env!("CARGO_PKG_VERSION").into(),
             node_id: services.node_id.clone(),
         }),
-        capabilities: if typing_datagrams {
-            vec![TYPING_DATAGRAMS.to_owned()]
-        } else {
-            Vec::new()
-        },
+        capabilities,
         limits: Some(services.limits),
         heartbeat_interval_ms: u32::try_from(services.session.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),
@@ -621,6 +667,7 @@ async fn refresh_token(
         return Err(ChatError::TokenRefused);
     }
     core.on_refreshed(instant_at(services, identity.expires_at_ms));
+    core.set_token_expires_at_ms(identity.expires_at_ms);
     Ok(v1::reply::Result::Refresh(v1::RefreshResponse {
         token_expires_at_ms: identity.expires_at_ms,
     }))

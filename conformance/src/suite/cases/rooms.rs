@@ -155,6 +155,28 @@ pub(super) fn cases() -> Vec<Case> {
             "Sync pages of one room: cursor and caught_up, each room once despite activity",
             sync_paging
         ),
+        case!(
+            "RM-13",
+            "rooms",
+            Must,
+            ["R-6.2.4"],
+            ["OpenDirect", "Subscribe"],
+            None,
+            false,
+            "a new direct room's RoomCreated and both MemberJoined have the caller as sender",
+            direct_senders
+        ),
+        case!(
+            "RM-14",
+            "rooms",
+            Must,
+            ["R-6.3.8"],
+            ["CreateGroup"],
+            None,
+            false,
+            "a group created with member_cap 0 has member_cap Limits.max_group_members",
+            default_member_cap
+        ),
     ]
 }
 
@@ -953,4 +975,51 @@ async fn sync_paging(ctx: Ctx) -> Check {
     let mut want = rooms;
     want.sort();
     ensure_eq("rooms over the walk, each once", want, sorted)
+}
+
+async fn direct_senders(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let opened = within(
+        "OpenDirectResponse",
+        a.open_direct(v1::OpenDirectRequest {
+            user_id: bob.clone(),
+        }),
+    )
+    .await??;
+    let room = opened.room.unwrap_or_default().id;
+    let (events, _) = super::subscribe_all(&a, &room, 0).await?;
+    let got: Vec<(u64, &str, Option<String>)> = events
+        .iter()
+        .take(3)
+        .map(|e| {
+            let joined = match &e.kind {
+                Some(v1::room_event::Kind::MemberJoined(j)) => Some(j.user_id.clone()),
+                _ => None,
+            };
+            (e.seq, e.sender.as_str(), joined)
+        })
+        .collect();
+    let want = vec![
+        (1, alice.as_str(), None),
+        (2, alice.as_str(), Some(alice.clone())),
+        (3, alice.as_str(), Some(bob)),
+    ];
+    ensure_eq("(seq, sender, member joined) of seqs 1-3", want, got)
+}
+
+async fn default_member_cap(ctx: Ctx) -> Check {
+    let (a, connected) = ctx.session(&ctx.user("alice")).await?;
+    let max = connected.limits.unwrap_or_default().max_group_members;
+    let created = within(
+        "CreateGroupResponse",
+        a.create_group(v1::CreateGroupRequest {
+            name: "cap".into(),
+            member_cap: 0,
+            ..Default::default()
+        }),
+    )
+    .await??;
+    let cap = created.room.map(|r| r.member_cap);
+    ensure_eq("Room.member_cap", Some(max), cap)
 }

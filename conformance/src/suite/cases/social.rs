@@ -1,10 +1,10 @@
 //! Receipts, typing, presence across sessions, call signals.
 
-use chatwire_protocol::v1::{self, call_signal, event};
+use chatwire_protocol::v1::{self, ErrorCode, call_signal, event};
 
 use super::case;
 use crate::client::Client;
-use crate::suite::check::{Check, ensure, ensure_eq, within};
+use crate::suite::check::{Check, ensure, ensure_eq, ensure_error, within};
 use crate::suite::{Case, Ctx};
 
 pub(super) fn cases() -> Vec<Case> {
@@ -74,6 +74,17 @@ pub(super) fn cases() -> Vec<Case> {
             false,
             "an oversized watch set, in one request or across several, is TOO_LARGE; unknown and blocking users look offline; last_seen_ms",
             presence_rules
+        ),
+        case!(
+            "PR-03",
+            "presence",
+            Must,
+            ["R-14.1.3", "R-14.1.7"],
+            ["WatchPresence", "UnwatchPresence"],
+            None,
+            false,
+            "room watches: UNSUPPORTED (field room_id) without presence-room-watch, else NOT_FOUND for an unknown room",
+            room_watch
         ),
         case!(
             "CA-02",
@@ -476,4 +487,39 @@ async fn call_nobody(ctx: Ctx) -> Check {
         0,
         stale.delivered_sessions,
     )
+}
+
+async fn room_watch(ctx: Ctx) -> Check {
+    let (a, connected) = ctx.session(&ctx.user("alice")).await?;
+    let room = super::group(&a, &[]).await?;
+    let unknown = "g.00000000000000000000000000000000".to_owned();
+    let watch = |room_id: String| {
+        a.watch_presence(v1::WatchPresenceRequest {
+            user_ids: Vec::new(),
+            room_id,
+        })
+    };
+    let unwatch = |room_id: String| {
+        a.unwatch_presence(v1::UnwatchPresenceRequest {
+            user_ids: Vec::new(),
+            room_id,
+        })
+    };
+    if connected
+        .capabilities
+        .iter()
+        .any(|c| c == "presence-room-watch")
+    {
+        within("WatchPresenceResponse", watch(room.clone())).await??;
+        let missing = within("the reply", watch(unknown)).await?;
+        return ensure_error(missing, ErrorCode::NotFound, None);
+    }
+    // Without the capability: the same answer whether the room exists or not.
+    for room_id in [room, unknown] {
+        let watched = within("the reply", watch(room_id.clone())).await?;
+        ensure_error(watched, ErrorCode::Unsupported, Some("room_id"))?;
+        let unwatched = within("the reply", unwatch(room_id)).await?;
+        ensure_error(unwatched, ErrorCode::Unsupported, Some("room_id"))?;
+    }
+    super::barrier(&a).await
 }

@@ -132,9 +132,10 @@ pub(super) async fn history(
                 "give before_seq or after_seq, not both",
             ));
         }
+        // before_seq 0 is no position (no message has seq 0): the newest page.
+        (Some(0), None) | (None, None) => HistoryAnchor::Latest,
         (Some(before), None) => HistoryAnchor::Before(before),
         (None, Some(after)) => HistoryAnchor::After(after),
-        (None, None) => HistoryAnchor::Latest,
     };
     let store = &state.services.store;
     if store.head(&room).await?.is_none() {

@@ -55,10 +55,10 @@ pub(super) async fn watch_presence(
             reason: format!("more than {cap} users"),
         });
     }
+    // without `presence-room-watch` a room watch is UNSUPPORTED with the field,
+    // whatever the room (it is not looked up, so this never reveals whether it exists).
     if !r.room_id.is_empty() {
-        return Err(ChatError::Unsupported(
-            "room presence watches are not offered by this server",
-        ));
+        return Err(ChatError::UnknownValue { field: "room_id" });
     }
     let mut presences = Vec::with_capacity(r.user_ids.len());
     let (mut visible, mut hidden) = (Vec::new(), Vec::new());
@@ -93,6 +93,9 @@ pub(super) async fn unwatch_presence(
     ctx: Ctx<'_>,
     r: v1::UnwatchPresenceRequest,
 ) -> Result<Reply, ChatError> {
+    if !r.room_id.is_empty() {
+        return Err(ChatError::UnknownValue { field: "room_id" });
+    }
     let users = r
         .user_ids
         .iter()
