@@ -43,7 +43,8 @@ pub(super) async fn typing(
 }
 
 /// Starts presence events for users and returns their presence now. Users who blocked the
-/// caller, or whom the caller blocked, appear offline and are not watched.
+/// caller, or whom the caller blocked, appear offline and get no events, but count towards the
+/// watch cap like any other.
 pub(super) async fn watch_presence(
     ctx: Ctx<'_>,
     r: v1::WatchPresenceRequest,
