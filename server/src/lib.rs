@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod backup;
 pub mod chat;
 pub mod cli;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod devdefaults;
 pub mod distributed;
 pub mod http;
+pub mod logs;
 pub mod server;
 pub mod session;
 pub mod transport;

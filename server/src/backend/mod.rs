@@ -28,6 +28,7 @@ pub mod pipeline_local;
 pub mod pipeline_rabbit;
 pub mod ratelimit;
 pub mod ratelimit_redis;
+pub mod redb_backup;
 mod redb_fail;
 pub mod scylla;
 pub mod store;

@@ -2,7 +2,9 @@
 //! the admin API with readiness, metrics, `/openapi.json` and `/docs` ([`admin`]).
 
 pub mod admin;
+pub mod client;
 pub mod conns;
+pub mod tls;
 pub mod ws;
 
 use std::sync::Arc;

@@ -13,6 +13,7 @@
 
 mod accounts;
 mod append;
+mod backup;
 mod directory;
 mod fail;
 mod log;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, WriteTransaction};
 
+pub use self::backup::backup_file;
 use self::fail::{Fail, corrupt};
 use self::tables::{DEDUPE, DEDUPE_EXPIRY, META};
 use super::store::StoreError;
