@@ -204,7 +204,11 @@ pub fn verify(config: &Config, token: &str, now_ms: i64) -> Result<String, CliEr
             match std::fs::read(&path) {
                 Ok(bytes) => Some(bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if config.auth.algorithms.contains(&crate::config::JwtAlgorithm::Hs256) {
+                    if config
+                        .auth
+                        .algorithms
+                        .contains(&crate::config::JwtAlgorithm::Hs256)
+                    {
                         return Err(CliError::Refused(format!(
                             "{} does not exist: no server has run on {} (wrong --data-dir?)",
                             path.display(),
@@ -237,7 +241,10 @@ pub fn verify(config: &Config, token: &str, now_ms: i64) -> Result<String, CliEr
 /// Runs `chatwire token` as the binary does: prints the token, or the verdict of `--verify`.
 pub fn token_command(config: &Config, args: &TokenArgs, now_ms: i64) -> Result<(), String> {
     if let Some(token) = &args.verify {
-        println!("{}", verify(config, token, now_ms).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            verify(config, token, now_ms).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
     let Some(user) = &args.user else {
@@ -333,8 +340,7 @@ pub fn backup(config: &Config, args: &BackupArgs) -> Result<(), CliError> {
                         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
                         ip => ip.to_string(),
                     };
-                    let url =
-                        format!("{}://{host}:{}", config.http_scheme(), config.listen.port());
+                    let url = format!("{}://{host}:{}", config.http_scheme(), config.listen.port());
                     eprintln!("chatwire: the store is in use: asking the server at {url}");
                     remote_backup(config, &url, &to)?
                 }
@@ -347,7 +353,11 @@ pub fn backup(config: &Config, args: &BackupArgs) -> Result<(), CliError> {
         "backup written to {}: {} files ({databases} databases), {} by a running server",
         to.display(),
         manifest.files.len(),
-        if manifest.online { "copied" } else { "not copied" }
+        if manifest.online {
+            "copied"
+        } else {
+            "not copied"
+        }
     );
     Ok(())
 }
@@ -502,7 +512,10 @@ mod tests {
         assert_eq!(c.overrides().data_dir, Some(PathBuf::from("/d")));
         assert!(cli(&["serve", "--listen", "localhost"]).is_err());
         let c = cli(&["serve", "--listen", "localhost:8080"]).unwrap();
-        assert_eq!(c.overrides().listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(
+            c.overrides().listen,
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
         let e = cli(&["serve", "--listen", "chat.example:8080"]).unwrap_err();
         assert!(e.to_string().contains("use an IP address"), "{e}");
         assert!(cli(&[]).is_err());
@@ -588,7 +601,9 @@ mod tests {
         devdefaults::load_or_create(&other.data_dir).unwrap();
         let e = verify(&other, &t, now).unwrap_err().to_string();
         assert!(e.contains("signature"), "{e}");
-        let e = verify(&config, &t, now + 7_200_000).unwrap_err().to_string();
+        let e = verify(&config, &t, now + 7_200_000)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expired"), "{e}");
         // A server starting on the same folder reads the same secret and accepts the token.
         let dev = devdefaults::load_or_create(&config.data_dir).unwrap();

@@ -17,7 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::auth::{AuthError, TokenMinter, TokenVerifier};
-use crate::backup::OpenDatabases;
 use crate::backend::breaker::{Breaker, BreakerConfig, BreakerPipeline};
 use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::backend::events::RetryPolicy;
@@ -31,6 +30,7 @@ use crate::backend::pipeline_local::LocalPipeline;
 use crate::backend::pipeline_rabbit::RabbitPipeline;
 use crate::backend::ratelimit_redis::RedisRateLimiter;
 use crate::backend::store::{RoomLog, Store};
+use crate::backup::OpenDatabases;
 use crate::chat::draft::WriterConfig;
 use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
@@ -294,8 +294,8 @@ impl Server {
             Some(tls) => {
                 use axum::serve::ListenerExt;
                 // tap_io: axum's ConnectInfo<SocketAddr> is implemented for tapped listeners.
-                let listener = crate::http::tls::TlsListener::new(self.listener, tls)?
-                    .tap_io(|_: &mut _| {});
+                let listener =
+                    crate::http::tls::TlsListener::new(self.listener, tls)?.tap_io(|_: &mut _| {});
                 axum::serve(listener, app)
                     .with_graceful_shutdown(drained)
                     .await

@@ -161,17 +161,40 @@ pub fn explain(sources: &ConfigSources) -> Result<Vec<Setting>, ConfigError> {
         } else {
             "default".to_owned()
         };
-        let secret = path
-            .last()
-            .is_some_and(|k| k.contains("secret") && !k.ends_with("_file"));
-        let value = if secret {
+        let value = if path.last().is_some_and(|k| is_secret_key(k)) {
             "\"(hidden)\"".to_owned()
         } else {
-            value.to_string()
+            masked(value).to_string()
         };
         settings.push(Setting { key, value, source });
     }
     Ok(settings)
+}
+
+/// A key whose value is a secret written inline (`secret`, not `secret_file`).
+fn is_secret_key(key: &str) -> bool {
+    key.contains("secret") && !key.ends_with("_file")
+}
+
+/// `value` with the secrets inside it (in arrays of tables) hidden.
+fn masked(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(masked).collect()),
+        Value::Table(table) => Value::Table(
+            table
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(&k) {
+                        Value::String("(hidden)".into())
+                    } else {
+                        masked(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// The leaves of `table`: values that are not tables (arrays of tables count as leaves).
@@ -457,7 +480,10 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                ("CHATWIRE_DATADIR".to_owned(), "CHATWIRE_DATA_DIR".to_owned()),
+                (
+                    "CHATWIRE_DATADIR".to_owned(),
+                    "CHATWIRE_DATA_DIR".to_owned()
+                ),
                 ("CHATWIRE_LISTN".to_owned(), "CHATWIRE_LISTEN".to_owned()),
                 (
                     "CHATWIRE_QUICK__ENABLED".to_owned(),
@@ -469,7 +495,11 @@ mod tests {
 
     #[test]
     fn explain_names_each_source() {
-        let f = file("[auth]\nissuer = \"file-iss\"\n[log]\nformat = \"json\"\n");
+        let f = file(
+            "[auth]\nissuer = \"file-iss\"\n[log]\nformat = \"json\"\n\
+             [events.app]\nurl = \"http://hooks.internal/x\"\n\
+             keys = [{ id = \"k1\", secret = \"s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t\" }]\n",
+        );
         let settings = explain(&ConfigSources {
             file: Some(f.path().to_owned()),
             env: env(&[("CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS", "5000")]),
@@ -487,15 +517,26 @@ mod tests {
                 .unwrap_or_else(|| panic!("{key} missing"))
         };
         let file_source = format!("file {}", f.path().display());
-        assert_eq!(source("auth.issuer"), ("\"file-iss\"".into(), file_source.clone()));
+        assert_eq!(
+            source("auth.issuer"),
+            ("\"file-iss\"".into(), file_source.clone())
+        );
         assert_eq!(source("log.format"), ("\"json\"".into(), file_source));
         assert_eq!(
             source("session.heartbeat_interval_ms"),
-            ("5000".into(), "env CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS".into())
+            (
+                "5000".into(),
+                "env CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS".into()
+            )
         );
-        assert_eq!(source("data_dir"), ("\"/from/flag\"".into(), "flag --data-dir".into()));
+        assert_eq!(
+            source("data_dir"),
+            ("\"/from/flag\"".into(), "flag --data-dir".into())
+        );
         assert_eq!(source("auth.audience").1, "default");
         assert_eq!(source("tls.enabled"), ("false".into(), "default".into()));
+        let keys = source("events.app.keys").0;
+        assert!(keys.contains("k1") && !keys.contains("s3cr3t"), "{keys}");
     }
 
     #[test]

@@ -56,10 +56,11 @@ pub use events::{
     MAX_RETRY_TIERS, MAX_WEBHOOK_TIMEOUT_MS, MIN_WEBHOOK_SECRET_BYTES, WebhookConfig,
     WebhookKeyConfig,
 };
-pub use ops::{LogConfig, LogFormat, TlsConfig, parse_listen};
 pub use load::{
-    CliOverrides, ConfigSources, ENV_CONFIG_FILE, ENV_PREFIX, Setting, explain, load, misspelled_env,
+    CliOverrides, ConfigSources, ENV_CONFIG_FILE, ENV_PREFIX, Setting, explain, load,
+    misspelled_env,
 };
+pub use ops::{LogConfig, LogFormat, TlsConfig, parse_listen};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(parse_listen("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
+        assert_eq!(
+            parse_listen("0.0.0.0:80").unwrap().to_string(),
+            "0.0.0.0:80"
+        );
         assert_eq!(parse_listen("[::1]:9").unwrap().to_string(), "[::1]:9");
         assert_eq!(
             parse_listen("localhost:8080").unwrap().to_string(),

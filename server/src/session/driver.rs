@@ -181,7 +181,8 @@ pub async fn run(
     tracing::info!(
         user = connected.as_ref().map_or("-", |s| s.user.as_str()),
         transport = kind,
-        code = close.map_or("none (the peer closed or the connection dropped)", |c| c.as_str_name()),
+        code = close.map_or("none (the peer closed or the connection dropped)", |c| c
+            .as_str_name()),
         duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
         "connection closed"
     );

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use super::EmbeddedStore;
 use super::tables::{
-    BLOCKS, BUCKET_STARTS, BUCKETS, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS,
-    MESSAGES, META, PUSH_TOKENS, RETENTION, REVOCATIONS, ROOMS, USER_PUSH_TOKENS, USER_ROOMS,
+    BLOCKS, BUCKET_STARTS, BUCKETS, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES,
+    META, PUSH_TOKENS, RETENTION, REVOCATIONS, ROOMS, USER_PUSH_TOKENS, USER_ROOMS,
 };
-use crate::backend::redb_backup::{CopyError, Copier, copy_database, open_stopped};
+use crate::backend::redb_backup::{Copier, CopyError, copy_database, open_stopped};
 
 /// Every table of the store.
 fn tables(c: &mut Copier<'_>) -> Result<(), CopyError> {

@@ -5,7 +5,7 @@ use std::path::Path;
 use super::EmbeddedEventQueue;
 use super::tables::{DEAD, ENTRIES, IDS, LEASED, META, lane_table};
 use crate::backend::events::Lane;
-use crate::backend::redb_backup::{CopyError, Copier, copy_database, open_stopped};
+use crate::backend::redb_backup::{Copier, CopyError, copy_database, open_stopped};
 
 /// Every table of a queue.
 fn tables(c: &mut Copier<'_>) -> Result<(), CopyError> {

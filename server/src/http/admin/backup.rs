@@ -48,7 +48,13 @@ pub(super) async fn backup(
     let done =
         tokio::task::spawn_blocking(move || crate::backup::backup(&data_dir, &open, &to, now))
             .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "backup task failed"))?;
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "backup task failed",
+                )
+            })?;
     match done {
         Ok(manifest) => {
             tracing::info!(files = manifest.files.len(), to = %r.to, "backup written");
