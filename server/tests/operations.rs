@@ -821,3 +821,200 @@ async fn backup_while_writing_then_restore_keeps_every_message_and_queued_event(
         .expect("receiver running");
     server.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// packaging and the README
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_owned()
+}
+
+/// `key=value` lines of one `[section]` of a unit file.
+fn unit_section(unit: &str, section: &str) -> Vec<(String, String)> {
+    let mut current = String::new();
+    let mut found = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.to_owned();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not key=value: {line}"));
+        if current == section {
+            found.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_systemd_unit_and_the_sample_configuration_work_together() {
+    let root = repo_root();
+    let unit_path = root.join("deploy/chatwire.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("deploy/chatwire.service");
+    let service = unit_section(&unit, "Service");
+    let get = |key: &str| {
+        service
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("[Service] {key}="))
+    };
+    assert!(
+        !unit_section(&unit, "Install").is_empty(),
+        "an [Install] section"
+    );
+    // ExecStart runs `serve` with the configuration file the unit's comments install.
+    let exec = get("ExecStart");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(argv[0], "/usr/local/bin/chatwire");
+    assert_eq!(argv.last(), Some(&"serve"));
+    let config_at = argv
+        .iter()
+        .position(|a| *a == "--config")
+        .expect("ExecStart passes --config");
+    assert_eq!(argv[config_at + 1], "/etc/chatwire/chatwire.toml");
+    assert!(unit.contains("deploy/chatwire.toml /etc/chatwire/chatwire.toml"));
+    // The same flags, with the sample configuration, are valid for this binary.
+    let sample = root.join("deploy/chatwire.toml");
+    let mut args: Vec<String> = argv[1..].iter().map(|a| (*a).to_owned()).collect();
+    args[config_at] = sample.display().to_string();
+    *args.last_mut().expect("serve") = "check-config".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = chatwire(&args, &[]).await;
+    assert!(ok, "{err}");
+    // The data folder is the unit's StateDirectory, TLS and JSON logs are on.
+    assert_eq!(get("StateDirectory"), "chatwire");
+    for expected in [
+        "data_dir = \"/var/lib/chatwire\"",
+        "tls.enabled = true",
+        "log.format = \"json\"",
+    ] {
+        assert!(out.contains(expected), "{expected} in:\n{out}");
+    }
+    assert_eq!(get("WorkingDirectory"), "/var/lib/chatwire");
+    assert_eq!(get("KillSignal"), "SIGTERM", "SIGTERM drains");
+
+    // systemd's own check, on the unit with this build's binary in ExecStart.
+    let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    match analyze {
+        Some(analyze) => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let copy = dir.path().join("chatwire.service");
+            std::fs::write(&copy, unit.replace("/usr/local/bin/chatwire", BIN)).expect("unit");
+            let output = std::process::Command::new(analyze)
+                .arg("verify")
+                .arg(&copy)
+                .output()
+                .expect("systemd-analyze runs");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "systemd-analyze verify: {stderr}");
+            assert!(
+                !stderr.contains("chatwire.service"),
+                "systemd-analyze warns about the unit: {stderr}"
+            );
+        }
+        None => eprintln!(
+            "NOTE: systemd-analyze is not installed (scripts/test installs it): checked the \
+             unit's sections, ExecStart and flags only"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn the_readme_try_it_steps_give_tokens_the_server_accepts() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let steps: Vec<Vec<String>> = readme
+        .lines()
+        .filter(|l| l.starts_with("target/release/chatwire "))
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .skip(1)
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        steps.first().map(|s| s.join(" ")).as_deref(),
+        Some("serve"),
+        "the README starts the server"
+    );
+    assert!(
+        !readme.contains("cargo run -p chatwire-server -- token"),
+        "no second (debug) build for tokens"
+    );
+    // From a fresh working directory, as a newcomer runs them (the port is the only change).
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let mut server = {
+        let mut child = tokio::process::Command::new(BIN);
+        child
+            .args(&steps[0])
+            .current_dir(cwd.path())
+            .env("CHATWIRE_LISTEN", "127.0.0.1:0")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        child.spawn().expect("serve starts")
+    };
+    let mut stderr = tokio::io::BufReader::new(server.stderr.take().expect("stderr"));
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        let n = within(tokio::io::AsyncBufReadExt::read_line(
+            &mut stderr,
+            &mut line,
+        ))
+        .await
+        .expect("stderr");
+        assert!(n > 0, "the server exited before serving");
+        if let Some(rest) = line.strip_prefix("chatwire: serving on http://") {
+            break rest
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("address");
+        }
+    };
+    tokio::spawn(async move {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut stderr, &mut sink).await;
+    });
+    let mut users = Vec::new();
+    for step in &steps[1..] {
+        let args: Vec<&str> = step.iter().map(String::as_str).collect();
+        assert_eq!(args.first(), Some(&"token"), "{args:?}");
+        let output = within(
+            tokio::process::Command::new(BIN)
+                .args(&args)
+                .current_dir(cwd.path())
+                .output(),
+        )
+        .await
+        .expect("token runs");
+        assert!(output.status.success(), "{args:?}");
+        let token = String::from_utf8(output.stdout).expect("UTF-8");
+        let user = args[args.iter().position(|a| *a == "--user").expect("--user") + 1];
+        let client = within(Client::open(&chatwire_conformance::client::WsTarget::new(
+            addr,
+        )))
+        .await
+        .expect("websocket opens");
+        let connected = within(client.connect(token.trim()))
+            .await
+            .expect("the README's token is accepted");
+        assert_eq!(connected.user_id, user);
+        users.push(user.to_owned());
+    }
+    assert_eq!(users, vec!["alice", "bob"]);
+    server.kill().await.expect("stopped");
+}
