@@ -6,7 +6,7 @@
 //!        └────────── events ◀─────────┴──────────── fan-out ◀──────────────────────┘
 //! ```
 //!
-//! Modules, each with one job (see DESIGN §2):
+//! Modules, each with one job (see docs/architecture.md "Crates and layout"):
 //! - `transport`: sockets to frame streams and back; nothing else.
 //! - `session`: the per-connection state machine (handshake, dispatch, subscriptions, heartbeats).
 //! - `chat`: rooms, messages, receipts, presence, typing, calls; transport- and backend-agnostic.

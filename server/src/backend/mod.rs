@@ -1,4 +1,5 @@
-//! Backend traits, one small trait per concern, each next to its implementations (DESIGN §1):
+//! Backend traits, one small trait per concern, each next to its implementations
+//! (docs/architecture.md "Data flow"):
 //!
 //! | concern | trait | embedded (default) | distributed |
 //! | --- | --- | --- | --- |

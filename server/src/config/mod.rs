@@ -250,7 +250,7 @@ impl std::fmt::Display for JwtAlgorithm {
     }
 }
 
-/// Token verification settings (DESIGN §3.2).
+/// Token verification settings (docs/protocol.md §4.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {

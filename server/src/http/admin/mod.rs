@@ -1,7 +1,7 @@
-//! The admin HTTP API (DESIGN §6): rooms and members, server-side sends, history and
-//! moderation, user rooms and presence, revocation, erasure, development tokens, stats,
-//! readiness and metrics, with its OpenAPI document at `/openapi.json` and a browsable,
-//! offline Swagger UI at `/docs`.
+//! The admin HTTP API (docs/operations.md "Admin API"): rooms and members, server-side sends,
+//! history and moderation, user rooms and presence, revocation, erasure, development tokens, stats,
+//! readiness and metrics, with its OpenAPI document at `/openapi.json` and a browsable, offline
+//! Swagger UI at `/docs`.
 //!
 //! ```text
 //!  /admin/* ──admin key──▶ handler ──parse + validate──▶ RoomCommand ──▶ pipeline ──▶ room writer
