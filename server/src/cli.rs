@@ -334,13 +334,11 @@ pub fn backup(config: &Config, args: &BackupArgs) -> Result<(), CliError> {
                 Err(crate::backup::BackupError::Copy(
                     crate::backend::redb_backup::CopyError::Locked(_),
                 )) => {
-                    let host = match config.listen.ip() {
-                        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
-                        ip if ip.is_unspecified() => "[::1]".to_owned(),
-                        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-                        ip => ip.to_string(),
+                    let recorded = std::fs::read_to_string(config.data_dir.join(SERVER_URL_FILE));
+                    let url = match recorded {
+                        Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
+                        _ => base_url(config, config.listen),
                     };
-                    let url = format!("{}://{host}:{}", config.http_scheme(), config.listen.port());
                     eprintln!("chatwire: the store is in use: asking the server at {url}");
                     remote_backup(config, &url, &to)?
                 }
@@ -360,6 +358,36 @@ pub fn backup(config: &Config, args: &BackupArgs) -> Result<(), CliError> {
         }
     );
     Ok(())
+}
+
+/// The file in the data folder where a running server records its base URL, so that
+/// `chatwire backup` finds it (the configured `listen` may say port 0 or every interface).
+pub const SERVER_URL_FILE: &str = "server-url";
+
+/// The base URL a command on this machine reaches a server bound to `addr` at (the loopback
+/// for an unspecified address).
+pub fn base_url(config: &Config, addr: std::net::SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("{}://{host}:{}", config.http_scheme(), addr.port())
+}
+
+/// Records the base URL of the server now serving on `addr` in the data folder (see
+/// [`SERVER_URL_FILE`]); [`forget_server_url`] removes it at shutdown.
+pub fn record_server_url(config: &Config, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    std::fs::write(
+        config.data_dir.join(SERVER_URL_FILE),
+        base_url(config, addr) + "\n",
+    )
+}
+
+/// Removes the record of [`record_server_url`].
+pub fn forget_server_url(config: &Config) {
+    let _ = std::fs::remove_file(config.data_dir.join(SERVER_URL_FILE));
 }
 
 /// `chatwire restore`: the backup into the configured data folder (new or empty).

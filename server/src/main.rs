@@ -57,7 +57,14 @@ fn serve(cli: &cli::Cli, config: chatwire_server::config::Config) -> Result<(), 
         eprintln!("chatwire: data in {}", config.data_dir.display());
         eprintln!("chatwire: admin key in {} (send it as Authorization: Bearer <key>)", config.data_dir.join(chatwire_server::devdefaults::ADMIN_KEY_FILE).display());
         eprintln!("chatwire: get a development token with: {}", cli::token_hint(cli, &config));
-        server.serve(shutdown_signal()).await.map_err(|e| e.to_string())
+        if let Some(bound) = server.local_addr()
+            && let Err(err) = cli::record_server_url(&config, bound)
+        {
+            tracing::warn!(error = %err, "cannot record the server's URL for `chatwire backup`");
+        }
+        let served = server.serve(shutdown_signal()).await.map_err(|e| e.to_string());
+        cli::forget_server_url(&config);
+        served
     })
 }
 

@@ -714,7 +714,28 @@ async fn backup_while_writing_then_restore_keeps_every_message_and_queued_event(
     ] {
         assert!(paths.contains(&expected), "{expected} in {paths:?}");
     }
-    // A second backup into the same folder is refused.
+    // Without --server the command finds the running server through the data folder.
+    let second = dir.path().join("second");
+    let (ok, out, err) = chatwire(
+        &[
+            "--config",
+            path_str(&config),
+            "--data-dir",
+            path_str(&data),
+            "backup",
+            "--to",
+            path_str(&second),
+        ],
+        &[],
+    )
+    .await;
+    assert!(ok, "backup: {err}");
+    assert!(
+        err.contains(&format!("asking the server at {url}")),
+        "{err}"
+    );
+    assert!(out.contains("copied by a running server"), "{out}");
+    // A backup into a folder that is not empty is refused.
     let (ok, _, err) = chatwire(
         &[
             "--data-dir",
@@ -722,8 +743,6 @@ async fn backup_while_writing_then_restore_keeps_every_message_and_queued_event(
             "backup",
             "--to",
             path_str(&backup),
-            "--server",
-            &url,
         ],
         &[],
     )
