@@ -735,7 +735,24 @@ async fn backup_while_writing_then_restore_keeps_every_message_and_queued_event(
         "{err}"
     );
     assert!(out.contains("copied by a running server"), "{out}");
-    // A backup into a folder that is not empty is refused.
+    // A backup into a folder that is not empty is refused, by the server too.
+    let (ok, _, err) = chatwire(
+        &[
+            "--data-dir",
+            path_str(&data),
+            "backup",
+            "--to",
+            path_str(&backup),
+            "--server",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("HTTP 409") && err.contains("not empty"),
+        "{err}"
+    );
     let (ok, _, err) = chatwire(
         &[
             "--data-dir",
