@@ -231,8 +231,8 @@ impl Server {
             (None, None)
         };
         let tls = if config.tls.enabled {
-            let (cert, key) = certificate(config, &dev)?;
-            Some(crate::http::tls::server_config(&cert, &key).map_err(StartError)?)
+            let (chain, key) = certificate(config, &dev)?;
+            Some(crate::http::tls::server_config(&chain, &key).map_err(StartError)?)
         } else {
             None
         };
@@ -344,35 +344,36 @@ fn quic_endpoint(
     // ring is the only provider compiled in; installing it makes that explicit for any
     // rustls user in the process (a second install is refused, which is fine).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (cert, key) = certificate(config, dev)?;
+    let (chain, key) = certificate(config, dev)?;
     let heartbeat = Duration::from_millis(config.session.heartbeat_interval_ms);
-    let server_config = quic_endpoint::server_config(&cert, &key, heartbeat)
+    let server_config = quic_endpoint::server_config_chain(&chain, &key, heartbeat)
         .map_err(|e| StartError(e.to_string()))?;
     let endpoint =
         quic_endpoint::bind(server_config, addr).map_err(|e| StartError(e.to_string()))?;
     let quic_addr = endpoint
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
-    let fingerprint = quic_endpoint::fingerprint(&cert);
+    let leaf = chain.first().map(Vec::as_slice).unwrap_or_default();
+    let fingerprint = quic_endpoint::fingerprint(leaf);
     tracing::info!(%quic_addr, alpn = "chatwire/1", sha256 = %fingerprint, "QUIC listening");
     Ok((endpoint, fingerprint))
 }
 
-/// The certificate and key of QUIC and of TLS on the HTTP listener, as DER: the configured
-/// files (DER or PEM) or the development certificate.
+/// The certificate chain (leaf first) and key of QUIC and of TLS on the HTTP listener, as
+/// DER: the configured files (DER or PEM) or the development certificate.
 fn certificate(
     config: &Config,
     dev: &devdefaults::DevSecrets,
-) -> Result<(Vec<u8>, Vec<u8>), StartError> {
+) -> Result<(Vec<Vec<u8>>, Vec<u8>), StartError> {
     match (&config.quic.cert_file, &config.quic.key_file) {
         (Some(cert), Some(key)) => {
-            let cert = crate::http::tls::certificate_der(&read_file(cert)?)
+            let cert = crate::http::tls::certificate_chain_der(&read_file(cert)?)
                 .map_err(|e| StartError(format!("{}: {e}", cert.display())))?;
             let key = crate::http::tls::private_key_der(&read_file(key)?)
                 .map_err(|e| StartError(format!("{}: {e}", key.display())))?;
             Ok((cert, key))
         }
-        (None, None) => Ok((dev.tls_cert_der.clone(), dev.tls_key_der.clone())),
+        (None, None) => Ok((vec![dev.tls_cert_der.clone()], dev.tls_key_der.clone())),
         _ => Err(StartError(
             "quic.cert_file and quic.key_file go together".into(),
         )),

@@ -474,16 +474,46 @@ impl TransportRx for WssRx {
     }
 }
 
+/// CA parameters for the test chain.
+fn ca_params(name: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
 #[tokio::test]
-async fn wss_serves_chat_with_the_configured_pem_certificate() {
-    // A certificate for `localhost`, as PEM files (an operator's usual format).
+async fn wss_serves_chat_with_the_configured_pem_certificate_chain() {
+    // An operator's usual files: a PEM full chain (the leaf for `localhost`, then the
+    // intermediate that signed it) and a PEM PKCS#8 key. Clients trust only the root, so the
+    // handshake needs the intermediate from the server.
     let dir = tempfile::tempdir().expect("temp dir");
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let cert_file = dir.path().join("cert.pem");
-    let key_file = dir.path().join("key.pem");
-    std::fs::write(&cert_file, certified.cert.pem()).expect("cert");
-    std::fs::write(&key_file, certified.signing_key.serialize_pem()).expect("key");
+    let root = rcgen::CertifiedIssuer::self_signed(
+        ca_params("Chatwire test root"),
+        rcgen::KeyPair::generate().expect("key"),
+    )
+    .expect("root");
+    let intermediate = rcgen::CertifiedIssuer::signed_by(
+        ca_params("Chatwire test intermediate"),
+        rcgen::KeyPair::generate().expect("key"),
+        &root,
+    )
+    .expect("intermediate");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&leaf_key, &intermediate)
+        .expect("leaf");
+    let cert_file = dir.path().join("fullchain.pem");
+    let key_file = dir.path().join("privkey.pem");
+    std::fs::write(&cert_file, leaf.pem() + &intermediate.pem()).expect("cert");
+    std::fs::write(&key_file, leaf_key.serialize_pem()).expect("key");
     let server = TestServer::start_with(|c| {
         c.tls.enabled = true;
         c.quic.enabled = false;
@@ -492,9 +522,7 @@ async fn wss_serves_chat_with_the_configured_pem_certificate() {
     })
     .await;
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(certified.cert.der().clone())
-        .expect("trust the test certificate");
+    roots.add(root.der().clone()).expect("trust the test root");
     let wss = WssTarget {
         addr: server.addr,
         host: "localhost".into(),

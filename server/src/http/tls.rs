@@ -24,17 +24,28 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for axum to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
-/// A certificate file's content as DER: the file may hold DER or PEM (the first
-/// `CERTIFICATE` block).
-pub fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// A certificate file's content as a DER chain, the leaf first: the file may hold one DER
+/// certificate, or PEM `CERTIFICATE` blocks (a full chain: the leaf, then its intermediates).
+pub fn certificate_chain_der(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if !is_pem(bytes) {
-        return Ok(bytes.to_vec());
+        return Ok(vec![bytes.to_vec()]);
     }
-    CertificateDer::pem_slice_iter(bytes)
+    let chain = CertificateDer::pem_slice_iter(bytes)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate ({e})"))?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block".to_owned());
+    }
+    Ok(chain)
+}
+
+/// The leaf of [`certificate_chain_der`].
+pub fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    certificate_chain_der(bytes)?
+        .into_iter()
         .next()
-        .ok_or_else(|| "no CERTIFICATE block".to_owned())?
-        .map(|c| c.to_vec())
-        .map_err(|e| format!("not a PEM certificate ({e})"))
+        .ok_or_else(|| "no certificate".to_owned())
 }
 
 /// A private key file's content as PKCS#8 DER: the file may hold DER or PEM
@@ -52,17 +63,23 @@ fn is_pem(bytes: &[u8]) -> bool {
     bytes.trim_ascii_start().starts_with(b"-----BEGIN")
 }
 
-/// The rustls configuration of the HTTP listener: ring, TLS 1.2 and 1.3, HTTP/1.1 (WebSocket
+/// The rustls configuration of the HTTP listener (the chain: leaf first): ring, TLS 1.2 and 1.3, HTTP/1.1 (WebSocket
 /// upgrades are HTTP/1.1).
-pub fn server_config(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn server_config(
+    chain_der: &[Vec<u8>],
+    key_der: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert = CertificateDer::from(cert_der.to_vec());
+    let chain = chain_der
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
+        .with_single_cert(chain, key)
         .map_err(|e| format!("TLS certificate: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
