@@ -21,11 +21,11 @@
 //!
 //! **Redis errors fail open.** When Redis cannot answer (down, unreachable, slower than
 //! [`TAKE_DEADLINE`], script error), `take` allows the call and logs a warning, at most once
-//! every [`WARN_EVERY_MS`]. Redis being down never fails a send (docs/architecture.md "Live
-//! fan-out"); a limiter that refused everything would turn a Redis outage into a chat outage, while
-//! allowing lets the other limits (connection caps per address, frame and queue limits) hold for
-//! that time. Connection attempts and replies have bounded timeouts and reconnects a bounded number
-//! of retries, so a dead Redis costs a take at most [`TAKE_DEADLINE`].
+//! every [`WARN_EVERY_MS`]. DESIGN says Redis being down never fails a send; a limiter that
+//! refused everything would turn a Redis outage into a chat outage, while allowing lets the
+//! other limits (connection caps per address, frame and queue limits) hold for that time.
+//! Connection attempts and replies have bounded timeouts and reconnects a bounded number of
+//! retries, so a dead Redis costs a take at most [`TAKE_DEADLINE`].
 //!
 //! Does not: pick the limiter from configuration (the caller builds one and puts it in
 //! `Services::limiter`), or use Redis Cluster (one key per script call, so it could).

@@ -13,13 +13,14 @@
 
 mod accounts;
 mod append;
-mod backup;
 mod directory;
 mod fail;
 mod log;
 mod records;
 mod retention;
 mod tables;
+// Consistent copies for `chatwire backup`.
+mod backup;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
