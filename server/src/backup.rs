@@ -298,3 +298,105 @@ fn copy_private(src: &Path, dest: &Path) -> Result<(), BackupError> {
 pub fn absolute(path: &Path) -> Result<PathBuf, BackupError> {
     std::path::absolute(path).map_err(io(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::embedded::EmbeddedOptions;
+    use crate::backend::store::Accounts;
+    use crate::chat::ids::UserId;
+
+    /// A stopped node's data folder: a store with one record, and the secrets.
+    fn node(dir: &Path) -> PathBuf {
+        let data = dir.join("data");
+        crate::devdefaults::load_or_create(&data).expect("secrets");
+        let store =
+            EmbeddedStore::open(&data.join(STORE_DIR), EmbeddedOptions::default()).expect("store");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let user = UserId::parse("alice").expect("user");
+        runtime
+            .block_on(store.revoke_tokens_before(&user, 1234))
+            .expect("write");
+        data
+    }
+
+    #[test]
+    fn a_stopped_node_round_trips_and_a_damaged_backup_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = node(dir.path());
+        let to = dir.path().join("backup");
+        let manifest = backup(&data, &OpenDatabases::default(), &to, 1).expect("backup");
+        assert!(!manifest.online);
+        let kinds: Vec<&str> = manifest.files.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["store", "secret", "secret", "secret", "secret"]);
+        // Into a folder that is not empty: refused, for a backup and for a restore.
+        assert!(matches!(
+            backup(&data, &OpenDatabases::default(), &to, 1),
+            Err(BackupError::NotEmpty(_))
+        ));
+        assert!(matches!(restore(&to, &data), Err(BackupError::NotEmpty(_))));
+        // Restored, the record is there and the secrets are the same.
+        let restored = dir.path().join("restored");
+        restore(&to, &restored).expect("restore");
+        let store = EmbeddedStore::open(&restored.join(STORE_DIR), EmbeddedOptions::default())
+            .expect("restored store");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let user = UserId::parse("alice").expect("user");
+        assert_eq!(
+            runtime
+                .block_on(store.tokens_revoked_before(&user))
+                .expect("read"),
+            Some(1234)
+        );
+        assert_eq!(
+            std::fs::read(restored.join(JWT_SECRET_FILE)).expect("secret"),
+            std::fs::read(data.join(JWT_SECRET_FILE)).expect("secret")
+        );
+        // A changed file fails the manifest check before anything is written.
+        std::fs::write(to.join(ADMIN_KEY_FILE), "0".repeat(64)).expect("tamper");
+        let target = dir.path().join("second");
+        let err = restore(&to, &target).expect_err("damaged");
+        assert!(err.to_string().contains("admin-key"), "{err}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_manifest_cannot_name_paths_outside_the_backup() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for bad in ["../escape", "/etc/passwd", ""] {
+            let manifest = Manifest {
+                format: MANIFEST_FORMAT,
+                chatwire_version: "0".into(),
+                created_at_ms: 0,
+                online: false,
+                files: vec![ManifestFile {
+                    path: bad.into(),
+                    kind: "secret".into(),
+                    bytes: 0,
+                    sha256: String::new(),
+                    entries: None,
+                }],
+            };
+            std::fs::write(
+                dir.path().join(MANIFEST_FILE),
+                serde_json::to_string(&manifest).expect("json"),
+            )
+            .expect("manifest");
+            let err = read_manifest(dir.path()).expect_err(bad);
+            assert!(
+                err.to_string().contains("leaves the backup folder"),
+                "{err}"
+            );
+        }
+        // No manifest: not a backup.
+        let empty = tempfile::tempdir().expect("temp dir");
+        assert!(matches!(
+            read_manifest(empty.path()),
+            Err(BackupError::Invalid(_))
+        ));
+    }
+}

@@ -229,6 +229,23 @@ async fn text_logs_name_each_connection_and_refusal_without_colour() {
         "{closed}"
     );
 
+    // The same lines for a QUIC connection (QUIC listens on the same port over UDP).
+    let cert = std::fs::read(data.join("tls-cert.der")).expect("development certificate");
+    let quic = chatwire_conformance::client::QuicTarget::new(server.addr, "localhost", cert)
+        .expect("QUIC client");
+    let bob = connect_ws(&quic, &dev_token(&data, "bob")).await;
+    server
+        .line(|l| l.contains("connection opened") && l.contains("bob") && l.contains("quic"))
+        .await;
+    within(bob.close(1000, "bye")).await;
+    let closed = server
+        .line(|l| l.contains("connection closed") && l.contains("bob"))
+        .await;
+    assert!(
+        closed.contains("quic") && closed.contains("duration_ms="),
+        "{closed}"
+    );
+
     let lines = server.all_lines();
     let signature = forged.rsplit('.').next().expect("three parts");
     for line in &lines {
