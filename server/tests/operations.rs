@@ -193,6 +193,10 @@ async fn text_logs_name_each_connection_and_refusal_without_colour() {
     // The misspelled variable is reported with the one it probably meant.
     let warning = server.line(|l| l.contains("CHATWIRE_LISTN")).await;
     assert!(warning.contains("CHATWIRE_LISTEN"), "{warning}");
+    assert!(
+        !warning.contains('\u{1b}'),
+        "ANSI escape in a log off a terminal: {warning:?}"
+    );
 
     let alice = connect_ws(&server.target(), &dev_token(&data, "alice")).await;
     let opened = server
