@@ -1,7 +1,7 @@
-//! A circuit breaker in front of the command pipeline (DESIGN §4.4, last point): when the
-//! pipeline's backend keeps failing (RabbitMQ down, the store unreachable behind the writers),
-//! commands fail fast with a retryable UNAVAILABLE instead of each waiting for its own timeout
-//! and piling onto a backend that is already down.
+//! A circuit breaker in front of the command pipeline (docs/architecture.md "Downstream events",
+//! last point): when the pipeline's backend keeps failing (RabbitMQ down, the store unreachable
+//! behind the writers), commands fail fast with a retryable UNAVAILABLE instead of each waiting for
+//! its own timeout and piling onto a backend that is already down.
 //!
 //! ```text
 //!  closed ──threshold consecutive failures──▶ open ──cool-down over──▶ half-open

@@ -2,8 +2,9 @@
 //!
 //! Delivery underneath may drop (a full session queue, a lost pub/sub message); sessions see
 //! every room event exactly once and in order anyway, because they forward only
-//! `seq = cursor + 1` and repair gaps from the durable log (DESIGN §4.3). A session whose queue
-//! overflows is told so through its [`SessionLink`] and closed as a slow consumer.
+//! `seq = cursor + 1` and repair gaps from the durable log (docs/architecture.md "Live fan-out"). A
+//! session whose queue overflows is told so through its [`SessionLink`] and closed as a slow
+//! consumer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,6 @@
 //! Rate limits in Redis ([`RedisRateLimiter`]): the token buckets of
-//! [`super::ratelimit::LocalRateLimiter`], shared by every gateway node (DESIGN §1).
+//! [`super::ratelimit::LocalRateLimiter`], shared by every gateway node (docs/architecture.md "Data
+//! flow").
 //!
 //! ```text
 //!  take(key, rate, now_ms) ─▶ EVALSHA token bucket (EVAL once on NOSCRIPT) ─▶ Ok / Err(retry_after_ms)

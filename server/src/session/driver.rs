@@ -91,6 +91,14 @@ pub trait SessionTransport: Send {
     fn send_datagram(&mut self, _frame: Bytes) -> bool {
         false
     }
+    /// The transport's name in logs (`websocket`, `quic`).
+    fn kind(&self) -> &'static str {
+        "websocket"
+    }
+    /// The close code the session closed it with, where noted (for the log).
+    fn closed_with(&self) -> Option<v1::CloseCode> {
+        None
+    }
 }
 
 /// The capability that lets typing travel as QUIC datagrams (docs/protocol.md §22).
@@ -134,8 +142,16 @@ const READER_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(
     services: Arc<Services>,
     reader: Box<dyn TransportReader>,
-    mut transport: Box<dyn SessionTransport>,
+    transport: Box<dyn SessionTransport>,
 ) {
+    let opened = Instant::now();
+    let kind = transport.kind();
+    // Remembers the close code for the `connection closed` line.
+    let mut transport: Box<dyn SessionTransport> = Box::new(Noted {
+        inner: transport,
+        close: None,
+    });
+    let mut announced = false;
     let limits = &services.limits;
     let mut decoder = ClientFrameDecoder::new(limits.max_client_frame_bytes as usize);
     let mut core = SessionCore::new(services.session, Instant::now());
@@ -169,10 +185,24 @@ pub async fn run(
             connected: &mut connected,
             writes: &mut writes,
         };
-        if !drain(session, &mut core, &mut out, transport.as_mut()).await {
+        let open = drain(session, &mut core, &mut out, transport.as_mut()).await;
+        if !announced && let Some(session) = &connected {
+            announced = true;
+            tracing::info!(user = %session.user, transport = kind, session = %session.key, "connection opened");
+        }
+        if !open {
             break;
         }
     }
+    let close = transport.closed_with();
+    tracing::info!(
+        user = connected.as_ref().map_or("-", |s| s.user.as_str()),
+        transport = kind,
+        code = close.map_or("none (the peer closed or the connection dropped)", |c| c
+            .as_str_name()),
+        duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "connection closed"
+    );
     if let Some(session) = connected {
         services.fanout.detach(session.key);
     }
@@ -183,6 +213,35 @@ pub async fn run(
         .is_err()
     {
         reading.abort();
+    }
+}
+
+/// The session's transport, noting the close code it was closed with.
+struct Noted {
+    inner: Box<dyn SessionTransport>,
+    close: Option<v1::CloseCode>,
+}
+
+#[async_trait]
+impl SessionTransport for Noted {
+    async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError> {
+        self.inner.send(bytes).await
+    }
+    async fn close(&mut self, code: v1::CloseCode, reason: &str) {
+        self.close = Some(code);
+        self.inner.close(code, reason).await;
+    }
+    fn typing_datagrams(&self) -> bool {
+        self.inner.typing_datagrams()
+    }
+    fn send_datagram(&mut self, frame: Bytes) -> bool {
+        self.inner.send_datagram(frame)
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn closed_with(&self) -> Option<v1::CloseCode> {
+        self.close
     }
 }
 
@@ -596,6 +655,7 @@ async fn connect_session(
         .await
         .map_err(|e| (e, v1::CloseCode::Internal))?
     {
+        tracing::info!(user = %user, reason = "the token or its user was revoked", "authentication refused");
         return Err(refusal(TokenRefusal::Revoked));
     }
     let key = services.next_session_key();

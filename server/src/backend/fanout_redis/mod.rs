@@ -1,6 +1,6 @@
 //! The distributed fan-out ([`RedisFanout`]): sessions attached to different gateway nodes get
-//! each other's room events, user events and presence through Redis (DESIGN §4.3). Keys,
-//! channels and failure behaviour are described in `docs/fanout-redis.md`.
+//! each other's room events, user events and presence through Redis (docs/architecture.md "Live
+//! fan-out"). Keys, channels and failure behaviour are described in `docs/fanout-redis.md`.
 //!
 //! ```text
 //!  publish_room ──▶ local sessions (at once) ──▶ outbound queue ──▶ Lua: XADD <seq>-0 to the

@@ -1,4 +1,4 @@
-//! The fenced append and the roll-forward (DESIGN §4.2 steps 3-4).
+//! The fenced append and the roll-forward (docs/architecture.md "Room writers", steps 3-4).
 //!
 //! 1. Record the buckets the batch starts (harmless if the transaction then fails: see
 //!    `index.rs`).
