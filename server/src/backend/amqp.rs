@@ -109,21 +109,6 @@ pub(crate) async fn settle(confirm: lapin::PublisherConfirm) -> Result<(), AmqpE
     }
 }
 
-/// Publishes with `mandatory` and waits for the confirm ([`publish_mandatory`] + [`settle`]).
-// For publishers that wait on each message (the event lanes); the pipeline settles in the
-// background instead.
-#[allow(dead_code)]
-pub(crate) async fn publish_confirmed(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    payload: &[u8],
-    properties: BasicProperties,
-) -> Result<(), AmqpError> {
-    let confirm = publish_mandatory(channel, exchange, routing_key, payload, properties).await?;
-    settle(confirm).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::with_heartbeat;
