@@ -1338,7 +1338,7 @@ async fn presence_is_online_while_a_session_is_connected() {
 
 #[tokio::test]
 async fn call_signals_reach_every_session_of_the_target_and_only_members() {
-    //
+    // R-15.1.1 (members, blocks), R-15.1.2, R-15.1.3
     let server = TestServer::start().await;
     let alice = server.client("alice").await;
     let bob = server.client("bob").await;
@@ -1379,6 +1379,23 @@ async fn call_signals_reach_every_session_of_the_target_and_only_members() {
         .await
         .expect("signal");
     assert_eq!(gone.delivered_sessions, 0);
+
+    // A block either way stops calls both ways (issue 15: call signals ignored blocks).
+    bob.block_user(v1::BlockUserRequest {
+        user_id: "alice".into(),
+    })
+    .await
+    .expect("block");
+    assert_eq!(
+        code_of(alice.call_signal(call(&room, "bob", "")).await),
+        ErrorCode::PermissionDenied,
+        "the blocked caller"
+    );
+    assert_eq!(
+        code_of(bob.call_signal(call(&room, "alice", "")).await),
+        ErrorCode::PermissionDenied,
+        "the blocker"
+    );
     server.stop().await;
 }
 

@@ -117,6 +117,12 @@ pub(super) async fn call_signal(
     if ctx.services.store.member(&room, &target).await?.is_none() {
         return Err(ChatError::NotFound);
     }
+    // no calls between users when either blocked the other.
+    if target != *ctx.user && ctx.services.store.either_blocked(ctx.user, &target).await? {
+        return Err(ChatError::PermissionDenied(
+            "a block exists between caller and target",
+        ));
+    }
     if r.call_id.is_empty() || r.call_id.len() > 64 {
         return Err(ChatError::invalid("call_id", "1 to 64 bytes required"));
     }
