@@ -1296,6 +1296,32 @@ async fn typing_reaches_the_other_members_but_not_the_typist() {
 }
 
 #[tokio::test]
+async fn typing_reaches_members_past_the_first_thousand() {
+    // issue 15: typing went to the first 1000 members only.
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let many: Vec<String> = (0..1000).map(|n| format!("m{n:04}")).collect();
+    let mut members: Vec<&str> = many.iter().map(String::as_str).collect();
+    members.push("zed");
+    let room = group(&alice, &members).await;
+    let zed = server.client("zed").await;
+    alice
+        .typing(v1::TypingRequest {
+            room_id: room.clone(),
+            active: true,
+        })
+        .await
+        .expect("typing");
+    let (_, seen) = wait_for(&zed, |kind: &Ev| match kind {
+        Ev::TypingChanged(t) => Some(t.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((seen.user_id.as_str(), seen.active), ("alice", true));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn presence_is_online_while_a_session_is_connected() {
     //
     let server = TestServer::start().await;

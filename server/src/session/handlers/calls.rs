@@ -10,6 +10,9 @@ use crate::chat::ids::UserId;
 use crate::chat::validate;
 use crate::session::core::SessionCore;
 
+/// Members read per store call while fanning typing out.
+const TYPING_PAGE: usize = 500;
+
 /// Typing goes to every other member's sessions.
 pub(super) async fn typing(
     ctx: Ctx<'_>,
@@ -32,12 +35,26 @@ pub(super) async fn typing(
             expires_in_ms: ctx.services.limits.typing_ttl_ms,
         })),
     };
-    for member in ctx.services.store.members(&room, None, 1000).await? {
-        if let Ok(user) = UserId::parse(&member.user_id)
-            && &user != ctx.user
-        {
-            ctx.services.fanout.publish_user(&user, event.clone(), None);
+    // Every member, a page at a time (a first page only left out the members past it).
+    let mut after: Option<UserId> = None;
+    loop {
+        let page = ctx
+            .services
+            .store
+            .members(&room, after.as_ref(), TYPING_PAGE)
+            .await?;
+        let last = page.last().and_then(|m| UserId::parse(&m.user_id).ok());
+        for member in &page {
+            if let Ok(user) = UserId::parse(&member.user_id)
+                && &user != ctx.user
+            {
+                ctx.services.fanout.publish_user(&user, event.clone(), None);
+            }
         }
+        if page.len() < TYPING_PAGE || last.is_none() {
+            break;
+        }
+        after = last;
     }
     Ok(Reply::Typing(v1::TypingResponse {}))
 }
