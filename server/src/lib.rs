@@ -26,5 +26,6 @@ pub mod distributed;
 pub mod http;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod transport;
 pub mod webhook;

@@ -29,7 +29,9 @@ pub mod pipeline_rabbit;
 pub mod ratelimit;
 pub mod ratelimit_redis;
 mod redb_fail;
+pub mod redis_probe;
 pub mod scylla;
 pub mod store;
 #[cfg(test)]
 pub mod store_counting;
+pub mod store_metered;

@@ -40,7 +40,6 @@ const EXAMPLE_ICON: &[u8] =
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/", get(|| async { axum::response::Html(EXAMPLE_PAGE) }))
         .route(
             "/favicon.ico",

@@ -114,6 +114,10 @@ impl SessionTransport for QuicTransport {
         self.datagrams
     }
 
+    fn name(&self) -> &'static str {
+        "quic"
+    }
+
     fn send_datagram(&mut self, frame: Bytes) -> bool {
         self.datagrams && self.connection.send_datagram(frame).is_ok()
     }

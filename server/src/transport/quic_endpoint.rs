@@ -168,6 +168,7 @@ async fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
         .await
         .is_err()
     {
+        crate::telemetry::rate_limited("connect");
         incoming.refuse();
         return None;
     }

@@ -19,10 +19,12 @@
 //! What it does not do: the dashboard.
 
 mod auth;
+mod document;
 mod erase;
 mod error;
 mod events;
 mod extract;
+mod health;
 mod messages;
 mod ops;
 mod rooms;
@@ -47,6 +49,7 @@ pub use error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::auth::TokenMinter;
 use crate::backend::events::EventQueue;
+use crate::backend::nodes::NodeRegistry;
 use crate::chat::command::{Outcome, RoomCommand, RoomOp};
 use crate::chat::ids::{RoomId, UserId};
 use crate::session::services::Services;
@@ -61,6 +64,12 @@ pub struct AdminState {
     started: Instant,
     requests: AtomicU64,
     event_queues: Vec<(&'static str, Arc<dyn EventQueue>)>,
+    /// The cluster's registry of live nodes (none outside a cluster).
+    registry: Option<Arc<dyn NodeRegistry>>,
+    /// Where this node's clients connect.
+    address: String,
+    /// The snapshot the health report's rates are computed against.
+    window: health::Window,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -89,6 +98,9 @@ impl AdminState {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             event_queues: Vec::new(),
+            registry: None,
+            address: String::new(),
+            window: health::Window::default(),
         }
     }
 
@@ -96,6 +108,13 @@ impl AdminState {
     /// endpoints, stats and metrics.
     pub fn with_event_queues(mut self, queues: Vec<(&'static str, Arc<dyn EventQueue>)>) -> Self {
         self.event_queues = queues;
+        self
+    }
+
+    /// This node's address, and the cluster's registry of live nodes for the health report.
+    pub fn with_nodes(mut self, address: String, registry: Option<Arc<dyn NodeRegistry>>) -> Self {
+        self.address = address;
+        self.registry = registry;
         self
     }
 
@@ -176,6 +195,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .routes(routes!(erase::erase))
         .routes(routes!(tokens::mint))
         .routes(routes!(ops::stats))
+        .routes(routes!(health::health))
         .routes(routes!(events::dead_letters))
         .routes(routes!(events::replay))
         .routes(routes!(events::stats))
@@ -185,12 +205,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             auth::require_key,
         ));
     let public = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics));
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::dashboard));
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/admin", admin)
         .merge(public)
         .split_for_parts();
+    let mut api = api;
+    document::complete(&mut api);
     // No validator: Swagger UI would otherwise send the document to an outside service.
     let config = Config::new(["/openapi.json"]).validator_url("none");
     router.merge(
