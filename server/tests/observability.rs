@@ -231,3 +231,91 @@ fn the_operations_guide_lists_every_family() {
          (CHATWIRE_BLESS=1 cargo test -p chatwire-server --test observability rewrites it)"
     );
 }
+
+/// The API document lists what the server routes: each documented operation reaches a handler
+/// (not the not-found fallback), the routes left out are the listed ones, and the 401 example
+/// is the body the server really answers without a key.
+#[tokio::test]
+async fn the_api_document_matches_the_routes_and_the_real_401() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let (status, doc) = server.admin(reqwest::Method::GET, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in ["/healthz", "/readyz", "/metrics", "/dashboard", "/admin/health"] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+
+    let unauthenticated = within(http.get(format!("{}/admin/stats", server.http_url())).send())
+        .await
+        .expect("request");
+    assert_eq!(unauthenticated.status(), 401);
+    let real_401: serde_json::Value = within(unauthenticated.json()).await.expect("json");
+    assert_eq!(real_401["code"], "UNAUTHENTICATED");
+
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{room_id}", "g:absent")
+            .replace("{user_id}", "nobody")
+            .replace("{seq}", "1")
+            .replace("{id}", "absent");
+        for (method, operation) in item.as_object().expect("path item") {
+            let Ok(method) = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            operations += 1;
+            let mut request = http
+                .request(method.clone(), format!("{}{concrete}", server.http_url()))
+                .bearer_auth(server.admin_key());
+            if operation.get("requestBody").is_some() {
+                request = request.json(&serde_json::json!({}));
+            }
+            let response = within(request.send()).await.expect("request");
+            let status = response.status().as_u16();
+            let body = within(response.text()).await.expect("body");
+            assert!(
+                status != 405 && !(status == 404 && (body.is_empty() || body.contains("no such endpoint"))),
+                "{method} {path} reaches a handler: {status} {body}"
+            );
+            let documented = operation["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+                .any(|s| s == &status.to_string());
+            assert!(documented, "{method} {path} documents its {status}");
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                assert!(
+                    response["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} has a description"
+                );
+            }
+            if path.starts_with("/admin/") {
+                let example = &operation["responses"]["401"]["content"]["application/json"]["example"];
+                assert_eq!(example, &real_401, "{method} {path}: the 401 example is the real one");
+            }
+        }
+    }
+    assert!(operations >= 25, "{operations} operations");
+
+    for (path, why) in chatwire_server::http::UNDOCUMENTED_ROUTES {
+        assert!(!paths.contains_key(*path), "{path} ({why}) is left out");
+        let response = within(http.get(format!("{}{path}", server.http_url())).send())
+            .await
+            .expect("request");
+        assert_ne!(response.status(), 404, "{path} ({why}) is routed");
+    }
+    // The check above can fail: a path nobody routes is the fallback.
+    for path in ["/nothing-here", "/admin/nothing-here"] {
+        let response = within(
+            http.get(format!("{}{path}", server.http_url()))
+                .bearer_auth(server.admin_key())
+                .send(),
+        )
+        .await
+        .expect("request");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    server.stop().await;
+}
