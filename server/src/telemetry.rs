@@ -415,7 +415,7 @@ pub fn fanned_out(sessions: usize) {
 
 /// A session took a delivery with `waiting` more in its queue; `taken` counts its deliveries.
 pub fn delivery_taken(taken: u32, waiting: usize) {
-    if taken % 16 == 0 {
+    if taken.is_multiple_of(16) {
         hot().queue_depth.record(waiting as f64);
     }
 }

@@ -243,13 +243,22 @@ async fn the_api_document_matches_the_routes_and_the_real_401() {
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
-    for path in ["/healthz", "/readyz", "/metrics", "/dashboard", "/admin/health"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/dashboard",
+        "/admin/health",
+    ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
 
-    let unauthenticated = within(http.get(format!("{}/admin/stats", server.http_url())).send())
-        .await
-        .expect("request");
+    let unauthenticated = within(
+        http.get(format!("{}/admin/stats", server.http_url()))
+            .send(),
+    )
+    .await
+    .expect("request");
     assert_eq!(unauthenticated.status(), 401);
     let real_401: serde_json::Value = within(unauthenticated.json()).await.expect("json");
     assert_eq!(real_401["code"], "UNAUTHENTICATED");
@@ -276,7 +285,8 @@ async fn the_api_document_matches_the_routes_and_the_real_401() {
             let status = response.status().as_u16();
             let body = within(response.text()).await.expect("body");
             assert!(
-                status != 405 && !(status == 404 && (body.is_empty() || body.contains("no such endpoint"))),
+                status != 405
+                    && !(status == 404 && (body.is_empty() || body.contains("no such endpoint"))),
                 "{method} {path} reaches a handler: {status} {body}"
             );
             let documented = operation["responses"]
@@ -287,13 +297,19 @@ async fn the_api_document_matches_the_routes_and_the_real_401() {
             assert!(documented, "{method} {path} documents its {status}");
             for (status, response) in operation["responses"].as_object().expect("responses") {
                 assert!(
-                    response["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
                     "{method} {path} {status} has a description"
                 );
             }
             if path.starts_with("/admin/") {
-                let example = &operation["responses"]["401"]["content"]["application/json"]["example"];
-                assert_eq!(example, &real_401, "{method} {path}: the 401 example is the real one");
+                let example =
+                    &operation["responses"]["401"]["content"]["application/json"]["example"];
+                assert_eq!(
+                    example, &real_401,
+                    "{method} {path}: the 401 example is the real one"
+                );
             }
         }
     }

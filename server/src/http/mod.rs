@@ -39,7 +39,10 @@ const EXAMPLE_ICON: &[u8] =
 /// The routes the API document leaves out, with why; every other route is an admin API route
 /// (`admin::routes`, where utoipa-axum documents each route it adds).
 pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[
-    ("/v1/ws", "the session protocol's WebSocket upgrade (docs/protocol.md)"),
+    (
+        "/v1/ws",
+        "the session protocol's WebSocket upgrade (docs/protocol.md)",
+    ),
     ("/", "the example web chat"),
     ("/favicon.ico", "the example web chat's icon"),
     ("/openapi.json", "the document itself"),

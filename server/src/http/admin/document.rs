@@ -52,7 +52,11 @@ pub(super) fn complete(api: &mut OpenApi) {
                 let content = ContentBuilder::new()
                     .schema(Some(Ref::from_schema_name("ErrorBody")))
                     .build();
-                RefOr::T(ResponseBuilder::new().content("application/json", content).build())
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .content("application/json", content)
+                        .build(),
+                )
             };
             let responses = &mut operation.responses.responses;
             let parsed = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());

@@ -482,9 +482,9 @@ mod tests {
             max_fds: 1024,
             ..Inputs::default()
         };
-        let (score, findings) = score(&inputs);
-        assert_eq!((score, findings.len()), (100, 0));
-        assert_eq!(status_of(score), "healthy");
+        let (points, findings) = score(&inputs);
+        assert_eq!((points, findings.len()), (100, 0));
+        assert_eq!(status_of(points), "healthy");
     }
 
     #[test]
@@ -493,8 +493,8 @@ mod tests {
             backends: vec![backend("store", true, true), backend("redis", false, false)],
             ..Inputs::default()
         };
-        let (score, findings) = score(&inputs);
-        assert_eq!(score, 75);
+        let (points, findings) = score(&inputs);
+        assert_eq!(points, 75);
         assert_eq!(findings[0].rule, "backend_down");
         assert!(findings[0].reason.starts_with("redis: "), "{findings:?}");
 
@@ -514,7 +514,7 @@ mod tests {
             open_fds: 900,
             max_fds: 1000,
         };
-        let (score, findings) = score(&inputs);
+        let (points, findings) = score(&inputs);
         let rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(
             rules,
@@ -529,8 +529,8 @@ mod tests {
                 "fds_near_limit"
             ]
         );
-        assert_eq!(score, 0, "the score does not go below 0");
-        assert_eq!(status_of(score), "critical");
+        assert_eq!(points, 0, "the score does not go below 0");
+        assert_eq!(status_of(points), "critical");
         assert_eq!(status_of(60), "degraded");
     }
 }

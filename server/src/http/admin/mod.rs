@@ -15,8 +15,8 @@
 //! user's own CreateGroup would. Reads go to the store directly and see the whole log, and so
 //! does retention (it moves no head and writes no event; see `messages::retention`).
 //! Downstream event queues (webhook consumers) are inspected under `/admin/events`: dead
-//! letters listed and replayed, lane depths.
-//! What it does not do: the dashboard.
+//! letters listed and replayed, lane depths. `/admin/health` is the health report (score,
+//! findings, rates, backends, nodes) that the `/dashboard` page polls.
 
 mod auth;
 mod document;
