@@ -314,6 +314,17 @@ async fn the_api_document_matches_the_routes_and_the_real_401() {
         }
     }
     assert!(operations >= 25, "{operations} operations");
+    let healthz = within(reqwest::get(format!("{}/healthz", server.http_url())))
+        .await
+        .expect("healthz")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["text/plain"]["example"],
+        healthz.as_str(),
+        "the /healthz example is what it answers"
+    );
 
     for (path, why) in chatwire_server::http::UNDOCUMENTED_ROUTES {
         assert!(!paths.contains_key(*path), "{path} ({why}) is left out");
