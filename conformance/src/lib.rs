@@ -1,5 +1,5 @@
 //! Chatwire conformance: golden vectors, the shared protocol test client, the server suite and
-//! the client harness (DESIGN §8).
+//! the client harness (docs/conformance.md).
 //!
 //! ```text
 //!  vectors::all() ──encode──▶ conformance/vectors/*.bin + *.json ◀── every SDK's codec tests

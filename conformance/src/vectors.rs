@@ -1,4 +1,4 @@
-//! Golden frames (DESIGN §8): one or more per request, reply and event type, written to
+//! Golden frames (docs/conformance.md): one or more per request, reply and event type, written to
 //! `conformance/vectors` as the framed binary form and proto3 JSON that every SDK's codec must
 //! reproduce.
 //!

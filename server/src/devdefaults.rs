@@ -1,5 +1,6 @@
-//! Development defaults (DESIGN §5b): secrets created once in the data folder and reused on
-//! every restart, so tokens, the admin key and certificate pins survive restarts.
+//! Development defaults (docs/architecture.md "Development defaults"): secrets created once in the
+//! data folder and reused on every restart, so tokens, the admin key and certificate pins survive
+//! restarts.
 //!
 //! | file | content |
 //! |---|---|

@@ -155,7 +155,7 @@ impl Probe for PipelineProbe {
     async fn check(&self) -> Result<(), String> {
         match self.0.state() {
             BreakerState::Open { .. } => Err("circuit open: commands are failing".into()),
-            BreakerState::Closed { .. } | BreakerState::HalfOpen => Ok(()),
+            BreakerState::Closed { .. } | BreakerState::HalfOpen { .. } => Ok(()),
         }
     }
 }

@@ -6,7 +6,7 @@
 //!        └────────── events ◀─────────┴──────────── fan-out ◀──────────────────────┘
 //! ```
 //!
-//! Modules, each with one job (see DESIGN §2):
+//! Modules, each with one job (see docs/architecture.md "Crates and layout"):
 //! - `transport`: sockets to frame streams and back; nothing else.
 //! - `session`: the per-connection state machine (handshake, dispatch, subscriptions, heartbeats).
 //! - `chat`: rooms, messages, receipts, presence, typing, calls; transport- and backend-agnostic.
@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod backup;
 pub mod chat;
 pub mod cli;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod devdefaults;
 pub mod distributed;
 pub mod http;
+pub mod logs;
 pub mod server;
 pub mod session;
 pub mod telemetry;

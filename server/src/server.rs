@@ -31,6 +31,7 @@ use crate::backend::pipeline_rabbit::RabbitPipeline;
 use crate::backend::ratelimit_redis::RedisRateLimiter;
 use crate::backend::store::{RoomLog, Store};
 use crate::backend::store_metered::MeteredStore;
+use crate::backup::OpenDatabases;
 use crate::chat::draft::WriterConfig;
 use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
@@ -63,8 +64,15 @@ impl Authenticate for TokenVerifier {
                 expires_at_ms: verified.expires_at_ms,
                 issued_at_ms: verified.issued_at_ms,
             }),
-            Err(AuthError::Expired) => Err(TokenRefusal::Expired),
-            Err(_) => Err(TokenRefusal::Invalid),
+            // The reason, never the token.
+            Err(AuthError::Expired) => {
+                tracing::info!(reason = %AuthError::Expired, "authentication refused");
+                Err(TokenRefusal::Expired)
+            }
+            Err(err) => {
+                tracing::info!(reason = %err, "authentication refused");
+                Err(TokenRefusal::Invalid)
+            }
         }
     }
 }
@@ -83,6 +91,8 @@ pub struct Server {
     quic_retry_above: usize,
     /// The RabbitMQ pipeline in a cluster, shut down (leaving the live set) after the drain.
     rabbit: Option<Arc<RabbitPipeline>>,
+    /// TLS on the HTTP listener (`tls.enabled`).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -97,6 +107,7 @@ impl Server {
         let node_id = node_id();
         let clustered = config.cluster.enabled();
         // The store, the shard count and (in a cluster) the registry of live nodes.
+        let mut backup = OpenDatabases::default();
         let (store, shards, registry): (Arc<dyn Store>, usize, Option<Arc<dyn NodeRegistry>>) =
             match config.storage.backend {
                 StoreBackend::Embedded => {
@@ -107,6 +118,7 @@ impl Server {
                     };
                     let store = EmbeddedStore::open(&config.data_dir.join("store"), options)
                         .map_err(|e| StartError(e.to_string()))?;
+                    backup.store = Some(store.clone());
                     (Arc::new(store), config.storage.shards, None)
                 }
                 StoreBackend::Scylla => {
@@ -141,6 +153,7 @@ impl Server {
         } else {
             open_consumers(config, &store, &fanout, &clock)?
         };
+        backup.queues = consumers.embedded_queues().to_vec();
         let publisher = consumers.publisher();
         let writer_config = WriterConfig {
             idempotency_window_ms: i64::try_from(config.storage.idempotency_window_ms)
@@ -221,7 +234,8 @@ impl Server {
                     TokenMinter::from_config(&config.auth, Some(&dev.jwt_secret)).ok(),
                 )
                 .with_event_queues(consumers.queues().to_vec())
-                .with_nodes(addr.to_string(), nodes),
+                .with_nodes(addr.to_string(), nodes)
+                .with_backup(config.data_dir.clone(), backup),
             ),
         };
         let (quic, quic_fingerprint) = if config.quic.enabled {
@@ -229,6 +243,12 @@ impl Server {
             (Some(endpoint), Some(fingerprint))
         } else {
             (None, None)
+        };
+        let tls = if config.tls.enabled {
+            let (chain, key) = certificate(config, &dev)?;
+            Some(crate::http::tls::server_config(&chain, &key).map_err(StartError)?)
+        } else {
+            None
         };
         Ok(Self {
             state,
@@ -238,6 +258,7 @@ impl Server {
             quic_fingerprint,
             quic_retry_above: config.quic.retry_above_handshakes,
             rabbit,
+            tls,
         })
     }
 
@@ -283,9 +304,22 @@ impl Server {
             tokio::spawn(quic_endpoint::accept_loop(endpoint.clone(), state));
         }
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(no_delay(self.listener), app)
-            .with_graceful_shutdown(drained)
-            .await;
+        let served = match self.tls.take() {
+            Some(tls) => {
+                use axum::serve::ListenerExt;
+                // tap_io: axum's ConnectInfo<SocketAddr> is implemented for tapped listeners.
+                let listener =
+                    crate::http::tls::TlsListener::new(self.listener, tls)?.tap_io(|_: &mut _| {});
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(drained)
+                    .await
+            }
+            None => {
+                axum::serve(no_delay(self.listener), app)
+                    .with_graceful_shutdown(drained)
+                    .await
+            }
+        };
         // After the drain every QUIC session has closed with its code; stop the endpoint.
         if let Some(endpoint) = quic {
             endpoint.close(
@@ -324,26 +358,40 @@ fn quic_endpoint(
     // ring is the only provider compiled in; installing it makes that explicit for any
     // rustls user in the process (a second install is refused, which is fine).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (cert, key) = match (&config.quic.cert_file, &config.quic.key_file) {
-        (Some(cert), Some(key)) => (read_file(cert)?, read_file(key)?),
-        (None, None) => (dev.tls_cert_der.clone(), dev.tls_key_der.clone()),
-        _ => {
-            return Err(StartError(
-                "quic.cert_file and quic.key_file go together".into(),
-            ));
-        }
-    };
+    let (chain, key) = certificate(config, dev)?;
     let heartbeat = Duration::from_millis(config.session.heartbeat_interval_ms);
-    let server_config = quic_endpoint::server_config(&cert, &key, heartbeat)
+    let server_config = quic_endpoint::server_config_chain(&chain, &key, heartbeat)
         .map_err(|e| StartError(e.to_string()))?;
     let endpoint =
         quic_endpoint::bind(server_config, addr).map_err(|e| StartError(e.to_string()))?;
     let quic_addr = endpoint
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
-    let fingerprint = quic_endpoint::fingerprint(&cert);
+    let leaf = chain.first().map(Vec::as_slice).unwrap_or_default();
+    let fingerprint = quic_endpoint::fingerprint(leaf);
     tracing::info!(%quic_addr, alpn = "chatwire/1", sha256 = %fingerprint, "QUIC listening");
     Ok((endpoint, fingerprint))
+}
+
+/// The certificate chain (leaf first) and key of QUIC and of TLS on the HTTP listener, as
+/// DER: the configured files (DER or PEM) or the development certificate.
+fn certificate(
+    config: &Config,
+    dev: &devdefaults::DevSecrets,
+) -> Result<(Vec<Vec<u8>>, Vec<u8>), StartError> {
+    match (&config.quic.cert_file, &config.quic.key_file) {
+        (Some(cert), Some(key)) => {
+            let cert = crate::http::tls::certificate_chain_der(&read_file(cert)?)
+                .map_err(|e| StartError(format!("{}: {e}", cert.display())))?;
+            let key = crate::http::tls::private_key_der(&read_file(key)?)
+                .map_err(|e| StartError(format!("{}: {e}", key.display())))?;
+            Ok((cert, key))
+        }
+        (None, None) => Ok((vec![dev.tls_cert_der.clone()], dev.tls_key_der.clone())),
+        _ => Err(StartError(
+            "quic.cert_file and quic.key_file go together".into(),
+        )),
+    }
 }
 
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>, StartError> {

@@ -100,7 +100,7 @@ pub const FAMILIES: &[Family] = &[
         "chatwire_connections_opened_total",
         C,
         "transport",
-        "Connections that reached the session layer, by transport (ws, quic).",
+        "Connections that reached the session layer, by transport (websocket, quic).",
     ),
     family(
         "chatwire_connections_closed_total",
@@ -337,7 +337,7 @@ fn describe() {
             (Kind::Histogram, None) => metrics::describe_histogram!(f.name, f.help),
         }
     }
-    for transport in ["ws", "quic"] {
+    for transport in ["websocket", "quic"] {
         metrics::counter!("chatwire_connections_opened_total", "transport" => transport)
             .absolute(0);
     }

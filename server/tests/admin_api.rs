@@ -234,6 +234,12 @@ async fn a_server_side_send_reaches_a_subscribed_member_live_and_is_idempotent()
         .get(&format!("/admin/rooms/{room}/history?before_seq={seq}"))
         .await;
     assert!(texts(&before).is_empty());
+    // as on the protocol: before_seq 0 is no position, the newest page.
+    let (status, zero) = admin
+        .get(&format!("/admin/rooms/{room}/history?before_seq=0"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(texts(&zero), texts(&history));
     let (status, _) = admin
         .get(&format!(
             "/admin/rooms/{room}/history?before_seq=5&after_seq=1"

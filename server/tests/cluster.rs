@@ -1,7 +1,8 @@
-//! Several gateway nodes behave as one server (issue 5; DESIGN §4.2-§4.3): real `chatwire`
-//! processes in distributed mode on the shared Cassandra, RabbitMQ and Redis of the test command,
-//! each test in a keyspace, queue prefix and key prefix of its own. Nodes are killed (SIGKILL)
-//! and frozen (SIGSTOP) here; the services are not (that is `cluster_faults.rs`).
+//! Several gateway nodes behave as one server (issue 5; docs/architecture.md "Room writers" and
+//! "Live fan-out"): real `chatwire` processes in distributed mode on the shared Cassandra, RabbitMQ
+//! and Redis of the test command, each test in a keyspace, queue prefix and key prefix of its own.
+//! Nodes are killed (SIGKILL) and frozen (SIGSTOP) here; the services are not (that is
+//! `cluster_faults.rs`).
 //!
 //! Each run is bounded in messages and reports lost / duplicated / out-of-order / skipped-seq
 //! counts, which must all be zero.

@@ -258,7 +258,8 @@ async fn presence_spans_nodes() {
     let b = node(&url, &prefix, "b", &store, clock.clone()).await;
     let (alice, wendy) = (user("alice"), user("wendy"));
     let mut watcher = attach(&*a, 100, &wendy, 64);
-    a.watch_presence(100, std::slice::from_ref(&alice));
+    a.watch_presence(100, std::slice::from_ref(&alice), &[], 10)
+        .expect("within the cap");
 
     clock.set(2_000);
     let _b1 = attach(&*b, 200, &alice, 16);
@@ -303,7 +304,8 @@ async fn a_silent_node_disappears() {
     let b = node_with(short, &store, clock.clone()).await;
     let (carol, wendy) = (user("carol"), user("wendy"));
     let mut watcher = attach(&*a, 100, &wendy, 64);
-    a.watch_presence(100, std::slice::from_ref(&carol));
+    a.watch_presence(100, std::slice::from_ref(&carol), &[], 10)
+        .expect("within the cap");
     let _c = attach(&*b, 300, &carol, 16);
     assert!(watcher.presence().await.online);
     eventually("node A lists carol's session", || {

@@ -32,12 +32,42 @@ async fn sends_beyond_the_rate_are_refused_with_retry_after_and_not_stored() {
     assert!(error.retry_after_ms > 0);
     let history = alice
         .history(v1::HistoryRequest {
-            room_id: room,
+            room_id: room.clone(),
             ..Default::default()
         })
         .await
         .expect("history");
     assert_eq!(history.messages.len(), 2);
+    // Edit and React draw on the same bucket (issue 15 M9); Delete does not.
+    let edit = alice
+        .edit(v1::EditRequest {
+            room_id: room.clone(),
+            target_seq: history.messages[0].seq,
+            content: Some(v1::Content {
+                text: "edited".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("an edit is over the burst too");
+    assert_eq!(edit.server_code(), Some(v1::ErrorCode::RateLimited));
+    let react = alice
+        .react(v1::ReactRequest {
+            room_id: room.clone(),
+            target_seq: history.messages[0].seq,
+            emoji: "👍".into(),
+            add: true,
+        })
+        .await
+        .expect_err("a reaction is over the burst too");
+    assert_eq!(react.server_code(), Some(v1::ErrorCode::RateLimited));
+    alice
+        .delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: history.messages[0].seq,
+        })
+        .await
+        .expect("delete is not limited by the send bucket");
     // Other users have their own bucket.
     let bob = server.client("bob").await;
     let bobs = group(&bob, &[]).await;

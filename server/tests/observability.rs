@@ -192,9 +192,12 @@ async fn every_documented_family_is_scraped_and_the_counters_rise() {
     rose("chatwire_slow_consumer_closes_total", &[]);
     rose(
         "chatwire_connections_closed_total",
-        &[("transport", "ws"), ("code", "SLOW_CONSUMER")],
+        &[("transport", "websocket"), ("code", "SLOW_CONSUMER")],
     );
-    rose("chatwire_connections_opened_total", &[("transport", "ws")]);
+    rose(
+        "chatwire_connections_opened_total",
+        &[("transport", "websocket")],
+    );
     rose(
         "chatwire_store_operation_seconds_count",
         &[("backend", "embedded"), ("op", "append")],

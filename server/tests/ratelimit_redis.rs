@@ -119,3 +119,120 @@ async fn an_unreachable_redis_is_refused_up_front() {
     assert!(result.is_err(), "connected to {url}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A TCP proxy in front of Redis that can freeze: connections stay open and what clients send
+/// is held back until the thaw, as with a SIGSTOPped Redis. It counts the `EVAL`/`EVALSHA`
+/// commands clients send through it, frozen or not: the round trips the limiter attempts.
+struct FreezingProxy {
+    url: String,
+    frozen: tokio::sync::watch::Sender<bool>,
+    evals: Arc<AtomicU64>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream_url: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = upstream_url
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("redis://{}", listener.local_addr().expect("address"));
+        let (frozen, thawed) = tokio::sync::watch::channel(false);
+        let evals = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&evals);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (mut client_read, client_write) = client.into_split();
+                let (server_read, mut server_write) = server.into_split();
+                let (counted, mut thawed) = (Arc::clone(&counted), thawed.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = client_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
+                        counted.fetch_add(text.matches("EVAL").count() as u64, Ordering::SeqCst);
+                        if thawed.wait_for(|frozen| !frozen).await.is_err()
+                            || server_write.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let (mut from, mut to) = (server_read, client_write);
+                    let _ = tokio::io::copy(&mut from, &mut to).await;
+                });
+            }
+        });
+        Self { url, frozen, evals }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+
+    fn evals(&self) -> u64 {
+        self.evals.load(Ordering::SeqCst)
+    }
+}
+
+/// Issue 15 H5: with Redis frozen, only the take that finds it out waits for the deadline;
+/// every take after that is allowed without a round trip to Redis, until a probe finds Redis
+/// answering again and the buckets are enforced once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_costs_no_round_trip_per_take() {
+    let proxy = FreezingProxy::start(&redis_url()).await;
+    let limiter = RedisRateLimiter::connect(&proxy.url, &unique_prefix())
+        .await
+        .expect("connect through the proxy");
+    let limit = rate(1, 1);
+    assert_eq!(limiter.take("u", limit, 1_000).await, Ok(()));
+    assert_eq!(limiter.take("u", limit, 1_000).await, Err(60_000), "live");
+    assert!(!limiter.is_failing_open());
+
+    proxy.freeze(true);
+    assert_eq!(
+        limiter.take("u", limit, 1_000).await,
+        Ok(()),
+        "a silent Redis fails open"
+    );
+    assert!(limiter.is_failing_open(), "and opens the breaker");
+    let before = proxy.evals();
+    for i in 0..200 {
+        assert_eq!(limiter.take(&format!("k{i}"), limit, 1_500).await, Ok(()));
+    }
+    assert_eq!(
+        proxy.evals(),
+        before,
+        "no take reached for Redis while the breaker was open"
+    );
+
+    proxy.freeze(false);
+    // A take past the probe interval starts a PING; the breaker closes once it is answered.
+    assert_eq!(limiter.take("v", limit, 2_500).await, Ok(()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now_ms = 2_500;
+    while limiter.is_failing_open() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the breaker never closed"
+        );
+        // The probe may have met a connection still recovering from the freeze; later takes
+        // start further probes.
+        now_ms += 1_000;
+        let _ = limiter.take("v", limit, now_ms).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The bucket of "u" is still empty in Redis: enforcement is back.
+    assert_eq!(limiter.take("u", limit, 1_000).await, Err(60_000));
+}

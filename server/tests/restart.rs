@@ -1,6 +1,6 @@
 //! Crash safety of the real binary: a `chatwire serve` killed with SIGKILL and started again on
 //! the same data folder has kept every acknowledged message (docs/protocol.md,
-//! ) and its development secret (DESIGN §5b).
+//! ) and its development secret (docs/architecture.md "Development defaults").
 
 mod support;
 

@@ -11,7 +11,7 @@ mod support;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chatwire_server::backend::embedded::{EmbeddedOptions, EmbeddedStore};
+use chatwire_server::backend::embedded::{DEDUPE_PURGE_GRACE_MS, EmbeddedOptions, EmbeddedStore};
 use chatwire_server::backend::store::{RoomLog, Store, Write};
 use support::store_suite::{self, RoomScript, StoreFactory, apply, at, room_id, user};
 use tempfile::TempDir;
@@ -102,6 +102,54 @@ async fn default_options_sync_hourly_buckets() {
             .is_file()
     );
     assert!(EmbeddedStore::open(&dir.path().join("bad"), options(0)).is_err());
+}
+
+/// Issue 15 M3: appends forget expired dedupe entries as they write new ones, so the table
+/// never grows past the entries still alive (plus a bounded backlog), with no sweeper.
+#[tokio::test]
+async fn appends_forget_expired_dedupe_entries() {
+    let factory = embedded();
+    let store = EmbeddedStore::open(factory.dir.path(), options(WIDTH_MS)).expect("open");
+    let (alice, room) = (user("alice"), room_id("g:append-purge"));
+    let mut script = RoomScript::new(&room);
+    let create = script.create(at(&factory, 0, 0), &alice);
+    apply(&store, &room, &create).await;
+    let sent = at(&factory, 0, 10);
+    // Four entries expiring at sent + 1000.
+    let batch = store_suite::merge([
+        script.send(sent, &alice, "a", 0),
+        script.send(sent, &alice, "b", 0),
+        script.send(sent, &alice, "c", 0),
+        script.send(sent, &alice, "d", 0),
+    ]);
+    apply(&store, &room, &batch).await;
+    // Two later sends, each writing one entry, forget two expired entries each (once the
+    // grace for readers' clocks is over).
+    let later = sent + 1000 + DEDUPE_PURGE_GRACE_MS;
+    let first = script.send(later, &alice, "e", 0);
+    apply(&store, &room, &first).await;
+    let second = script.send(later, &alice, "f", 0);
+    apply(&store, &room, &second).await;
+    assert_eq!(
+        store.purge_expired_dedupe(later).await.expect("purge"),
+        0,
+        "the appends already forgot every expired entry"
+    );
+    assert_eq!(
+        store
+            .dedupe(&room, &alice, "c3", sent)
+            .await
+            .expect("dedupe"),
+        None,
+        "an expired entry is gone even for a reader whose clock says it is alive"
+    );
+    for id in ["c7", "c8"] {
+        let entry = store
+            .dedupe(&room, &alice, id, later)
+            .await
+            .expect("dedupe");
+        assert!(entry.is_some(), "{id} is alive");
+    }
 }
 
 #[tokio::test]

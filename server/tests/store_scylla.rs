@@ -198,6 +198,7 @@ async fn a_crashed_writers_pending_batch_is_rolled_forward_once() {
         let created = script.create(at(&factory, 0, 0), &alice);
         apply(&store, &room, &created).await;
         assert_eq!(pending_of(&factory.keyspace, name).await, None);
+        let before_crash = script.clone();
 
         // The writer's transaction applies, then it "crashes" before materializing.
         let crashed = store_suite::merge([
@@ -217,14 +218,42 @@ async fn a_crashed_writers_pending_batch_is_rolled_forward_once() {
         let before = store.read_events(&room, 2, 10, usize::MAX).await;
         assert!(before.expect("read").is_empty(), "not materialized yet");
 
-        // The next reader of the head rolls it forward.
+        // Readers see the head the batch was appended on, and write nothing (issue 15 H2).
+        let base = store.head(&room).await.expect("head").expect("room");
+        assert_eq!(
+            (base.seq, base.ordinal),
+            (created.head.seq, created.head.ordinal)
+        );
+        assert!(
+            pending_of(&factory.keyspace, name).await.is_some(),
+            "a reader leaves the pending batch to the writer"
+        );
+        let unread = store.read_events(&room, 2, 10, usize::MAX).await;
+        assert!(
+            unread.expect("read").is_empty(),
+            "a reader materialized nothing"
+        );
+
+        // The writer taking the room over rolls it forward.
         if via_load_room {
             let snapshot = store.load_room(&room).await.expect("load").expect("room");
             assert_eq!(snapshot.head, crashed.head);
             assert_eq!(snapshot.members.len(), 2, "bob's membership materialized");
         } else {
-            let head = store.head(&room).await.expect("head");
-            assert_eq!(head, Some(crashed.head));
+            // The writer of the next batch is fenced at the materialized head it asked for,
+            // learns the real head, and takes the room over.
+            let stale = before_crash
+                .clone()
+                .send(at(&factory, 3, 0), &alice, "stale", 0);
+            let fenced = store.append(&room, 2, &stale).await.expect("append");
+            assert_eq!(
+                fenced,
+                AppendOutcome::Fenced {
+                    current: crashed.head
+                }
+            );
+            let snapshot = store.load_room(&room).await.expect("load").expect("room");
+            assert_eq!(snapshot.head, crashed.head);
         }
         assert_eq!(pending_of(&factory.keyspace, name).await, None, "cleared");
         // Reading the head again does not apply it twice.

@@ -1,8 +1,8 @@
-//! Downstream events end to end (DESIGN §4.4): a real server whose `events.app` / `events.push`
-//! webhooks point at a small HTTP receiver on 127.0.0.1:0. A message sent over a WebSocket
-//! arrives signed (checked here with the hmac crate, independently of the server's signer);
-//! offline push reaches offline members only; a failing receiver sends the event through the
-//! retry tiers into the dead-letter queue, from which the admin API replays it.
+//! Downstream events end to end (docs/architecture.md "Downstream events"): a real server whose
+//! `events.app` / `events.push` webhooks point at a small HTTP receiver on 127.0.0.1:0. A message
+//! sent over a WebSocket arrives signed (checked here with the hmac crate, independently of the
+//! server's signer); offline push reaches offline members only; a failing receiver sends the event
+//! through the retry tiers into the dead-letter queue, from which the admin API replays it.
 //!
 //! ```sh
 //! cargo test -p chatwire-server --test webhooks

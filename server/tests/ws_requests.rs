@@ -1660,7 +1660,7 @@ async fn rooms_not_opened_report_activity_with_preview_and_unread_count() {
 
 #[tokio::test]
 async fn since_join_members_read_from_their_join_and_full_shows_everything() {
-    //
+    //
     let server = TestServer::start().await;
     let alice = server.client("alice").await;
     let carol = server.client("carol").await;
@@ -1684,7 +1684,11 @@ async fn since_join_members_read_from_their_join_and_full_shows_everything() {
         .await
         .added[0]
         .joined_seq;
+    // Issue 15 M1: Sync's preview is a read too; it never shows what came before the join.
+    assert_eq!(summary(&carol, &since_join).await.last_message, None);
     let later = sent(&alice, &since_join, "late", "after carol").await.seq;
+    let preview = summary(&carol, &since_join).await.last_message;
+    assert_eq!(preview.map(|p| p.text), Some("after carol".to_owned()));
     let page = history(&carol, &since_join, None, 100).await;
     assert_eq!(page.first_visible_seq, joined);
     assert_eq!(texts(&page.messages), vec!["after carol"]);
@@ -1709,6 +1713,8 @@ async fn since_join_members_read_from_their_join_and_full_shows_everything() {
     let page = history(&carol, &full, None, 100).await;
     assert_eq!(page.first_visible_seq, 1);
     assert_eq!(texts(&page.messages), vec!["before carol"]);
+    let preview = summary(&carol, &full).await.last_message;
+    assert_eq!(preview.map(|p| p.text), Some("before carol".to_owned()));
     let replay = subscribe_live(&carol, &full).await;
     assert_eq!(replay.first().map(|e| e.seq), Some(1));
     server.stop().await;

@@ -1,5 +1,5 @@
 //! The one Chatwire protocol client shared by the server's integration tests, the conformance
-//! suite and the QUIC tests (DESIGN §9).
+//! suite and the QUIC tests (docs/conformance.md).
 //!
 //! ```text
 //!  TransportFactory ──open──▶ Transport { tx, rx } ──▶ Client ──call / next_event──▶ test

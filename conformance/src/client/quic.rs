@@ -142,6 +142,26 @@ impl QuicTarget {
     }
 
     /// Opens a connection and its control stream.
+    /// A new QUIC connection, handshake done and ALPN checked, with no stream opened: for the
+    /// cases that drive streams by hand (a finished control stream, a second stream).
+    pub async fn connect_raw(&self) -> Result<Connection, TransportError> {
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config()?, self.addr, &self.server_name)
+            .map_err(|err| TransportError::Connect(err.to_string()))?;
+        let connection = connecting.await.map_err(handshake_error)?;
+        let alpn = connection
+            .handshake_data()
+            .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|data| data.protocol);
+        if alpn.as_deref() != Some(QUIC_ALPN) {
+            return Err(TransportError::Subprotocol(format!(
+                "server selected ALPN {alpn:?}"
+            )));
+        }
+        Ok(connection)
+    }
+
     pub async fn connect(&self) -> Result<Transport, TransportError> {
         let connecting = self
             .endpoint

@@ -1,4 +1,4 @@
-//! Session tokens (DESIGN §3.2): JWTs checked with algorithms pinned by configuration.
+//! Session tokens (docs/protocol.md §4.2): JWTs checked with algorithms pinned by configuration.
 //!
 //! - [`TokenVerifier`] accepts HS256 (a shared secret) and/or RS256 and EdDSA (public keys in
 //!   PEM, selected by the header's `kid`). A token with `alg` `none` or any algorithm not

@@ -521,3 +521,33 @@ fn debug_output_holds_no_secret() {
     let bytes: Vec<String> = SECRET.iter().map(u8::to_string).collect();
     assert!(!text.contains(&bytes.join(", ")), "{text}");
 }
+
+/// docs/protocol.md: the secret file's bytes are the secret, a trailing newline
+/// included; nothing is decoded or trimmed.
+#[test]
+fn the_hs256_secret_file_is_its_raw_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    let mut with_newline = SECRET.to_vec();
+    with_newline.push(b'\n');
+    std::fs::write(&path, &with_newline).unwrap();
+    let cfg = AuthConfig {
+        hs256_secret_file: Some(path),
+        ..hs_config()
+    };
+    assert_eq!(
+        hs256_secret(&cfg, None).unwrap(),
+        Some(with_newline.clone())
+    );
+    let v = TokenVerifier::from_config(&cfg, None).unwrap();
+    let signed = |secret: &[u8]| {
+        sign(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(secret),
+            &claims(),
+        )
+    };
+    assert!(v.verify(&signed(&with_newline), NOW).is_ok());
+    assert!(v.verify(&signed(SECRET), NOW).is_err());
+}

@@ -9,7 +9,7 @@ use super::keys::{KeyRing, jwt_algorithm};
 use super::{AuthError, AuthSetupError, VerifiedToken};
 use crate::config::{AuthConfig, JwtAlgorithm};
 
-/// Verifies session tokens (DESIGN §3.2). Cheap to share behind an `Arc`; holds no clock.
+/// Verifies session tokens (docs/protocol.md §4.2). Cheap to share behind an `Arc`; holds no clock.
 #[derive(Debug)]
 pub struct TokenVerifier {
     algorithms: Vec<JwtAlgorithm>,

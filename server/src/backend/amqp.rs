@@ -2,9 +2,9 @@
 //! short heartbeat, channels in confirm mode, and publishing with `mandatory` where a returned
 //! (unroutable) message counts as a failure even though the broker then confirms it.
 //!
-//! Each backend opens separate connections for publishing and for consuming (DESIGN §4.2): a
-//! publisher blocked by the broker's flow control must not stall the acks of a consumer.
-//! Driver types stay inside the crate; nothing here is part of the public API.
+//! Each backend opens separate connections for publishing and for consuming (docs/architecture.md
+//! "Room writers"): a publisher blocked by the broker's flow control must not stall the acks of a
+//! consumer. Driver types stay inside the crate; nothing here is part of the public API.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! Downstream events (DESIGN §4.4): what the room writer hands to consumers outside the chat
-//! (the offline push webhook, app webhooks), queued durably per lane with retry tiers and a
-//! dead-letter queue.
+//! Downstream events (docs/architecture.md "Downstream events"): what the room writer hands to
+//! consumers outside the chat (the offline push webhook, app webhooks), queued durably per lane
+//! with retry tiers and a dead-letter queue.
 //!
 //! ```text
 //!  room writer ──publish──▶ EventPublisher ──▶ one EventQueue per consumer ──lease──▶ consumer

@@ -2,10 +2,11 @@
 //!
 //! Delivery underneath may drop (a full session queue, a lost pub/sub message); sessions see
 //! every room event exactly once and in order anyway, because they forward only
-//! `seq = cursor + 1` and repair gaps from the durable log (DESIGN §4.3). A session whose queue
-//! overflows is told so through its [`SessionLink`] and closed as a slow consumer.
+//! `seq = cursor + 1` and repair gaps from the durable log (docs/architecture.md "Live fan-out"). A
+//! session whose queue overflows is told so through its [`SessionLink`] and closed as a slow
+//! consumer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -218,12 +219,110 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn close_sessions(&self, user: Option<&UserId>, code: v1::CloseCode) -> usize;
     /// How many sessions are live on this node.
     fn session_count(&self) -> usize;
-    /// Sends `session` a Presence event whenever one of `users` goes online or offline.
-    fn watch_presence(&self, session: SessionKey, users: &[UserId]);
+    /// Adds `visible` and `hidden` to `session`'s watch set, unless the set would then hold
+    /// more than `cap` users: then `Err(size it would have had)` and the set is unchanged
+    /// . The session gets a Presence event whenever a `visible` user goes online or
+    /// offline; `hidden` users (blocked either way, R-14.1.6) count towards the cap exactly
+    /// like the others, so the cap cannot be used to probe for blocks, but are never reported.
+    fn watch_presence(
+        &self,
+        session: SessionKey,
+        visible: &[UserId],
+        hidden: &[UserId],
+        cap: usize,
+    ) -> Result<(), usize>;
     /// Stops presence events about `users` to `session`.
     fn unwatch_presence(&self, session: SessionKey, users: &[UserId]);
     /// A user's presence now: online while a session is live; last seen when it ended.
     fn presence(&self, user: &UserId) -> v1::Presence;
+}
+
+/// The presence watches of one node's sessions: each session's watch set (what it asked for,
+/// capped) and, per watched user, the sessions to tell (the visible part of those sets).
+#[derive(Debug, Default)]
+pub struct PresenceWatches {
+    /// Watched user -> sessions to tell.
+    watchers: HashMap<UserId, HashSet<SessionKey>>,
+    /// Session -> its whole watch set, `true` for users it is told about.
+    watching: HashMap<SessionKey, HashMap<UserId, bool>>,
+}
+
+impl PresenceWatches {
+    /// See [`Fanout::watch_presence`].
+    pub fn watch(
+        &mut self,
+        session: SessionKey,
+        visible: &[UserId],
+        hidden: &[UserId],
+        cap: usize,
+    ) -> Result<(), usize> {
+        let set = self.watching.get(&session);
+        let mut added: HashSet<&UserId> = HashSet::new();
+        for user in visible.iter().chain(hidden) {
+            if !set.is_some_and(|set| set.contains_key(user)) {
+                added.insert(user);
+            }
+        }
+        let size = set.map_or(0, HashMap::len) + added.len();
+        if size > cap {
+            return Err(size);
+        }
+        let set = self.watching.entry(session).or_default();
+        for user in hidden {
+            set.entry(user.clone()).or_insert(false);
+        }
+        for user in visible {
+            // A user now visible (unblocked since) is told about from here on.
+            set.insert(user.clone(), true);
+            self.watchers
+                .entry(user.clone())
+                .or_default()
+                .insert(session);
+        }
+        Ok(())
+    }
+
+    /// Removes `users` from `session`'s watch set.
+    pub fn unwatch(&mut self, session: SessionKey, users: &[UserId]) {
+        let Some(set) = self.watching.get_mut(&session) else {
+            return;
+        };
+        for user in users {
+            if set.remove(user) == Some(true) {
+                Self::forget(&mut self.watchers, user, session);
+            }
+        }
+        if set.is_empty() {
+            self.watching.remove(&session);
+        }
+    }
+
+    /// Forgets every watch of `session` (it ended).
+    pub fn end(&mut self, session: SessionKey) {
+        for (user, told) in self.watching.remove(&session).unwrap_or_default() {
+            if told {
+                Self::forget(&mut self.watchers, &user, session);
+            }
+        }
+    }
+
+    /// The sessions to tell about `user`.
+    pub fn watchers_of(&self, user: &UserId) -> impl Iterator<Item = SessionKey> + '_ {
+        self.watchers.get(user).into_iter().flatten().copied()
+    }
+
+    fn forget(
+        watchers: &mut HashMap<UserId, HashSet<SessionKey>>,
+        user: &UserId,
+        session: SessionKey,
+    ) {
+        if let Some(sessions) = watchers.get_mut(user) {
+            sessions.remove(&session);
+            if sessions.is_empty() {
+                watchers.remove(user);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

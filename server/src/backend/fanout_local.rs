@@ -2,12 +2,14 @@
 //! and presence derived from it (online while any session is live; last seen kept in memory,
 //! so it restarts empty with the process).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chatwire_protocol::v1;
 
-use super::fanout::{Audience, Delivery, Fanout, RoomBatch, SessionKey, SessionLink};
+use super::fanout::{
+    Audience, Delivery, Fanout, PresenceWatches, RoomBatch, SessionKey, SessionLink,
+};
 use crate::chat::ids::{RoomId, UserId};
 use crate::clock::Clock;
 
@@ -22,10 +24,7 @@ pub struct LocalFanout {
 struct Inner {
     sessions: HashMap<SessionKey, (UserId, SessionLink)>,
     by_user: HashMap<UserId, Vec<SessionKey>>,
-    /// Watched user -> watching sessions.
-    watchers: HashMap<UserId, HashSet<SessionKey>>,
-    /// Watching session -> watched users, to clean up on detach.
-    watching: HashMap<SessionKey, HashSet<UserId>>,
+    watches: PresenceWatches,
     last_seen: HashMap<UserId, i64>,
 }
 
@@ -46,8 +45,8 @@ impl LocalFanout {
         let event = Arc::new(v1::Event {
             kind: Some(v1::event::Kind::Presence(presence)),
         });
-        for session in inner.watchers.get(&user).into_iter().flatten() {
-            if let Some((_, link)) = inner.sessions.get(session) {
+        for session in inner.watches.watchers_of(&user) {
+            if let Some((_, link)) = inner.sessions.get(&session) {
                 link.deliver(Delivery::User(Arc::clone(&event)));
             }
         }
@@ -100,14 +99,7 @@ impl Fanout for LocalFanout {
 
     fn detach(&self, session: SessionKey) {
         let mut inner = self.lock();
-        for user in inner.watching.remove(&session).unwrap_or_default() {
-            if let Some(watchers) = inner.watchers.get_mut(&user) {
-                watchers.remove(&session);
-                if watchers.is_empty() {
-                    inner.watchers.remove(&user);
-                }
-            }
-        }
+        inner.watches.end(session);
         let Some((user, _)) = inner.sessions.remove(&session) else {
             return;
         };
@@ -195,38 +187,18 @@ impl Fanout for LocalFanout {
         self.lock().sessions.len()
     }
 
-    fn watch_presence(&self, session: SessionKey, users: &[UserId]) {
-        let mut inner = self.lock();
-        for user in users {
-            inner
-                .watchers
-                .entry(user.clone())
-                .or_default()
-                .insert(session);
-            inner
-                .watching
-                .entry(session)
-                .or_default()
-                .insert(user.clone());
-        }
+    fn watch_presence(
+        &self,
+        session: SessionKey,
+        visible: &[UserId],
+        hidden: &[UserId],
+        cap: usize,
+    ) -> Result<(), usize> {
+        self.lock().watches.watch(session, visible, hidden, cap)
     }
 
     fn unwatch_presence(&self, session: SessionKey, users: &[UserId]) {
-        let mut inner = self.lock();
-        for user in users {
-            if let Some(watchers) = inner.watchers.get_mut(user) {
-                watchers.remove(&session);
-                if watchers.is_empty() {
-                    inner.watchers.remove(user);
-                }
-            }
-            if let Some(watching) = inner.watching.get_mut(&session) {
-                watching.remove(user);
-                if watching.is_empty() {
-                    inner.watching.remove(&session);
-                }
-            }
-        }
+        self.lock().watches.unwatch(session, users);
     }
 
     fn presence(&self, user: &UserId) -> v1::Presence {

@@ -1,7 +1,7 @@
-//! Readiness per backend (`/readyz`, DESIGN §4.4): each backend a node depends on answers a
-//! cheap probe. A critical backend that fails (the store, the command pipeline) makes the node
-//! not ready; a degraded one (Redis fan-out, whose loss never fails a send) is reported but
-//! keeps the node ready.
+//! Readiness per backend (`/readyz`, docs/architecture.md "Downstream events"): each backend a node
+//! depends on answers a cheap probe. A critical backend that fails (the store, the command
+//! pipeline) makes the node not ready; a degraded one (Redis fan-out, whose loss never fails a
+//! send) is reported but keeps the node ready.
 
 use async_trait::async_trait;
 

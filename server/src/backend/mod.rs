@@ -1,4 +1,5 @@
-//! Backend traits, one small trait per concern, each next to its implementations (DESIGN §1):
+//! Backend traits, one small trait per concern, each next to its implementations
+//! (docs/architecture.md "Data flow"):
 //!
 //! | concern | trait | embedded (default) | distributed |
 //! | --- | --- | --- | --- |
@@ -28,6 +29,7 @@ pub mod pipeline_local;
 pub mod pipeline_rabbit;
 pub mod ratelimit;
 pub mod ratelimit_redis;
+pub mod redb_backup;
 mod redb_fail;
 pub mod redis_probe;
 pub mod scylla;

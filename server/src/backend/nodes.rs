@@ -1,7 +1,7 @@
-//! Live gateway nodes (DESIGN §4.2): each node renews a row with a time to live; the set of live
-//! nodes decides, by rendezvous hashing, which node consumes which shard queue. Liveness lives
-//! in the store (ScyllaDB rows with a TTL), never only in Redis. Assignment is for balance only:
-//! safety comes from the fenced append on the room head.
+//! Live gateway nodes (docs/architecture.md "Room writers"): each node renews a row with a time to
+//! live; the set of live nodes decides, by rendezvous hashing, which node consumes which shard
+//! queue. Liveness lives in the store (ScyllaDB rows with a TTL), never only in Redis. Assignment
+//! is for balance only: safety comes from the fenced append on the room head.
 
 use async_trait::async_trait;
 

@@ -1,5 +1,6 @@
 //! Rate limits in Redis ([`RedisRateLimiter`]): the token buckets of
-//! [`super::ratelimit::LocalRateLimiter`], shared by every gateway node (DESIGN §1).
+//! [`super::ratelimit::LocalRateLimiter`], shared by every gateway node (docs/architecture.md "Data
+//! flow").
 //!
 //! ```text
 //!  take(key, rate, now_ms) ─▶ EVALSHA token bucket (EVAL once on NOSCRIPT) ─▶ Ok / Err(retry_after_ms)
@@ -20,15 +21,21 @@
 //!
 //! **Redis errors fail open.** When Redis cannot answer (down, unreachable, slower than
 //! [`TAKE_DEADLINE`], script error), `take` allows the call and logs a warning, at most once
-//! every [`WARN_EVERY_MS`]. DESIGN says Redis being down never fails a send; a limiter that
+//! every [`WARN_EVERY_MS`]. Redis being down never fails a send; a limiter that
 //! refused everything would turn a Redis outage into a chat outage, while allowing lets the
 //! other limits (connection caps per address, frame and queue limits) hold for that time.
-//! Connection attempts and replies have bounded timeouts and reconnects a bounded number of
-//! retries, so a dead Redis costs a take at most [`TAKE_DEADLINE`].
+//!
+//! **Redis being down costs nothing per request.** A take that finds Redis unreachable or
+//! silent (not a script error: that is Redis answering) opens a breaker: from then on takes
+//! allow at once without a round trip, and at most once every [`PROBE_EVERY_MS`] (by the
+//! callers' clock) one take starts a background PING. The first PING Redis answers closes the
+//! breaker. So a dead or frozen Redis costs the one take that found it out, at most
+//! [`TAKE_DEADLINE`], and then nothing.
 //!
 //! Does not: pick the limiter from configuration (the caller builds one and puts it in
 //! `Services::limiter`), or use Redis Cluster (one key per script call, so it could).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -47,6 +54,11 @@ pub const MIN_TTL_MS: u64 = 10_000;
 pub const MAX_TTL_MS: u64 = 7 * 24 * 3_600_000;
 /// Fail-open warnings come at most this often (by the callers' clock).
 pub const WARN_EVERY_MS: i64 = 10_000;
+/// While Redis is down, a background PING checks on it at most this often (callers' clock).
+pub const PROBE_EVERY_MS: i64 = 1_000;
+
+/// `open_until_ms` when the breaker is closed.
+const CLOSED: i64 = i64::MIN;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -97,6 +109,17 @@ pub struct RedisRateLimiter {
     script: redis::Script,
     prefix: String,
     last_warn_ms: AtomicI64,
+    /// The breaker: [`CLOSED`], or the callers' time from which the next probe may start.
+    /// Shared with the probe task.
+    open_until_ms: Arc<AtomicI64>,
+}
+
+/// Why a take got no answer from the bucket.
+enum Failure {
+    /// Redis is unreachable, dropped the connection or did not answer in time.
+    Down(String),
+    /// Redis answered with an error (the key is not a bucket, the script failed).
+    Answered(String),
 }
 
 impl std::fmt::Debug for RedisRateLimiter {
@@ -128,11 +151,51 @@ impl RedisRateLimiter {
             script: redis::Script::new(TAKE_SCRIPT),
             prefix: prefix.to_owned(),
             last_warn_ms: AtomicI64::new(i64::MIN),
+            open_until_ms: Arc::new(AtomicI64::new(CLOSED)),
         })
     }
 
+    /// Is the breaker open (Redis found down, not yet answering a probe)?
+    pub fn is_failing_open(&self) -> bool {
+        self.open_until_ms.load(Ordering::Acquire) != CLOSED
+    }
+
+    /// With the breaker open: `true` (allow without a round trip), after starting a probe when
+    /// one is due. With it closed: `false`.
+    fn open(&self, now_ms: i64) -> bool {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if until == CLOSED {
+            return false;
+        }
+        let next = now_ms.saturating_add(PROBE_EVERY_MS);
+        if now_ms >= until
+            && self
+                .open_until_ms
+                .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let mut connection = self.connection.clone();
+            let state = Arc::clone(&self.open_until_ms);
+            tokio::spawn(async move {
+                let ping = redis::cmd("PING");
+                let answer = ping.query_async::<String>(&mut connection);
+                if let Ok(Ok(_)) = tokio::time::timeout(TAKE_DEADLINE, answer).await {
+                    // Only this probe's window closes the breaker: a take that opened it again
+                    // since then moved `open_until_ms` on.
+                    if state
+                        .compare_exchange(next, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        tracing::info!("Redis rate limiter answering again");
+                    }
+                }
+            });
+        }
+        true
+    }
+
     /// Runs the script: `Ok(None)` when a token was taken, `Ok(Some(wait))` when not.
-    async fn run(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<Option<i64>, String> {
+    async fn run(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<Option<i64>, Failure> {
         let mut connection = self.connection.clone();
         let mut call = self.script.key(format!("{}{key}", self.prefix));
         call.arg(now_ms)
@@ -141,8 +204,18 @@ impl RedisRateLimiter {
             .arg(ttl_ms(rate));
         let answer = tokio::time::timeout(TAKE_DEADLINE, call.invoke_async::<i64>(&mut connection))
             .await
-            .map_err(|_| format!("no answer within {TAKE_DEADLINE:?}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Failure::Down(format!("no answer within {TAKE_DEADLINE:?}")))?
+            .map_err(|e| {
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                {
+                    Failure::Down(e.to_string())
+                } else {
+                    Failure::Answered(e.to_string())
+                }
+            })?;
         Ok((answer >= 0).then_some(answer))
     }
 
@@ -173,10 +246,19 @@ fn ttl_ms(rate: RateLimit) -> u64 {
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn take(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<(), u32> {
+        if self.open(now_ms) {
+            return Ok(());
+        }
         match self.run(key, rate, now_ms).await {
             Ok(None) => Ok(()),
             Ok(Some(wait)) => Err(u32::try_from(wait).unwrap_or(u32::MAX)),
-            Err(error) => {
+            Err(Failure::Down(error)) => {
+                self.open_until_ms
+                    .store(now_ms.saturating_add(PROBE_EVERY_MS), Ordering::Release);
+                self.warn_failing_open(now_ms, &error);
+                Ok(())
+            }
+            Err(Failure::Answered(error)) => {
                 self.warn_failing_open(now_ms, &error);
                 Ok(())
             }

@@ -251,10 +251,12 @@ pub enum StoreError {
 #[async_trait]
 pub trait RoomLog: Send + Sync + std::fmt::Debug {
     /// The room's head and settings and members, or `None` when the room does not exist.
-    /// Rolls forward a pending batch first where the implementation has one.
+    /// Rolls forward a pending batch first where the implementation has one. For the room's
+    /// writer only (it takes the room over with it); readers use [`RoomLog::head`].
     async fn load_room(&self, room: &RoomId) -> Result<Option<RoomSnapshot>, StoreError>;
 
-    /// The room's head, `None` when the room does not exist.
+    /// The room's newest materialized head, `None` when the room does not exist. Never writes:
+    /// a batch not yet materialized is left to the writer and not reported.
     async fn head(&self, room: &RoomId) -> Result<Option<Head>, StoreError>;
 
     /// Applies `batch` if the head is still at `expected_seq` (0 when the room must not exist
@@ -300,14 +302,13 @@ pub trait RoomLog: Send + Sync + std::fmt::Debug {
         now_ms: i64,
     ) -> Result<Option<DedupeEntry>, StoreError>;
 
-    /// Retention (DESIGN §5): drops every whole time bucket of the room that ends at or before
-    /// `keep_from_ms` (so every event in it is older than that), except the bucket holding the
-    /// head: its log events, message states, the index rows of its edits and its bucket index
-    /// rows. A bucket
-    /// that reaches `keep_from_ms` is kept whole. Records the room's lowest retained seq (the
-    /// first seq of the oldest kept bucket), which only moves forward: a repeat, or an earlier
-    /// `keep_from_ms`, drops nothing and changes nothing. Dedupe entries stay until they
-    /// expire. The head, the room row, the members and their watermarks are untouched.
+    /// Retention (docs/architecture.md "Storage"): drops every whole time bucket of the room that
+    /// ends at or before `keep_from_ms` (so every event in it is older than that), except the
+    /// bucket holding the head: its log events, message states, the index rows of its edits and its
+    /// bucket index rows. A bucket that reaches `keep_from_ms` is kept whole. Records the room's
+    /// lowest retained seq (the first seq of the oldest kept bucket), which only moves forward: a
+    /// repeat, or an earlier `keep_from_ms`, drops nothing and changes nothing. Dedupe entries stay
+    /// until they expire. The head, the room row, the members and their watermarks are untouched.
     ///
     /// From then on the reads ([`read_events`](Self::read_events),
     /// [`read_messages`](Self::read_messages), [`message`](Self::message)) return nothing below

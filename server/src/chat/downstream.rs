@@ -1,6 +1,7 @@
-//! Room log events as downstream events (DESIGN §4.4): the kind and lane of each log event,
-//! its id `room:seq:kind`, and its payload, the proto3 JSON of the `v1::RoomEvent` (the same
-//! JSON the conformance vectors use: lowerCamelCase names, 64-bit integers as strings).
+//! Room log events as downstream events (docs/architecture.md "Downstream events"): the kind and
+//! lane of each log event, its id `room:seq:kind`, and its payload, the proto3 JSON of the
+//! `v1::RoomEvent` (the same JSON the conformance vectors use: lowerCamelCase names, 64-bit
+//! integers as strings).
 //!
 //! ```text
 //!  writer batch (v1::RoomEvent, seq order) ──events_of_batch──▶ DownstreamEvent (same order)

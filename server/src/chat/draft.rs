@@ -27,9 +27,9 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            idempotency_window_ms: 24 * 60 * 60 * 1000,
-            default_member_cap: 1000,
-            max_group_members: 10_000,
+            idempotency_window_ms: chatwire_protocol::limits::DEFAULT_IDEMPOTENCY_WINDOW_MS as i64,
+            default_member_cap: chatwire_protocol::limits::DEFAULT_MAX_GROUP_MEMBERS as u32,
+            max_group_members: chatwire_protocol::limits::DEFAULT_MAX_GROUP_MEMBERS as u32,
         }
     }
 }

@@ -27,10 +27,10 @@ impl Default for ContentLimits {
         Self {
             max_text_chars: limits::DEFAULT_MAX_TEXT_CHARS,
             max_app_payload_bytes: limits::DEFAULT_MAX_APP_PAYLOAD_BYTES,
-            max_attachments: 10,
-            max_mentions: 50,
+            max_attachments: limits::DEFAULT_MAX_ATTACHMENTS,
+            max_mentions: limits::DEFAULT_MAX_MENTIONS,
             // Leaves room in the event for ids and metadata under the 16 KiB payload cap.
-            max_content_bytes: limits::MAX_EVENT_PAYLOAD_BYTES - 1024,
+            max_content_bytes: limits::DEFAULT_MAX_CONTENT_BYTES,
         }
     }
 }

@@ -1,18 +1,18 @@
-//! The room writer (DESIGN §4.2): for one room at a time, takes a batch of commands, applies
-//! them to the room's state (authorize, dedupe, assign seqs and a timestamp that never goes
-//! backwards), appends the batch with one fenced write ([`RoomWriter::apply`]), then publishes
-//! the side effects ([`RoomWriter::publish`]). The caller (a pipeline shard) guarantees one
-//! writer per room; the embedded pipeline answers between the two halves, the others after
-//! both ([`RoomWriter::execute`]).
+//! The room writer (docs/architecture.md "Room writers"): for one room at a time, takes a batch of
+//! commands, applies them to the room's state (authorize, dedupe, assign seqs and a timestamp that
+//! never goes backwards), appends the batch with one fenced write ([`RoomWriter::apply`]), then
+//! publishes the side effects ([`RoomWriter::publish`]). The caller (a pipeline shard) guarantees
+//! one writer per room; the embedded pipeline answers between the two halves, the others after both
+//! ([`RoomWriter::execute`]).
 //!
 //! ```text
 //!  append (the log: the truth) ──▶ fan-out (live sessions) ──▶ downstream events (webhooks)
 //! ```
 //!
-//! Downstream events (DESIGN §4.4) are queued after the fan-out. A failed queue write is
-//! logged and not retried: the log already holds the batch, so the commands succeeded; the
-//! consumers miss those events (as they do when the process dies between the append and the
-//! queue write).
+//! Downstream events (docs/architecture.md "Downstream events") are queued after the fan-out. A
+//! failed queue write is logged and not retried: the log already holds the batch, so the commands
+//! succeeded; the consumers miss those events (as they do when the process dies between the append
+//! and the queue write).
 
 use std::collections::HashMap;
 use std::sync::Arc;

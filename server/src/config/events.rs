@@ -1,4 +1,5 @@
-//! The `[events]` section: the built-in downstream consumers (DESIGN §4.4) and their retries.
+//! The `[events]` section: the built-in downstream consumers (docs/architecture.md "Downstream
+//! events") and their retries.
 //!
 //! ```toml
 //! [events]

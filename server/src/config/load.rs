@@ -34,6 +34,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "quic",
     "redis",
     "cluster",
+    "log",
+    "tls",
 ];
 
 /// Overrides from command-line flags, applied last.
@@ -103,6 +105,164 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Where one configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// Its dotted key (`auth.issuer`).
+    pub key: String,
+    /// Its effective value, as TOML (secrets written inline are masked).
+    pub value: String,
+    /// `default`, `file PATH`, `env CHATWIRE_...` or `flag --...`.
+    pub source: String,
+}
+
+/// The effective configuration of `sources`, one [`Setting`] per value, with where each came
+/// from (`chatwire check-config`).
+pub fn explain(sources: &ConfigSources) -> Result<Vec<Setting>, ConfigError> {
+    let config = load(sources)?;
+    let effective = table_of(config)?;
+    let file = match &sources.file {
+        Some(path) => Some((path, read_file(path)?)),
+        None => None,
+    };
+    let mut env: Vec<(Vec<String>, String)> = Vec::new();
+    for (var, _) in &sources.env {
+        let Some(name) = var.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if name != ENV_CONFIG_FILE
+            && TOP_LEVEL_KEYS.contains(&path.first().map(String::as_str).unwrap_or_default())
+        {
+            env.push((path, name.to_owned()));
+        }
+    }
+    let mut settings = Vec::new();
+    let mut leaves = Vec::new();
+    flatten(&effective, &mut Vec::new(), &mut leaves);
+    for (path, value) in leaves {
+        let key = path.join(".");
+        let flag = match key.as_str() {
+            "data_dir" if sources.cli.data_dir.is_some() => Some("flag --data-dir"),
+            "listen" if sources.cli.listen.is_some() => Some("flag --listen"),
+            _ => None,
+        };
+        let source = if let Some(flag) = flag {
+            flag.to_owned()
+        } else if let Some((_, var)) = env.iter().find(|(p, _)| path.starts_with(p)) {
+            format!("env {var}")
+        } else if let Some((file_path, table)) = &file
+            && (1..=path.len()).any(|n| lookup(table, &path[..n]).is_some_and(|v| !v.is_table()))
+        {
+            format!("file {}", file_path.display())
+        } else {
+            "default".to_owned()
+        };
+        let value = if path.last().is_some_and(|k| is_secret_key(k)) {
+            "\"(hidden)\"".to_owned()
+        } else {
+            masked(value).to_string()
+        };
+        settings.push(Setting { key, value, source });
+    }
+    Ok(settings)
+}
+
+/// A key whose value is a secret written inline (`secret`, not `secret_file`).
+fn is_secret_key(key: &str) -> bool {
+    key.contains("secret") && !key.ends_with("_file")
+}
+
+/// `value` with the secrets inside it (in arrays of tables) hidden.
+fn masked(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(masked).collect()),
+        Value::Table(table) => Value::Table(
+            table
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(&k) {
+                        Value::String("(hidden)".into())
+                    } else {
+                        masked(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The leaves of `table`: values that are not tables (arrays of tables count as leaves).
+fn flatten(table: &Table, prefix: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+    for (key, value) in table {
+        prefix.push(key.clone());
+        match value {
+            Value::Table(inner) => flatten(inner, prefix, out),
+            other => out.push((prefix.clone(), other.clone())),
+        }
+        prefix.pop();
+    }
+}
+
+/// `CHATWIRE_*` variables that are probably misspelled configuration variables: their first
+/// key is not a configuration key but is within two letters of one (`CHATWIRE_LISTN`,
+/// `CHATWIRE_QUICK__ENABLED`). Each comes with the variable it probably meant. Other
+/// `CHATWIRE_*` names (`CHATWIRE_TEST_*`, tool variables) are left alone.
+pub fn misspelled_env(env: &[(OsString, OsString)]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (var, _) in env {
+        let Some(name) = var.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if name == ENV_CONFIG_FILE || name.starts_with("CHATWIRE_TEST_") {
+            continue;
+        }
+        let (first, tail) = match rest.split_once("__") {
+            Some((first, tail)) => (first.to_ascii_lowercase(), Some(tail)),
+            None => (rest.to_ascii_lowercase(), None),
+        };
+        if TOP_LEVEL_KEYS.contains(&first.as_str()) {
+            continue;
+        }
+        let best = TOP_LEVEL_KEYS
+            .iter()
+            .map(|k| (edit_distance(&first, k), *k))
+            .min();
+        if let Some((distance, key)) = best
+            && distance <= if key.len() <= 4 { 1 } else { 2 }
+        {
+            let mut meant = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+            if let Some(tail) = tail {
+                meant = format!("{meant}__{tail}");
+            }
+            found.push((name.to_owned(), meant));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Levenshtein distance of two short ASCII strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// Merges `src` into `dst`: tables key by key, anything else (arrays included) replaced.
@@ -303,6 +463,96 @@ mod tests {
                 "add {key} to TOP_LEVEL_KEYS"
             );
         }
+    }
+
+    #[test]
+    fn misspelled_variables_are_found() {
+        let found = misspelled_env(&env(&[
+            ("CHATWIRE_LISTN", "127.0.0.1:1"),
+            ("CHATWIRE_QUICK__ENABLED", "false"),
+            ("CHATWIRE_DATADIR", "/x"),
+            ("CHATWIRE_LISTEN", "127.0.0.1:1"),
+            ("CHATWIRE_TEST_REDIS_URL", "redis://x"),
+            ("CHATWIRE_SERVICES", "/tmp"),
+            ("CHATWIRE_URL", "http://x"),
+            ("CHATWIRE_CONFIG", "/c.toml"),
+        ]));
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "CHATWIRE_DATADIR".to_owned(),
+                    "CHATWIRE_DATA_DIR".to_owned()
+                ),
+                ("CHATWIRE_LISTN".to_owned(), "CHATWIRE_LISTEN".to_owned()),
+                (
+                    "CHATWIRE_QUICK__ENABLED".to_owned(),
+                    "CHATWIRE_QUIC__ENABLED".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn explain_names_each_source() {
+        let f = file(
+            "[auth]\nissuer = \"file-iss\"\n[log]\nformat = \"json\"\n\
+             [events.app]\nurl = \"http://hooks.internal/x\"\n\
+             keys = [{ id = \"k1\", secret = \"s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t\" }]\n",
+        );
+        let settings = explain(&ConfigSources {
+            file: Some(f.path().to_owned()),
+            env: env(&[("CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS", "5000")]),
+            cli: CliOverrides {
+                data_dir: Some("/from/flag".into()),
+                listen: None,
+            },
+        })
+        .unwrap();
+        let source = |key: &str| {
+            settings
+                .iter()
+                .find(|s| s.key == key)
+                .map(|s| (s.value.clone(), s.source.clone()))
+                .unwrap_or_else(|| panic!("{key} missing"))
+        };
+        let file_source = format!("file {}", f.path().display());
+        assert_eq!(
+            source("auth.issuer"),
+            ("\"file-iss\"".into(), file_source.clone())
+        );
+        assert_eq!(source("log.format"), ("\"json\"".into(), file_source));
+        assert_eq!(
+            source("session.heartbeat_interval_ms"),
+            (
+                "5000".into(),
+                "env CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS".into()
+            )
+        );
+        assert_eq!(
+            source("data_dir"),
+            ("\"/from/flag\"".into(), "flag --data-dir".into())
+        );
+        assert_eq!(source("auth.audience").1, "default");
+        assert_eq!(source("tls.enabled"), ("false".into(), "default".into()));
+        let keys = source("events.app.keys").0;
+        assert!(keys.contains("k1") && !keys.contains("s3cr3t"), "{keys}");
+    }
+
+    #[test]
+    fn localhost_listen_is_the_loopback_and_names_are_refused() {
+        let c = load(&ConfigSources {
+            env: env(&[("CHATWIRE_LISTEN", "localhost:9999")]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9999");
+        let e = load(&ConfigSources {
+            env: env(&[("CHATWIRE_LISTEN", "chat.example:80")]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("use an IP address"), "{e}");
     }
 
     #[test]

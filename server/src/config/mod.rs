@@ -41,6 +41,7 @@
 
 mod events;
 mod load;
+mod ops;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -55,7 +56,11 @@ pub use events::{
     MAX_RETRY_TIERS, MAX_WEBHOOK_TIMEOUT_MS, MIN_WEBHOOK_SECRET_BYTES, WebhookConfig,
     WebhookKeyConfig,
 };
-pub use load::{CliOverrides, ConfigSources, ENV_CONFIG_FILE, ENV_PREFIX, load};
+pub use load::{
+    CliOverrides, ConfigSources, ENV_CONFIG_FILE, ENV_PREFIX, Setting, explain, load,
+    misspelled_env,
+};
+pub use ops::{LogConfig, LogFormat, TlsConfig, parse_listen};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +110,8 @@ pub struct Config {
     /// Data folder (embedded store, development secrets). Default `./chatwire-data`.
     pub data_dir: PathBuf,
     /// HTTP/WebSocket listen address; port 0 picks a free port. Default `127.0.0.1:8080`. QUIC
-    /// listens on the same address over UDP.
+    /// listens on the same address over UDP. `localhost:PORT` means `127.0.0.1:PORT`.
+    #[serde(deserialize_with = "ops::deserialize_listen")]
     pub listen: SocketAddr,
     /// The origin browsers see this server at (`https://chat.example`). Default: derived from
     /// the bound address, `http://<listen>` (see [`Config::own_origins`]).
@@ -130,6 +136,10 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Distributed mode: many gateway nodes as one server (RabbitMQ pipeline and events).
     pub cluster: ClusterConfig,
+    /// Log format.
+    pub log: LogConfig,
+    /// TLS on the HTTP listener (`https://`, `wss://`).
+    pub tls: TlsConfig,
 }
 
 /// Redis (docs/operations.md, "Configuration"). Unset: every concern stays in process.
@@ -193,6 +203,8 @@ impl Default for Config {
             quic: QuicConfig::default(),
             redis: RedisConfig::default(),
             cluster: ClusterConfig::default(),
+            log: LogConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -238,7 +250,7 @@ impl std::fmt::Display for JwtAlgorithm {
     }
 }
 
-/// Token verification settings (DESIGN §3.2).
+/// Token verification settings (docs/protocol.md §4.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -454,7 +466,10 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 64,
             rate_connects_per_ip: RateLimit::new(600, 60),
             rate_requests: RateLimit::new(3000, 100),
-            rate_sends: RateLimit::new(600, 30),
+            rate_sends: RateLimit::new(
+                limits::DEFAULT_SEND_RATE_PER_MINUTE,
+                limits::DEFAULT_SEND_BURST,
+            ),
             rate_typing: RateLimit::new(120, 5),
         }
     }
@@ -540,8 +555,8 @@ pub const MIN_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 15_000,
-            handshake_timeout_ms: 10_000,
+            heartbeat_interval_ms: limits::DEFAULT_HEARTBEAT_INTERVAL_MS,
+            handshake_timeout_ms: limits::DEFAULT_HANDSHAKE_TIMEOUT_MS,
             outbound_queue_frames: 1024,
         }
     }
@@ -594,7 +609,7 @@ pub const MAX_BUCKET_WIDTH_MS: u64 = 7 * 24 * 3_600_000;
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            idempotency_window_ms: 24 * 3_600_000,
+            idempotency_window_ms: limits::DEFAULT_IDEMPOTENCY_WINDOW_MS,
             bucket_width_ms: 3_600_000,
             backend: StoreBackend::Embedded,
             cql: CqlConfig::default(),
@@ -657,16 +672,22 @@ impl Config {
         self.events.validate()
     }
 
+    /// `https` when the HTTP listener serves TLS (`tls.enabled`), else `http`.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.tls.enabled { "https" } else { "http" }
+    }
+
     /// The server's own origins once bound to `bound`: `public_origin` when set, otherwise
-    /// `http://<bound>`, plus `http://localhost:<port>` when bound to a loopback address (a
+    /// `http://<bound>` (`https` with TLS), plus `http://localhost:<port>` when bound to a loopback address (a
     /// browser on `localhost` sends that origin).
     pub fn own_origins(&self, bound: SocketAddr) -> Vec<String> {
         if let Some(origin) = self.public_origin.as_deref().and_then(normalize_origin) {
             return vec![origin];
         }
-        let mut origins = vec![format!("http://{bound}")];
+        let scheme = self.http_scheme();
+        let mut origins = vec![format!("{scheme}://{bound}")];
         if bound.ip().is_loopback() {
-            origins.push(format!("http://localhost:{}", bound.port()));
+            origins.push(format!("{scheme}://localhost:{}", bound.port()));
         }
         origins
     }

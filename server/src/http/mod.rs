@@ -2,7 +2,9 @@
 //! the admin API with readiness, metrics, `/openapi.json` and `/docs` ([`admin`]).
 
 pub mod admin;
+pub mod client;
 pub mod conns;
+pub mod tls;
 pub mod ws;
 
 use std::sync::Arc;
@@ -27,8 +29,9 @@ pub struct AppState {
     pub admin: Arc<admin::AdminState>,
 }
 
-/// The example web chat (DESIGN §5b): the `@chatwire/client` example bundled into one page
-/// (`clients/typescript/examples/web-chat`, rebuilt by `scripts/regen`).
+/// The example web chat (docs/architecture.md "Development defaults"): the `@chatwire/client`
+/// example bundled into one page (`clients/typescript/examples/web-chat`, rebuilt by
+/// `scripts/regen`).
 const EXAMPLE_PAGE: &str =
     include_str!("../../../clients/typescript/examples/web-chat/dist/index.html");
 

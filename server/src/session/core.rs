@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use chatwire_protocol::{DecodeError, v1};
+use chatwire_protocol::{DecodeError, limits, v1};
 use v1::client_frame::Request;
 
 use crate::chat::error::ChatError;
@@ -37,11 +37,11 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(15),
-            max_in_flight: chatwire_protocol::limits::DEFAULT_MAX_IN_FLIGHT_REQUESTS,
-            token_warning: Duration::from_secs(60),
-            typing_throttle: Duration::from_secs(2),
+            handshake_timeout: Duration::from_millis(limits::DEFAULT_HANDSHAKE_TIMEOUT_MS),
+            heartbeat_interval: Duration::from_millis(limits::DEFAULT_HEARTBEAT_INTERVAL_MS),
+            max_in_flight: limits::DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+            token_warning: Duration::from_millis(limits::TOKEN_EXPIRING_LEAD_MS),
+            typing_throttle: Duration::from_millis(u64::from(limits::DEFAULT_TYPING_THROTTLE_MS)),
         }
     }
 }
@@ -99,6 +99,8 @@ pub struct SessionCore {
     last_rx: Instant,
     last_tx: Instant,
     token_expires_at: Option<Instant>,
+    /// The token's `exp` in ms, as `ConnectResponse.token_expires_at_ms` said.
+    token_expires_at_ms: Option<i64>,
     token_warned: bool,
     /// Requests admitted and not yet answered (Connect and typing datagrams aside).
     in_flight: usize,
@@ -136,6 +138,7 @@ impl SessionCore {
             last_rx: now,
             last_tx: now,
             token_expires_at: None,
+            token_expires_at_ms: None,
             token_warned: false,
             in_flight: 0,
             connect_id: None,
@@ -297,6 +300,12 @@ impl SessionCore {
             self.token_expires_at = Some(token_expires_at);
             self.token_warned = false;
         }
+    }
+
+    /// The token's `exp` in wall-clock ms, which `TokenExpiring.expires_at_ms` repeats exactly
+    /// (the instant of `on_connected` / `on_refreshed` only times the warning).
+    pub fn set_token_expires_at_ms(&mut self, expires_at_ms: i64) {
+        self.token_expires_at_ms = Some(expires_at_ms);
     }
 
     /// The token was refreshed.
@@ -559,8 +568,11 @@ impl SessionCore {
             if !self.token_warned && now + self.config.token_warning >= expiry {
                 self.token_warned = true;
                 let left = i64::try_from((expiry - now).as_millis()).unwrap_or(i64::MAX);
+                let expires_at_ms = self
+                    .token_expires_at_ms
+                    .unwrap_or_else(|| now_ms.saturating_add(left));
                 self.event(v1::event::Kind::TokenExpiring(v1::TokenExpiring {
-                    expires_at_ms: now_ms.saturating_add(left),
+                    expires_at_ms,
                 }));
             }
         }

@@ -82,19 +82,40 @@ pub trait SessionTransport: Send {
     fn typing_datagrams(&self) -> bool {
         false
     }
+    /// Whether frames travel in the proto3 JSON mapping (`chatwire.v1.json`).
+    fn json_frames(&self) -> bool {
+        false
+    }
     /// Sends one whole frame as an unreliable datagram; false when it could not go (too
     /// large, or no datagram support), so the caller sends it on the stream instead.
     fn send_datagram(&mut self, _frame: Bytes) -> bool {
         false
     }
-    /// The transport's name in metrics (`ws`, `quic`).
-    fn name(&self) -> &'static str {
-        "ws"
+    /// The transport's name in logs (`websocket`, `quic`).
+    fn kind(&self) -> &'static str {
+        "websocket"
+    }
+    /// The close code the session closed it with, where noted (for the log).
+    fn closed_with(&self) -> Option<v1::CloseCode> {
+        None
     }
 }
 
 /// The capability that lets typing travel as QUIC datagrams (docs/protocol.md §22).
 pub const TYPING_DATAGRAMS: &str = "typing-datagrams";
+/// The capability a session on the `chatwire.v1.json` mapping lists (docs/protocol.md §22).
+pub const JSON_FRAMES: &str = "json-frames";
+/// Every capability this server can list in `ConnectResponse.capabilities`.
+pub const SERVER_CAPABILITIES: [&str; 2] = [TYPING_DATAGRAMS, JSON_FRAMES];
+
+/// What the transport of a session offers, for `ConnectResponse.capabilities`.
+#[derive(Debug, Clone, Copy)]
+struct TransportFeatures {
+    /// QUIC with datagram support.
+    datagrams: bool,
+    /// The `chatwire.v1.json` mapping.
+    json: bool,
+}
 
 /// The authenticated part of a session.
 #[derive(Debug)]
@@ -123,8 +144,16 @@ const READER_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(
     services: Arc<Services>,
     reader: Box<dyn TransportReader>,
-    mut transport: Box<dyn SessionTransport>,
+    transport: Box<dyn SessionTransport>,
 ) {
+    let opened = Instant::now();
+    let kind = transport.kind();
+    // Remembers the close code for the `connection closed` line.
+    let mut transport: Box<dyn SessionTransport> = Box::new(Noted {
+        inner: transport,
+        close: None,
+    });
+    let mut announced = false;
     let limits = &services.limits;
     let mut decoder = ClientFrameDecoder::new(limits.max_client_frame_bytes as usize);
     let mut core = SessionCore::new(services.session, Instant::now());
@@ -132,7 +161,7 @@ pub async fn run(
     let mut out = BytesMut::new();
     let (mut inbound, mut reading) = spawn_reader(reader);
     let mut writes = Writes::new();
-    crate::telemetry::connection_opened(transport.name());
+    crate::telemetry::connection_opened(kind);
     loop {
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         let overflow = connected
@@ -159,10 +188,24 @@ pub async fn run(
             connected: &mut connected,
             writes: &mut writes,
         };
-        if !drain(session, &mut core, &mut out, transport.as_mut()).await {
+        let open = drain(session, &mut core, &mut out, transport.as_mut()).await;
+        if !announced && let Some(session) = &connected {
+            announced = true;
+            tracing::info!(user = %session.user, transport = kind, session = %session.key, "connection opened");
+        }
+        if !open {
             break;
         }
     }
+    let close = transport.closed_with();
+    tracing::info!(
+        user = connected.as_ref().map_or("-", |s| s.user.as_str()),
+        transport = kind,
+        code = close.map_or("none (the peer closed or the connection dropped)", |c| c
+            .as_str_name()),
+        duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "connection closed"
+    );
     if let Some(session) = connected {
         services.fanout.detach(session.key);
     }
@@ -173,7 +216,7 @@ pub async fn run(
         _ => None,
     });
     if queued.is_some() || !core.is_closed() {
-        crate::telemetry::connection_closed(transport.name(), queued);
+        crate::telemetry::connection_closed(kind, queued);
     }
     // The read half answers the peer's close (or sees the connection end); then it stops.
     drop(inbound);
@@ -182,6 +225,35 @@ pub async fn run(
         .is_err()
     {
         reading.abort();
+    }
+}
+
+/// The session's transport, noting the close code it was closed with.
+struct Noted {
+    inner: Box<dyn SessionTransport>,
+    close: Option<v1::CloseCode>,
+}
+
+#[async_trait]
+impl SessionTransport for Noted {
+    async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError> {
+        self.inner.send(bytes).await
+    }
+    async fn close(&mut self, code: v1::CloseCode, reason: &str) {
+        self.close = Some(code);
+        self.inner.close(code, reason).await;
+    }
+    fn typing_datagrams(&self) -> bool {
+        self.inner.typing_datagrams()
+    }
+    fn send_datagram(&mut self, frame: Bytes) -> bool {
+        self.inner.send_datagram(frame)
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn closed_with(&self) -> Option<v1::CloseCode> {
+        self.close
     }
 }
 
@@ -365,7 +437,10 @@ async fn drain(
                 trace_id,
                 request,
             } => {
-                let datagrams = transport.typing_datagrams();
+                let features = TransportFeatures {
+                    datagrams: transport.typing_datagrams(),
+                    json: transport.json_frames(),
+                };
                 let session = Session {
                     services,
                     connected: &mut *connected,
@@ -373,7 +448,7 @@ async fn drain(
                 };
                 // Boxed: a request's future is the largest part of the driver's state, and an
                 // idle session should not carry it (memory per connection).
-                Box::pin(execute(session, core, (id, datagrams), trace_id, request)).await;
+                Box::pin(execute(session, core, (id, features), trace_id, request)).await;
             }
             Output::Encoded(frame) => {
                 out.extend_from_slice(&frame);
@@ -395,7 +470,13 @@ async fn drain(
                     code: code.into(),
                     reason: reason.clone(),
                     reconnect,
-                    reconnect_delay_ms: 0,
+                    // a drain always asks for a minimum delay, jittered per
+                    // session so the clients of a node do not all come back at once.
+                    reconnect_delay_ms: if code == v1::CloseCode::ServerDraining {
+                        drain_reconnect_delay_ms()
+                    } else {
+                        0
+                    },
                 };
                 let frame = v1::ServerFrame {
                     frame: Some(v1::server_frame::Frame::Event(v1::Event {
@@ -403,7 +484,7 @@ async fn drain(
                     })),
                 };
                 let _ = encode_frame(&frame, max_frame, out);
-                crate::telemetry::connection_closed(transport.name(), Some(code));
+                crate::telemetry::connection_closed(transport.kind(), Some(code));
                 // A peer that reads nothing gets no close frame, only the end of the connection.
                 let closing = async {
                     if flush(core, out, transport, None, CLOSE_WRITE_TIMEOUT).await {
@@ -416,6 +497,20 @@ async fn drain(
         }
     }
     flush(core, out, transport, overflow, write_timeout).await
+}
+
+/// A drain's `reconnect_delay_ms`: uniform in [`DRAIN_RECONNECT_DELAY_MIN_MS`,
+/// `DRAIN_RECONNECT_DELAY_MAX_MS`), drawn per session.
+///
+/// [`DRAIN_RECONNECT_DELAY_MIN_MS`]: chatwire_protocol::limits::DRAIN_RECONNECT_DELAY_MIN_MS
+/// [`DRAIN_RECONNECT_DELAY_MAX_MS`]: chatwire_protocol::limits::DRAIN_RECONNECT_DELAY_MAX_MS
+fn drain_reconnect_delay_ms() -> u32 {
+    use chatwire_protocol::limits::{DRAIN_RECONNECT_DELAY_MAX_MS, DRAIN_RECONNECT_DELAY_MIN_MS};
+    let mut random = [0u8; 4];
+    // Without randomness every session gets the minimum: still a delay, only without jitter.
+    let _ = getrandom::fill(&mut random);
+    let span = DRAIN_RECONNECT_DELAY_MAX_MS - DRAIN_RECONNECT_DELAY_MIN_MS;
+    DRAIN_RECONNECT_DELAY_MIN_MS + u32::from_be_bytes(random) % span
 }
 
 fn is_typing(frame: &v1::ServerFrame) -> bool {
@@ -465,7 +560,7 @@ async fn flush(
 async fn execute(
     session: Session<'_>,
     core: &mut SessionCore,
-    (id, datagrams): (u64, bool),
+    (id, features): (u64, TransportFeatures),
     trace_id: String,
     request: Request,
 ) {
@@ -480,7 +575,7 @@ async fn execute(
     };
     match (request, connected.as_ref()) {
         (Request::Connect(connect), _) => {
-            match connect_session(services, core, &connect, datagrams).await {
+            match connect_session(services, core, &connect, features).await {
                 Ok((session, response)) => {
                     *connected = Some(session);
                     answered("OK");
@@ -580,7 +675,7 @@ async fn connect_session(
     services: &Arc<Services>,
     core: &mut SessionCore,
     connect: &v1::ConnectRequest,
-    datagrams: bool,
+    features: TransportFeatures,
 ) -> Result<(Connected, v1::ConnectResponse), (ChatError, v1::CloseCode)> {
     let now_ms = services.clock.now_ms();
     let Identity {
@@ -595,14 +690,25 @@ async fn connect_session(
         .await
         .map_err(|e| (e, v1::CloseCode::Internal))?
     {
+        tracing::info!(user = %user, reason = "the token or its user was revoked", "authentication refused");
         return Err(refusal(TokenRefusal::Revoked));
     }
     let key = services.next_session_key();
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
     services.fanout.attach(key, &user, link);
     core.on_connected(instant_at(services, expires_at_ms));
+    core.set_token_expires_at_ms(expires_at_ms);
     // only on a transport with datagram support, and only when the client offered it.
-    let typing_datagrams = datagrams && connect.capabilities.iter().any(|c| c == TYPING_DATAGRAMS);
+    let typing_datagrams =
+        features.datagrams && connect.capabilities.iter().any(|c| c == TYPING_DATAGRAMS);
+    let mut capabilities = Vec::new();
+    if typing_datagrams {
+        capabilities.push(TYPING_DATAGRAMS.to_owned());
+    }
+    // exactly on sessions of the JSON mapping.
+    if features.json {
+        capabilities.push(JSON_FRAMES.to_owned());
+    }
     let response = v1::ConnectResponse {
         session_id: key.to_string(),
         user_id: user.to_string(),
@@ -611,11 +717,7 @@ async fn connect_session(
             version: env!("CARGO_PKG_VERSION").into(),
             node_id: services.node_id.clone(),
         }),
-        capabilities: if typing_datagrams {
-            vec![TYPING_DATAGRAMS.to_owned()]
-        } else {
-            Vec::new()
-        },
+        capabilities,
         limits: Some(services.limits),
         heartbeat_interval_ms: u32::try_from(services.session.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),
@@ -661,6 +763,7 @@ async fn refresh_token(
         return Err(ChatError::TokenRefused);
     }
     core.on_refreshed(instant_at(services, identity.expires_at_ms));
+    core.set_token_expires_at_ms(identity.expires_at_ms);
     Ok(v1::reply::Result::Refresh(v1::RefreshResponse {
         token_expires_at_ms: identity.expires_at_ms,
     }))

@@ -182,27 +182,9 @@ impl Default for Rates {
 }
 
 /// The default advertised limits.
+/// The default advertised limits (`chatwire_protocol::limits`, the one definition of each).
 pub fn default_limits() -> v1::Limits {
-    use chatwire_protocol::limits as l;
-    let content = ContentLimits::default();
-    v1::Limits {
-        max_client_frame_bytes: l::DEFAULT_MAX_CLIENT_FRAME_BYTES as u32,
-        max_server_frame_bytes: l::DEFAULT_MAX_SERVER_FRAME_BYTES as u32,
-        max_content_bytes: content.max_content_bytes as u32,
-        max_text_chars: content.max_text_chars as u32,
-        max_app_payload_bytes: content.max_app_payload_bytes as u32,
-        max_attachments: content.max_attachments as u32,
-        max_mentions: content.max_mentions as u32,
-        max_in_flight_requests: l::DEFAULT_MAX_IN_FLIGHT_REQUESTS as u32,
-        max_page_size: l::MAX_PAGE_SIZE as u32,
-        max_presence_watch: 200,
-        max_group_members: 10_000,
-        send_rate_per_second: 20,
-        send_burst: 50,
-        idempotency_window_s: 24 * 60 * 60,
-        typing_throttle_ms: 2000,
-        typing_ttl_ms: 6000,
-    }
+    chatwire_protocol::limits::default_limits()
 }
 
 /// The first session key of this process: a random high half (nodes of a cluster draw

@@ -114,7 +114,7 @@ impl SessionTransport for QuicTransport {
         self.datagrams
     }
 
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
         "quic"
     }
 

@@ -90,15 +90,27 @@ pub fn server_config(
     key_der: &[u8],
     heartbeat: Duration,
 ) -> Result<quinn::ServerConfig, QuicSetupError> {
+    server_config_chain(&[cert_der.to_vec()], key_der, heartbeat)
+}
+
+/// [`server_config`] with a certificate chain: the leaf first, then its intermediates.
+pub fn server_config_chain(
+    chain_der: &[Vec<u8>],
+    key_der: &[u8],
+    heartbeat: Duration,
+) -> Result<quinn::ServerConfig, QuicSetupError> {
     let tls_error = |e: &dyn std::fmt::Display| QuicSetupError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cert = CertificateDer::from(cert_der.to_vec());
+    let chain = chain_der
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_error(&e))?
         .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
+        .with_single_cert(chain, key)
         .map_err(|e| tls_error(&e))?;
     tls.alpn_protocols = vec![QUIC_ALPN.to_vec()];
     tls.max_early_data_size = 0;

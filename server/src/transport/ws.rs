@@ -16,6 +16,12 @@ use crate::session::driver::{Inbound, SessionTransport, TransportError, Transpor
 /// How long a closing session waits for the peer's close frame.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long the connection stays open, unread, after the WebSocket layer refused an oversized
+/// message. The peer may still be sending it; closing the socket with unread input resets the
+/// connection, and the reset can discard our close frame (4007) before the peer reads it
+/// the client would see 1006). Shorter than the driver's wait for its read half.
+const REFUSED_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The write half of a WebSocket session.
 #[derive(Debug)]
 pub struct WsTransport {
@@ -32,6 +38,8 @@ pub struct WsReader {
     json: bool,
     /// The longest client text message on the JSON mapping.
     max_text: usize,
+    /// The WebSocket layer refused an oversized message: nothing more can be read.
+    refused: bool,
 }
 
 /// Splits an upgraded socket into the session's read and write halves; `json` selects the
@@ -42,6 +50,7 @@ pub fn split(socket: WebSocket, json: bool, max_text: usize) -> (WsReader, WsTra
         stream,
         json,
         max_text,
+        refused: false,
     };
     (reader, WsTransport { sink, json })
 }
@@ -71,11 +80,19 @@ impl WsReader {
 #[async_trait]
 impl TransportReader for WsReader {
     async fn recv(&mut self) -> Option<Result<Inbound, TransportError>> {
+        if self.refused {
+            // The session is closing with 4007; keep the socket open a moment so the close
+            // frame reaches the peer (see REFUSED_LINGER), then end.
+            tokio::time::sleep(REFUSED_LINGER).await;
+            return None;
+        }
         loop {
             let message = match self.stream.next().await? {
                 Ok(message) => message,
-                // The WebSocket layer refuses a message over its size limit before we see it.
+                // The WebSocket layer refuses a message over its size limit (from its header
+                // on, before buffering it) and stops reading the connection.
                 Err(err) if err.to_string().contains("Space limit exceeded") => {
+                    self.refused = true;
                     return Some(Ok(Inbound::TooLarge));
                 }
                 Err(err) => return Some(Err(TransportError(err.to_string()))),
@@ -111,6 +128,10 @@ impl SessionTransport for WsTransport {
             .send(Message::Binary(bytes))
             .await
             .map_err(|err| TransportError(err.to_string()))
+    }
+
+    fn json_frames(&self) -> bool {
+        self.json
     }
 
     /// Sends the close frame; the read half then sees the peer's answer (or gives up after a

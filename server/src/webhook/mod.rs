@@ -1,5 +1,6 @@
-//! Built-in downstream consumers (DESIGN §4.4): app webhooks and the offline push webhook, each
-//! reading its own [`EventQueue`](crate::backend::events::EventQueue) and POSTing signed JSON.
+//! Built-in downstream consumers (docs/architecture.md "Downstream events"): app webhooks and the
+//! offline push webhook, each reading its own [`EventQueue`](crate::backend::events::EventQueue)
+//! and POSTing signed JSON.
 //!
 //! ```text
 //!  EventQueue ──lease──▶ WebhookConsumer ──Handler──▶ WebhookSender ──signed POST──▶ receiver

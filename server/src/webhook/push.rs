@@ -158,8 +158,8 @@ fn recipients_json(recipients: &[Recipient]) -> Value {
     Value::Array(list.collect())
 }
 
-/// [`PushAudience`] from the store (members, mutes, devices) and this node's fan-out (live
-/// sessions). With several gateway nodes, `is_online` needs the cluster-wide presence instead.
+/// [`PushAudience`] from the store (members, mutes, devices) and the fan-out (live sessions:
+/// in a cluster the Redis fan-out also lists the sessions of the other nodes).
 #[derive(Debug, Clone)]
 pub struct StoreAudience {
     store: Arc<dyn Store>,

@@ -35,6 +35,8 @@ pub struct Consumers {
     publisher: Arc<dyn EventPublisher>,
     queues: Vec<(&'static str, Arc<dyn EventQueue>)>,
     consumers: Vec<WebhookConsumer>,
+    /// The embedded queues by name, for backups (none in a cluster).
+    embedded: Vec<(String, EmbeddedEventQueue)>,
 }
 
 impl Consumers {
@@ -47,15 +49,23 @@ impl Consumers {
         app: Option<WebhookSender>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QueueError> {
+        let mut embedded = Vec::new();
+        let mut open = |name: &str| -> Result<Arc<dyn EventQueue>, QueueError> {
+            let queue = open_queue(dir, name, options)?;
+            embedded.push((name.to_owned(), queue.clone()));
+            Ok(Arc::new(queue))
+        };
         let push = match push {
-            Some((sender, audience)) => Some((sender, audience, open_queue(dir, "push", options)?)),
+            Some((sender, audience)) => Some((sender, audience, open("push")?)),
             None => None,
         };
         let app = match app {
-            Some(sender) => Some((sender, open_queue(dir, "app", options)?)),
+            Some(sender) => Some((sender, open("app")?)),
             None => None,
         };
-        Ok(Self::with_queues(push, app, None, clock))
+        let mut consumers = Self::with_queues(push, app, None, clock);
+        consumers.embedded = embedded;
+        Ok(consumers)
     }
 
     /// The consumers over queues opened elsewhere (the RabbitMQ ones in a cluster): `push` with
@@ -104,6 +114,7 @@ impl Consumers {
             publisher,
             queues,
             consumers,
+            embedded: Vec::new(),
         }
     }
 
@@ -116,6 +127,11 @@ impl Consumers {
     /// Each consumer's queue by name (`push`, `app`), for DLQ listing and replay, and depths.
     pub fn queues(&self) -> &[(&'static str, Arc<dyn EventQueue>)] {
         &self.queues
+    }
+
+    /// The embedded queues by name (`push`, `app`), for backups; empty in a cluster.
+    pub fn embedded_queues(&self) -> &[(String, EmbeddedEventQueue)] {
+        &self.embedded
     }
 
     /// Starts one task per consumer and lane; each stops once `shutdown` holds `true`.
@@ -136,10 +152,7 @@ fn open_queue(
     dir: &Path,
     name: &str,
     options: &EventQueueOptions,
-) -> Result<Arc<dyn EventQueue>, QueueError> {
+) -> Result<EmbeddedEventQueue, QueueError> {
     let path = dir.join(format!("{name}.redb"));
-    Ok(Arc::new(EmbeddedEventQueue::open_with(
-        &path,
-        options.clone(),
-    )?))
+    EmbeddedEventQueue::open_with(&path, options.clone())
 }

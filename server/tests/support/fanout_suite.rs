@@ -51,6 +51,7 @@ macro_rules! fanout_suite_tests {
             close_all_reaches_every_session,
             presence_follows_first_and_last_session,
             unwatch_and_detach_stop_presence_events,
+            the_watch_set_is_capped_as_a_whole,
             presence_snapshot,
         );
     };
@@ -426,6 +427,60 @@ pub async fn close_all_reaches_every_session(factory: &dyn FanoutFactory) {
     }
 }
 
+/// Watches `users` (all visible) within a cap they fit.
+fn watch(fanout: &dyn Fanout, session: SessionKey, users: &[UserId]) {
+    fanout
+        .watch_presence(session, users, &[], 1_000)
+        .expect("within the cap");
+}
+
+/// The watch set is capped as a whole across requests: a watch that would take it
+/// past the cap is refused and changes nothing; users already watched do not count twice;
+/// hidden (blocked) users count like the others but are never reported; unwatching makes room.
+pub async fn the_watch_set_is_capped_as_a_whole(factory: &dyn FanoutFactory) {
+    let (fanout, _) = open(factory).await;
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let mut w = attach(&*fanout, 100, &user("wendy"), 16);
+    fanout
+        .watch_presence(100, &[alice.clone(), bob.clone()], &[], 3)
+        .expect("two of three");
+    assert_eq!(
+        fanout.watch_presence(100, &[alice.clone(), carol.clone(), dave.clone()], &[], 3),
+        Err(4),
+        "alice counts once: 4 users would be watched"
+    );
+    assert_eq!(
+        fanout.watch_presence(100, &[], &[carol.clone(), dave.clone()], 3),
+        Err(4),
+        "hidden users count too"
+    );
+    let _c = attach(&*fanout, 3, &carol, 16);
+    w.assert_quiet(&*fanout).await;
+    fanout
+        .watch_presence(
+            100,
+            std::slice::from_ref(&alice),
+            std::slice::from_ref(&dave),
+            3,
+        )
+        .expect("alice again plus dave: three");
+    let _d = attach(&*fanout, 4, &dave, 16);
+    w.assert_quiet(&*fanout).await;
+    assert_eq!(
+        fanout.watch_presence(100, std::slice::from_ref(&carol), &[], 3),
+        Err(4),
+        "full"
+    );
+    fanout.unwatch_presence(100, std::slice::from_ref(&dave));
+    fanout
+        .watch_presence(100, std::slice::from_ref(&carol), &[], 3)
+        .expect("room after the unwatch");
+    let _b = attach(&*fanout, 2, &bob, 16);
+    let online = w.presence().await;
+    assert_eq!((online.user_id.as_str(), online.online), ("bob", true));
+    w.assert_quiet(&*fanout).await;
+}
+
 /// A watcher hears a user come online with the first session (not again with a second) and go
 /// offline with the last, stamped from the clock; every watcher hears it.
 pub async fn presence_follows_first_and_last_session(factory: &dyn FanoutFactory) {
@@ -433,8 +488,8 @@ pub async fn presence_follows_first_and_last_session(factory: &dyn FanoutFactory
     let (alice, wendy, walt) = (user("alice"), user("wendy"), user("walt"));
     let mut w1 = attach(&*fanout, 100, &wendy, 16);
     let mut w2 = attach(&*fanout, 200, &walt, 16);
-    fanout.watch_presence(100, std::slice::from_ref(&alice));
-    fanout.watch_presence(200, &[alice.clone(), user("bob")]);
+    watch(&*fanout, 100, std::slice::from_ref(&alice));
+    watch(&*fanout, 200, &[alice.clone(), user("bob")]);
 
     clock.set(T0 + 1_000);
     let _a1 = attach(&*fanout, 1, &alice, 16);
@@ -470,8 +525,8 @@ pub async fn unwatch_and_detach_stop_presence_events(factory: &dyn FanoutFactory
     let (alice, bob, wendy) = (user("alice"), user("bob"), user("wendy"));
     let mut w = attach(&*fanout, 100, &wendy, 16);
     let mut gone = attach(&*fanout, 200, &wendy, 16);
-    fanout.watch_presence(100, &[alice.clone(), bob.clone()]);
-    fanout.watch_presence(200, &[alice.clone(), bob.clone()]);
+    watch(&*fanout, 100, &[alice.clone(), bob.clone()]);
+    watch(&*fanout, 200, &[alice.clone(), bob.clone()]);
 
     fanout.unwatch_presence(100, std::slice::from_ref(&alice));
     fanout.detach(200);

@@ -459,20 +459,48 @@ impl ServerProcess {
     /// `CHATWIRE_STORAGE__BACKEND`). The server's log lines are echoed to the test's stderr,
     /// prefixed with the data folder's name, so a failing test shows them.
     pub async fn spawn_with(data_dir: &std::path::Path, envs: &[(String, String)]) -> Self {
+        let lifted = [
+            ("CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE", "1000000"),
+            ("CHATWIRE_LIMITS__RATE_SENDS__BURST", "100000"),
+            ("CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE", "1000000"),
+            ("CHATWIRE_LIMITS__RATE_REQUESTS__BURST", "100000"),
+        ];
+        let mut all: Vec<(String, String)> = lifted
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        all.extend_from_slice(envs);
+        Self::spawn_configured(data_dir, &all, false).await
+    }
+
+    /// The binary with every default (no rate limit lifted, no environment configuration):
+    /// what an operator who configures nothing runs.
+    pub async fn spawn_defaults(data_dir: &std::path::Path) -> Self {
+        Self::spawn_configured(data_dir, &[], true).await
+    }
+
+    /// `clean`: no `CHATWIRE_*` variable of the test's environment reaches the server.
+    async fn spawn_configured(
+        data_dir: &std::path::Path,
+        envs: &[(String, String)],
+        clean: bool,
+    ) -> Self {
         use std::io::BufRead;
         let label = data_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"));
+        if clean {
+            for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CHATWIRE_")) {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
-            .env("CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE", "1000000")
-            .env("CHATWIRE_LIMITS__RATE_SENDS__BURST", "100000")
-            .env("CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE", "1000000")
-            .env("CHATWIRE_LIMITS__RATE_REQUESTS__BURST", "100000")
             .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -5,7 +5,7 @@ use chatwire_protocol::v1::{self, CloseCode, ErrorCode, event};
 
 use super::case;
 use crate::suite::check::{
-    Check, ensure, ensure_closed, ensure_disconnect, ensure_eq, ensure_error, within,
+    Check, ensure_closed, ensure_disconnect, ensure_eq, ensure_error, within,
 };
 use crate::suite::token::{expiry_s, tamper_signature};
 use crate::suite::{Case, Ctx};
@@ -82,7 +82,7 @@ pub(super) fn cases() -> Vec<Case> {
             "AU-07",
             "auth",
             Must,
-            ["R-4.4.3"],
+            ["R-4.4.3", "R-4.2.7"],
             ["Refresh"],
             None,
             false,
@@ -115,11 +115,11 @@ pub(super) fn cases() -> Vec<Case> {
             "AU-10",
             "auth",
             Should,
-            ["R-4.4.1"],
+            ["R-4.4.1", "R-4.3.1"],
             ["Connect"],
             None,
             true,
-            "a token with under 60 s left gets TokenExpiring at once",
+            "a token with under 60 s left gets TokenExpiring at once, expires_at_ms = exp * 1000",
             token_expiring
         ),
     ]
@@ -216,18 +216,22 @@ async fn token_expiring(ctx: Ctx) -> Check {
     let key = ctx.key()?;
     let user = ctx.user("alice");
     let client = ctx.open().await?;
-    within(
-        "ConnectResponse",
-        client.connect(&key.sign(&key.claims(&user, 40))?),
-    )
-    .await??;
+    let claims = key.claims(&user, 40);
+    let exp_ms = claims.exp * 1000;
+    let response = within("ConnectResponse", client.connect(&key.sign(&claims)?)).await??;
+    ensure_eq(
+        "ConnectResponse.token_expires_at_ms (exp * 1000)",
+        exp_ms,
+        response.token_expires_at_ms,
+    )?;
     loop {
         let event = within("a TokenExpiring event", client.next_event()).await??;
         if let Some(event::Kind::TokenExpiring(expiring)) = event.kind {
-            return ensure(
-                expiring.expires_at_ms > 0,
-                "TokenExpiring.expires_at_ms set",
-                expiring,
+            // the same instant as ConnectResponse, the token's exp in ms.
+            return ensure_eq(
+                "TokenExpiring.expires_at_ms (exp * 1000)",
+                exp_ms,
+                expiring.expires_at_ms,
             );
         }
     }

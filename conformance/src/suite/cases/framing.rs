@@ -124,6 +124,17 @@ pub(super) fn cases() -> Vec<Case> {
             "a client's close frame (4012) is answered with a close frame, not a reset",
             client_close
         ),
+        case!(
+            "FR-11",
+            "framing",
+            Must,
+            ["R-2.3.6", "R-2.3.10", "R-2.2.2"],
+            [],
+            Some(TransportKind::Ws),
+            false,
+            "a binary message over max_client_frame_bytes + 10 gets a close frame 4007, not a reset",
+            oversized_message
+        ),
     ]
 }
 
@@ -323,4 +334,17 @@ async fn client_close(ctx: Ctx) -> Check {
         "the server answers the client's close frame with a close frame (RFC 6455 5.5.1)",
         &info,
     )
+}
+
+async fn oversized_message(ctx: Ctx) -> Check {
+    let (_first, limits) = session(&ctx).await?;
+    let client = ctx.open().await?;
+    // One frame whose prefix announces twice the limit, with all its bytes: the message is far
+    // over max_client_frame_bytes + 10, so the server may refuse it from its WebSocket header
+    // on, but it must say so with a close frame, as for any oversized frame.
+    let size = 80 * limits.max_client_frame_bytes as usize;
+    let mut bytes = varint(size as u64);
+    bytes.extend(std::iter::repeat_n(0u8, size));
+    client.send_raw(bytes.freeze()).await.ok();
+    ensure_closed(&client, CloseCode::FrameTooLarge).await
 }

@@ -125,6 +125,17 @@ pub(super) fn cases() -> Vec<Case> {
             "a Connect with id 0 opens no session: an error reply, then close 4000",
             connect_with_id_zero
         ),
+        case!(
+            "HS-11",
+            "handshake",
+            Must,
+            ["R-22.1.1", "R-2.4.2"],
+            ["Connect"],
+            Some(TransportKind::Ws),
+            false,
+            "a session on chatwire.v1.json lists json-frames (skipped if the mapping is not served)",
+            json_frames
+        ),
     ]
 }
 
@@ -436,4 +447,76 @@ async fn connect_with_id_zero(ctx: Ctx) -> Check {
         &reply,
     )?;
     ensure_closed(&client, CloseCode::ProtocolViolation).await
+}
+
+async fn json_frames(ctx: Ctx) -> Check {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws = ctx
+        .ws()
+        .ok_or_else(|| Failure::Skip("websocket only".into()))?;
+    let token = ctx.token(&ctx.user("alice")).await?;
+    let mut request = ws
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|err| Failure::new("a valid URL", err.to_string()))?;
+    let protocol = "chatwire.v1.json"
+        .parse()
+        .map_err(|_| Failure::new("a header value", "invalid"))?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol);
+    let (mut socket, response) =
+        match within("the upgrade", tokio_tungstenite::connect_async(request)).await? {
+            Ok(done) => done,
+            Err(_) => {
+                return Err(Failure::Skip(
+                    "chatwire.v1.json is not served (R-2.4.1)".into(),
+                ));
+            }
+        };
+    let selected = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if selected.as_deref() != Some("chatwire.v1.json") {
+        return Err(Failure::Skip(format!(
+            "chatwire.v1.json is not served (R-2.4.1): selected {selected:?}"
+        )));
+    }
+    let connect = serde_json::json!({"id": "1", "connect": {"token": token}});
+    socket
+        .send(Message::Text(connect.to_string().into()))
+        .await
+        .map_err(|err| Failure::new("the Connect is sent", err.to_string()))?;
+    let reply = loop {
+        match within("the reply to Connect", socket.next()).await? {
+            Some(Ok(Message::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|err| Failure::new("a JSON ServerFrame", err.to_string()))?;
+                if frame.get("reply").is_some() {
+                    break frame;
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => return Err(Failure::new("a JSON reply", format!("{other:?}"))),
+        }
+    };
+    let caps: Vec<String> = reply
+        .pointer("/reply/connect/capabilities")
+        .and_then(|c| c.as_array())
+        .map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure(
+        caps.iter().any(|c| c == "json-frames"),
+        "ConnectResponse.capabilities lists json-frames on chatwire.v1.json (R-22.1.1)",
+        &reply,
+    )
 }

@@ -114,7 +114,7 @@ pub(super) fn cases() -> Vec<Case> {
             "rooms",
             Must,
             [
-                "R-6.5.1", "R-6.5.2", "R-6.5.3", "R-6.5.4", "R-9.1.4", "R-12.1.3"
+                "R-6.5.1", "R-6.5.2", "R-6.5.3", "R-6.5.4", "R-9.1.4", "R-12.1.3", "R-11.1.5"
             ],
             ["AddMembers", "History", "Subscribe", "UpdateRoom", "Sync"],
             None,
@@ -154,6 +154,28 @@ pub(super) fn cases() -> Vec<Case> {
             false,
             "Sync pages of one room: cursor and caught_up, each room once despite activity",
             sync_paging
+        ),
+        case!(
+            "RM-13",
+            "rooms",
+            Must,
+            ["R-6.2.4"],
+            ["OpenDirect", "Subscribe"],
+            None,
+            false,
+            "a new direct room's RoomCreated and both MemberJoined have the caller as sender",
+            direct_senders
+        ),
+        case!(
+            "RM-14",
+            "rooms",
+            Must,
+            ["R-6.3.8"],
+            ["CreateGroup"],
+            None,
+            false,
+            "a group created with member_cap 0 has member_cap Limits.max_group_members",
+            default_member_cap
         ),
     ]
 }
@@ -655,6 +677,12 @@ async fn visibility(ctx: Ctx) -> Check {
     )
     .await??;
     let joined = added.added.first().map_or(0, |m| m.joined_seq);
+    let preview = sync_summary(&c, &room).await?.last_message;
+    ensure(
+        preview.is_none(),
+        "no Sync preview of a message sent before carol joined (R-11.1.5)",
+        &preview,
+    )?;
     let (events, _) = super::subscribe_all(&a, &room, 0).await?;
     let joined_event = events
         .iter()
@@ -727,6 +755,11 @@ async fn visibility(ctx: Ctx) -> Check {
         &seqs,
     )?;
     let summary = sync_summary(&c, &room).await?;
+    ensure_eq(
+        "carol's Sync preview: the message after her join",
+        Some("after carol"),
+        summary.last_message.as_ref().map(|m| m.text.as_str()),
+    )?;
     ensure_eq(
         "carol's (read_seq, delivered_seq, unread_count) before she reads",
         (joined - 1, joined - 1, 1),
@@ -942,4 +975,51 @@ async fn sync_paging(ctx: Ctx) -> Check {
     let mut want = rooms;
     want.sort();
     ensure_eq("rooms over the walk, each once", want, sorted)
+}
+
+async fn direct_senders(ctx: Ctx) -> Check {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let a = ctx.client(&alice).await?;
+    let opened = within(
+        "OpenDirectResponse",
+        a.open_direct(v1::OpenDirectRequest {
+            user_id: bob.clone(),
+        }),
+    )
+    .await??;
+    let room = opened.room.unwrap_or_default().id;
+    let (events, _) = super::subscribe_all(&a, &room, 0).await?;
+    let got: Vec<(u64, &str, Option<String>)> = events
+        .iter()
+        .take(3)
+        .map(|e| {
+            let joined = match &e.kind {
+                Some(v1::room_event::Kind::MemberJoined(j)) => Some(j.user_id.clone()),
+                _ => None,
+            };
+            (e.seq, e.sender.as_str(), joined)
+        })
+        .collect();
+    let want = vec![
+        (1, alice.as_str(), None),
+        (2, alice.as_str(), Some(alice.clone())),
+        (3, alice.as_str(), Some(bob)),
+    ];
+    ensure_eq("(seq, sender, member joined) of seqs 1-3", want, got)
+}
+
+async fn default_member_cap(ctx: Ctx) -> Check {
+    let (a, connected) = ctx.session(&ctx.user("alice")).await?;
+    let max = connected.limits.unwrap_or_default().max_group_members;
+    let created = within(
+        "CreateGroupResponse",
+        a.create_group(v1::CreateGroupRequest {
+            name: "cap".into(),
+            member_cap: 0,
+            ..Default::default()
+        }),
+    )
+    .await??;
+    let cap = created.room.map(|r| r.member_cap);
+    ensure_eq("Room.member_cap", Some(max), cap)
 }

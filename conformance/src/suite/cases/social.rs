@@ -1,10 +1,10 @@
 //! Receipts, typing, presence across sessions, call signals.
 
-use chatwire_protocol::v1::{self, call_signal, event};
+use chatwire_protocol::v1::{self, ErrorCode, call_signal, event};
 
 use super::case;
 use crate::client::Client;
-use crate::suite::check::{Check, ensure, ensure_eq, within};
+use crate::suite::check::{Check, ensure, ensure_eq, ensure_error, within};
 use crate::suite::{Case, Ctx};
 
 pub(super) fn cases() -> Vec<Case> {
@@ -72,8 +72,19 @@ pub(super) fn cases() -> Vec<Case> {
             ["WatchPresence", "BlockUser"],
             None,
             false,
-            "an oversized watch set is TOO_LARGE; unknown and blocking users look offline; last_seen_ms",
+            "an oversized watch set, in one request or across several, is TOO_LARGE; unknown and blocking users look offline; last_seen_ms",
             presence_rules
+        ),
+        case!(
+            "PR-03",
+            "presence",
+            Must,
+            ["R-14.1.3", "R-14.1.7"],
+            ["WatchPresence", "UnwatchPresence"],
+            None,
+            false,
+            "room watches: UNSUPPORTED (field room_id) without presence-room-watch, else NOT_FOUND for an unknown room",
+            room_watch
         ),
         case!(
             "CA-02",
@@ -387,8 +398,21 @@ async fn presence_rules(ctx: Ctx) -> Check {
     };
     if max < 100_000 {
         let many: Vec<String> = (0..=max).map(|n| format!("{watcher}-w{n}")).collect();
-        let result = within("the reply", watch(many)).await?;
+        let result = within("the reply", watch(many.clone())).await?;
         crate::suite::check::ensure_error(result, v1::ErrorCode::TooLarge, Some("user_ids"))?;
+        // The cap is on the whole set, across requests: max - 1 users, then two more.
+        let (first, rest) = many.split_at(many.len() - 2);
+        within("WatchPresenceResponse", watch(first.to_vec())).await??;
+        let result = within("the reply", watch(rest.to_vec())).await?;
+        crate::suite::check::ensure_error(result, v1::ErrorCode::TooLarge, Some("user_ids"))?;
+        within(
+            "UnwatchPresenceResponse",
+            w.unwatch_presence(v1::UnwatchPresenceRequest {
+                user_ids: first.to_vec(),
+                room_id: String::new(),
+            }),
+        )
+        .await??;
     }
     let bl = ctx.client(&blocker).await?;
     let g = ctx.client(&gone).await?;
@@ -463,4 +487,39 @@ async fn call_nobody(ctx: Ctx) -> Check {
         0,
         stale.delivered_sessions,
     )
+}
+
+async fn room_watch(ctx: Ctx) -> Check {
+    let (a, connected) = ctx.session(&ctx.user("alice")).await?;
+    let room = super::group(&a, &[]).await?;
+    let unknown = "g.00000000000000000000000000000000".to_owned();
+    let watch = |room_id: String| {
+        a.watch_presence(v1::WatchPresenceRequest {
+            user_ids: Vec::new(),
+            room_id,
+        })
+    };
+    let unwatch = |room_id: String| {
+        a.unwatch_presence(v1::UnwatchPresenceRequest {
+            user_ids: Vec::new(),
+            room_id,
+        })
+    };
+    if connected
+        .capabilities
+        .iter()
+        .any(|c| c == "presence-room-watch")
+    {
+        within("WatchPresenceResponse", watch(room.clone())).await??;
+        let missing = within("the reply", watch(unknown)).await?;
+        return ensure_error(missing, ErrorCode::NotFound, None);
+    }
+    // Without the capability: the same answer whether the room exists or not.
+    for room_id in [room, unknown] {
+        let watched = within("the reply", watch(room_id.clone())).await?;
+        ensure_error(watched, ErrorCode::Unsupported, Some("room_id"))?;
+        let unwatched = within("the reply", unwatch(room_id)).await?;
+        ensure_error(unwatched, ErrorCode::Unsupported, Some("room_id"))?;
+    }
+    super::barrier(&a).await
 }

@@ -74,6 +74,17 @@ pub(super) fn cases() -> Vec<Case> {
             "a second Subscribe to a live room replaces the subscription: replay from the new after_seq, no duplicate live events",
             resubscribe
         ),
+        case!(
+            "SU-07",
+            "subscribe",
+            Must,
+            ["R-10.4.1", "R-10.4.3"],
+            ["Subscribe", "Unsubscribe", "Send"],
+            None,
+            false,
+            "Unsubscribe.last_seq counts replayed events; between pages it is 0",
+            unsubscribe_after_replay
+        ),
     ]
 }
 
@@ -233,4 +244,49 @@ async fn resubscribe(ctx: Ctx) -> Check {
         }
     }
     Ok(())
+}
+
+async fn unsubscribe_after_replay(ctx: Ctx) -> Check {
+    let alice = ctx.user("alice");
+    let a = ctx.client(&alice).await?;
+    let room = super::group(&a, &[]).await?;
+    let sent = super::send(&a, &room, "r-1", "x").await?;
+    // Another session of the same user: all it gets of the room comes from replay.
+    let b = ctx.client(&alice).await?;
+    let (events, _) = super::subscribe_all(&b, &room, 0).await?;
+    let last = events.last().map_or(0, |e| e.seq);
+    ensure_eq("the replay reaches the send", sent.seq, last)?;
+    let response = within(
+        "UnsubscribeResponse",
+        b.unsubscribe(v1::UnsubscribeRequest {
+            room_id: room.clone(),
+        }),
+    )
+    .await??;
+    ensure_eq(
+        "last_seq after a replay only (R-10.4.3)",
+        last,
+        response.last_seq,
+    )?;
+    // Between pages (complete false) the room is not live: last_seq 0.
+    let page = within(
+        "SubscribeResponse",
+        b.subscribe(v1::SubscribeRequest {
+            room_id: room.clone(),
+            after_seq: 0,
+            limit: 1,
+        }),
+    )
+    .await??;
+    ensure(
+        !page.complete,
+        "a one-event page of a longer log is not complete",
+        &page,
+    )?;
+    let response = within(
+        "UnsubscribeResponse",
+        b.unsubscribe(v1::UnsubscribeRequest { room_id: room }),
+    )
+    .await??;
+    ensure_eq("last_seq between pages (R-10.4.3)", 0, response.last_seq)
 }

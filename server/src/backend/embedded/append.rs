@@ -88,9 +88,16 @@ pub(super) fn append(
     {
         let mut tables = LogTables::open(&txn, room)?;
         write_events(inner, &mut tables, room, expected, &batch.events)?;
+        let mut dedupe_writes = 0;
         for write in &batch.writes {
+            dedupe_writes += usize::from(matches!(write, Write::Dedupe { .. }));
             apply(&mut tables, room, batch.head.seq, write)?;
         }
+        purge_expired_dedupe(
+            &mut tables,
+            batch.head.ts_ms,
+            dedupe_writes * PURGE_PER_DEDUPE_WRITE,
+        )?;
     }
     let head = batch.head;
     heads.insert(room, (head.seq, head.ordinal, head.ts_ms))?;
@@ -303,6 +310,39 @@ where
         .get(key)?
         .map(|row| decode::<v1::RoomEvent>(row.value()))
         .transpose()
+}
+
+/// Expired dedupe entries forgotten per dedupe entry written: more than one, so the table
+/// shrinks back to the entries still alive however fast it grew, at a bounded cost per append.
+pub(super) const PURGE_PER_DEDUPE_WRITE: usize = 2;
+/// An entry is forgotten by an append only this long after it expired by the batch's clock, so
+/// a reader whose clock runs behind the writer's still finds the entries it considers alive.
+pub const DEDUPE_PURGE_GRACE_MS: i64 = 60_000;
+
+/// Forgets up to `most` dedupe entries that expired [`DEDUPE_PURGE_GRACE_MS`] before `now_ms`
+/// (oldest expiry first).
+fn purge_expired_dedupe(tables: &mut LogTables<'_>, now_ms: i64, most: usize) -> Result<(), Fail> {
+    if most == 0 {
+        return Ok(());
+    }
+    let mut expired = Vec::new();
+    for entry in tables.dedupe_expiry.iter()?.take(most) {
+        let (key, _) = entry?;
+        let key = key.value();
+        if key.0 > now_ms.saturating_sub(DEDUPE_PURGE_GRACE_MS) {
+            break;
+        }
+        expired.push((key.0, key.1.to_owned(), key.2.to_owned(), key.3.to_owned()));
+    }
+    for (expires, room, sender, id) in &expired {
+        tables
+            .dedupe_expiry
+            .remove((*expires, room.as_str(), sender.as_str(), id.as_str()))?;
+        tables
+            .dedupe
+            .remove((room.as_str(), sender.as_str(), id.as_str()))?;
+    }
+    Ok(())
 }
 
 /// Stores a dedupe entry, moving its expiry index row when the entry is replaced.

@@ -6,19 +6,22 @@
 //! ```
 //!
 //! It implements [`RoomLog`](super::store::RoomLog), [`Directory`](super::store::Directory) and
-//! [`Accounts`](super::store::Accounts) with the logical keys of DESIGN §5 (see `tables.rs`).
-//! The fenced append is one write transaction: redb runs one writer at a time, so the head check
-//! and the head move cannot interleave with another append. What it does not do: replication,
-//! or sharing the file between processes (redb locks it).
+//! [`Accounts`](super::store::Accounts) with the logical keys of docs/architecture.md "Storage"
+//! (see `tables.rs`). The fenced append is one write transaction: redb runs one writer at a time,
+//! so the head check and the head move cannot interleave with another append. What it does not do:
+//! replication, or sharing the file between processes (redb locks it).
 
 mod accounts;
 mod append;
+pub use append::DEDUPE_PURGE_GRACE_MS;
 mod directory;
 mod fail;
 mod log;
 mod records;
 mod retention;
 mod tables;
+// Consistent copies for `chatwire backup`.
+mod backup;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, WriteTransaction};
 
+pub use self::backup::backup_file;
 use self::fail::{Fail, corrupt};
 use self::tables::{DEDUPE, DEDUPE_EXPIRY, META};
 use super::store::StoreError;

@@ -1,4 +1,5 @@
-//! Retention (DESIGN §5): drop a room's whole old time buckets, in one write transaction.
+//! Retention (docs/architecture.md "Storage"): drop a room's whole old time buckets, in one write
+//! transaction.
 //!
 //! ```text
 //!  buckets:  b0   b1   b2 | b3   b4(head)        keep_from_ms falls in b3

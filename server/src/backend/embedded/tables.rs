@@ -1,6 +1,6 @@
-//! Table definitions and key helpers. The keys are the logical keys of DESIGN §5 (the ScyllaDB
-//! backend uses the same ones as partition and clustering keys); every table is created when the
-//! database is opened, so read transactions never meet a missing table.
+//! Table definitions and key helpers. The keys are the logical keys of docs/architecture.md
+//! "Storage" (the ScyllaDB backend uses the same ones as partition and clustering keys); every
+//! table is created when the database is opened, so read transactions never meet a missing table.
 //!
 //! | table | key | value |
 //! | --- | --- | --- |

@@ -11,6 +11,7 @@
 //! a retry is the same entry with a later due time, so nothing is copied between queues.
 //! What it does not do: share the file between processes (redb locks it).
 
+mod backup;
 mod ops;
 mod tables;
 
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, WriteTransaction};
 
+pub use self::backup::backup_file;
 use self::tables::Fail;
 use super::events::{
     DeadLetter, Delivery, DeliveryTag, DownstreamEvent, EventPublisher, EventQueue, Lane,

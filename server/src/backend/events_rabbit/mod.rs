@@ -1,5 +1,5 @@
-//! Downstream events on RabbitMQ (DESIGN §4.4): the distributed [`EventQueue`] and
-//! [`EventPublisher`]. Topology and decisions: docs/events-rabbitmq.md.
+//! Downstream events on RabbitMQ (docs/architecture.md "Downstream events"): the distributed
+//! [`EventQueue`] and [`EventPublisher`]. Topology and decisions: docs/events-rabbitmq.md.
 //!
 //! ```text
 //!  room writer ─▶ RabbitEventPublisher ─▶ {p}events (topic, `{lane}.{kind}`)

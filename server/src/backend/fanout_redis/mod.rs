@@ -1,6 +1,6 @@
 //! The distributed fan-out ([`RedisFanout`]): sessions attached to different gateway nodes get
-//! each other's room events, user events and presence through Redis (DESIGN §4.3). Keys,
-//! channels and failure behaviour are described in `docs/fanout-redis.md`.
+//! each other's room events, user events and presence through Redis (docs/architecture.md "Live
+//! fan-out"). Keys, channels and failure behaviour are described in `docs/fanout-redis.md`.
 //!
 //! ```text
 //!  publish_room ──▶ local sessions (at once) ──▶ outbound queue ──▶ Lua: XADD <seq>-0 to the
@@ -436,38 +436,21 @@ impl Fanout for RedisFanout {
         self.shared.lock().sessions.len()
     }
 
-    fn watch_presence(&self, session: SessionKey, users: &[UserId]) {
-        let mut state = self.shared.lock();
-        for user in users {
-            state
-                .watchers
-                .entry(user.clone())
-                .or_default()
-                .insert(session);
-            state
-                .watching
-                .entry(session)
-                .or_default()
-                .insert(user.clone());
-        }
+    fn watch_presence(
+        &self,
+        session: SessionKey,
+        visible: &[UserId],
+        hidden: &[UserId],
+        cap: usize,
+    ) -> Result<(), usize> {
+        self.shared
+            .lock()
+            .watches
+            .watch(session, visible, hidden, cap)
     }
 
     fn unwatch_presence(&self, session: SessionKey, users: &[UserId]) {
-        let mut state = self.shared.lock();
-        for user in users {
-            if let Some(watchers) = state.watchers.get_mut(user) {
-                watchers.remove(&session);
-                if watchers.is_empty() {
-                    state.watchers.remove(user);
-                }
-            }
-            if let Some(watching) = state.watching.get_mut(&session) {
-                watching.remove(user);
-                if watching.is_empty() {
-                    state.watching.remove(&session);
-                }
-            }
-        }
+        self.shared.lock().watches.unwatch(session, users);
     }
 
     fn presence(&self, user: &UserId) -> v1::Presence {

@@ -3,14 +3,14 @@
 //! Deliveries happen under the lock: they never block (`SessionLink::deliver` only tries), and
 //! holding it keeps each session's deliveries in the order the node decided them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chatwire_protocol::v1;
 
 use super::cluster::Cluster;
 use super::rooms::{Ready, Rooms};
-use crate::backend::fanout::{Delivery, RoomBatch, SessionKey, SessionLink};
+use crate::backend::fanout::{Delivery, PresenceWatches, RoomBatch, SessionKey, SessionLink};
 use crate::chat::ids::UserId;
 
 /// A node's in-memory state.
@@ -18,10 +18,8 @@ use crate::chat::ids::UserId;
 pub(super) struct State {
     pub sessions: HashMap<SessionKey, (UserId, SessionLink)>,
     pub by_user: HashMap<UserId, Vec<SessionKey>>,
-    /// Watched user -> watching sessions (of this node).
-    pub watchers: HashMap<UserId, HashSet<SessionKey>>,
-    /// Watching session -> watched users.
-    pub watching: HashMap<SessionKey, HashSet<UserId>>,
+    /// This node's sessions' presence watches.
+    pub watches: PresenceWatches,
     pub rooms: Rooms,
     pub cluster: Cluster,
 }
@@ -31,8 +29,7 @@ impl State {
         Self {
             sessions: HashMap::new(),
             by_user: HashMap::new(),
-            watchers: HashMap::new(),
-            watching: HashMap::new(),
+            watches: PresenceWatches::default(),
             rooms: Rooms::new(ring),
             cluster: Cluster::default(),
         }
@@ -114,8 +111,8 @@ impl State {
                 last_seen_ms: at_ms,
             })),
         });
-        for session in self.watchers.get(user).into_iter().flatten() {
-            if let Some((_, link)) = self.sessions.get(session) {
+        for session in self.watches.watchers_of(user) {
+            if let Some((_, link)) = self.sessions.get(&session) {
                 link.deliver(Delivery::User(Arc::clone(&event)));
             }
         }
@@ -123,14 +120,7 @@ impl State {
 
     /// Forgets `session`'s presence watches.
     pub(super) fn unwatch_all(&mut self, session: SessionKey) {
-        for user in self.watching.remove(&session).unwrap_or_default() {
-            if let Some(watchers) = self.watchers.get_mut(&user) {
-                watchers.remove(&session);
-                if watchers.is_empty() {
-                    self.watchers.remove(&user);
-                }
-            }
-        }
+        self.watches.end(session);
     }
 }
 

@@ -1,6 +1,6 @@
-//! The distributed command pipeline on RabbitMQ (DESIGN §4.2): room commands travel to the one
-//! node that currently consumes their shard queue, whose [`RoomWriter`] executes them in
-//! group-commit batches and replies to the originating gateway.
+//! The distributed command pipeline on RabbitMQ (docs/architecture.md "Room writers"): room
+//! commands travel to the one node that currently consumes their shard queue, whose [`RoomWriter`]
+//! executes them in group-commit batches and replies to the originating gateway.
 //!
 //! ```text
 //!  gateway (any node)                     RabbitMQ                      writer (one node/shard)

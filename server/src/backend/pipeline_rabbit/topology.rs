@@ -1,5 +1,5 @@
-//! The shard queues and their dead-letter queues (DESIGN §4.2), declared identically by every
-//! node (a declaration with other arguments is refused by the broker):
+//! The shard queues and their dead-letter queues (docs/architecture.md "Room writers"), declared
+//! identically by every node (a declaration with other arguments is refused by the broker):
 //!
 //! ```text
 //!  {prefix}shard.{n}      quorum, single active consumer, delivery limit, max length with

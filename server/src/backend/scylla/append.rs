@@ -1,4 +1,4 @@
-//! The fenced append and the roll-forward (DESIGN §4.2 steps 3-4).
+//! The fenced append and the roll-forward (docs/architecture.md "Room writers", steps 3-4).
 //!
 //! 1. Record the buckets the batch starts (harmless if the transaction then fails: see
 //!    `index.rs`).
@@ -11,8 +11,13 @@
 //!    idempotent upsert or delete, so anyone may redo it.
 //! 4. Clear `pending`, `IF seq = batch head`, so a newer pending batch is never cleared.
 //!
-//! Whoever finds a pending batch (a writer taking over, `load_room`, `head`) redoes steps 3
-//! and 4 first: the batch is durable from the moment the transaction applied.
+//! Only a writer rolls a pending batch forward: `load_room`, which a writer calls when it takes
+//! a room over, redoes steps 3 and 4 first (the batch is durable from the moment the
+//! transaction applied). Readers (`head`) never write: they read the head row at QUORUM and
+//! report a pending batch as the head it was appended on, the newest materialized one. A
+//! reader that rolled forward would write with its own clock; delayed past the writer's next
+//! batch (a delete, an erasure, a removal), its upserts would win last-write-wins and bring
+//! the old content or membership back (issue 15 H2; docs/storage-scylla.md).
 
 use std::collections::HashMap;
 
@@ -198,7 +203,40 @@ impl Inner {
             .map(drop)
     }
 
-    /// Reads the head at SERIAL and rolls a pending batch forward; `None` for no room.
+    /// The head as readers see it: the newest materialized one, from a QUORUM read that never
+    /// writes. A pending batch is reported as the head it was appended on (`None` when it is
+    /// the room's first): its `seq` and `ordinal` exactly, its `ts_ms` as the batch's first
+    /// event's (no later than that head's; readers do not use it).
+    pub(super) async fn materialized_head(&self, room: &str) -> Result<Option<Head>, StoreError> {
+        let Some(row) = self.read_head_row(room, false).await? else {
+            return Ok(None);
+        };
+        let Some(pending) = &row.pending else {
+            return Ok(Some(row.head));
+        };
+        let batch = decode_batch(pending)?;
+        let first = batch
+            .events
+            .first()
+            .ok_or_else(|| corrupt(format!("room {room}: empty pending batch")))?;
+        let seq = first.seq.saturating_sub(1);
+        if seq == 0 {
+            return Ok(None);
+        }
+        let created = batch
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, Some(Kind::MessageCreated(_))))
+            .count() as u64;
+        Ok(Some(Head {
+            seq,
+            ordinal: batch.head.ordinal.saturating_sub(created),
+            ts_ms: first.ts_ms,
+        }))
+    }
+
+    /// Reads the head at SERIAL and rolls a pending batch forward; `None` for no room. For
+    /// writers only (see the module docs).
     pub(super) async fn roll_forward(&self, room: &str) -> Result<Option<Head>, StoreError> {
         let Some(row) = self.read_head_row(room, true).await? else {
             return Ok(None);

@@ -3,9 +3,10 @@
 //! windows.
 //!
 //! The writer records a new bucket *before* its lightweight transaction moves the head into it
-//! (DESIGN §4.2), so an entry may name a bucket that a losing writer never filled. Lookups
-//! therefore treat the index as a list of candidates and confirm the bucket of a seq with one
-//! probe of the `events` partition; an empty candidate costs one extra read and nothing else.
+//! (docs/architecture.md "Room writers"), so an entry may name a bucket that a losing writer never
+//! filled. Lookups therefore treat the index as a list of candidates and confirm the bucket of a
+//! seq with one probe of the `events` partition; an empty candidate costs one extra read and
+//! nothing else.
 
 use chatwire_protocol::v1;
 

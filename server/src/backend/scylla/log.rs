@@ -1,4 +1,5 @@
-//! [`RoomLog`]: heads (read at SERIAL, rolling a pending batch forward), the fenced append
+//! [`RoomLog`]: heads (writers read at SERIAL and roll a pending batch forward; readers read
+//! at QUORUM and never write), the fenced append
 //! (in `append.rs`) and the two read views.
 //!
 //! Both views read one partition per time bucket: the bucket index turns the seq bounds into
@@ -190,7 +191,7 @@ impl RoomLog for ScyllaStore {
     }
 
     async fn head(&self, room: &RoomId) -> Result<Option<Head>, StoreError> {
-        self.inner.roll_forward(room.as_str()).await
+        self.inner.materialized_head(room.as_str()).await
     }
 
     async fn append(

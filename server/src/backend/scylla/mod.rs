@@ -1,8 +1,8 @@
 //! The distributed store: [`RoomLog`](super::store::RoomLog),
 //! [`Directory`](super::store::Directory), [`Accounts`](super::store::Accounts) and
 //! [`NodeRegistry`](super::nodes::NodeRegistry) on ScyllaDB / Apache Cassandra (CQL, the
-//! `scylla` driver), with the logical keys of DESIGN §5. Schema and design decisions:
-//! `docs/storage-scylla.md`.
+//! `scylla` driver), with the logical keys of docs/architecture.md "Storage". Schema and design
+//! decisions: `docs/storage-scylla.md`.
 //!
 //! ```text
 //!  writer ──append──▶ bucket index rows ──▶ LWT on heads(room): head := batch head,

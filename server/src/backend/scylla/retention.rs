@@ -1,5 +1,5 @@
-//! Retention (DESIGN §5): drop a room's whole old time buckets, as the embedded store does
-//! (`embedded/retention.rs` has the picture).
+//! Retention (docs/architecture.md "Storage"): drop a room's whole old time buckets, as the
+//! embedded store does (`embedded/retention.rs` has the picture).
 //!
 //! A bucket is dropped when it ends at or before `keep_from_ms` and does not hold the head.
 //! The new cut (lowest retained seq, ordinal of the newest dropped message) is written first,

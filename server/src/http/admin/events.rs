@@ -1,4 +1,5 @@
-//! Downstream event queues (DESIGN §4.4): dead letters listed and replayed, lane depths.
+//! Downstream event queues (docs/architecture.md "Downstream events"): dead letters listed and
+//! replayed, lane depths.
 //!
 //! ```text
 //!  GET  /admin/events/dead-letters?consumer=app&limit=   ──▶ EventQueue::dead_letters

@@ -132,9 +132,10 @@ pub(super) async fn history(
                 "give before_seq or after_seq, not both",
             ));
         }
+        // before_seq 0 is no position (no message has seq 0): the newest page.
+        (Some(0), None) | (None, None) => HistoryAnchor::Latest,
         (Some(before), None) => HistoryAnchor::Before(before),
         (None, Some(after)) => HistoryAnchor::After(after),
-        (None, None) => HistoryAnchor::Latest,
     };
     let store = &state.services.store;
     if store.head(&room).await?.is_none() {
@@ -191,8 +192,8 @@ pub(super) struct RetentionApplied {
     pub(super) first_retained_seq: u64,
 }
 
-/// Retention (DESIGN §5): drops the room's whole time buckets that end at or before
-/// `keep_after_ms` (never the bucket holding the head): their log events, message states and
+/// Retention (docs/architecture.md "Storage"): drops the room's whole time buckets that end at or
+/// before `keep_after_ms` (never the bucket holding the head): their log events, message states and
 /// index rows. The lowest retained seq only moves forward; running the same cut again changes
 /// nothing. Client reads then start at it (docs/protocol.md ).
 ///

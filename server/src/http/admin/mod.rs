@@ -1,7 +1,7 @@
-//! The admin HTTP API (DESIGN §6): rooms and members, server-side sends, history and
-//! moderation, user rooms and presence, revocation, erasure, development tokens, stats,
-//! readiness and metrics, with its OpenAPI document at `/openapi.json` and a browsable,
-//! offline Swagger UI at `/docs`.
+//! The admin HTTP API (docs/operations.md "Admin API"): rooms and members, server-side sends,
+//! history and moderation, user rooms and presence, revocation, erasure, development tokens, stats,
+//! readiness and metrics, with its OpenAPI document at `/openapi.json` and a browsable, offline
+//! Swagger UI at `/docs`.
 //!
 //! ```text
 //!  /admin/* ──admin key──▶ handler ──parse + validate──▶ RoomCommand ──▶ pipeline ──▶ room writer
@@ -19,6 +19,7 @@
 //! findings, rates, backends, nodes) that the `/dashboard` page polls.
 
 mod auth;
+mod backup;
 mod document;
 mod erase;
 mod error;
@@ -70,6 +71,9 @@ pub struct AdminState {
     address: String,
     /// The snapshot the health report's rates are computed against.
     window: health::Window,
+    /// The data folder and its open databases, for `POST /admin/backup` (no databases in a
+    /// cluster: backups cover the embedded backends).
+    backup: Option<(std::path::PathBuf, crate::backup::OpenDatabases)>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -101,7 +105,19 @@ impl AdminState {
             registry: None,
             address: String::new(),
             window: health::Window::default(),
+            backup: None,
         }
+    }
+
+    /// Lets `POST /admin/backup` copy `data_dir` with these open databases (the store's
+    /// handle set: the embedded backends).
+    pub fn with_backup(
+        mut self,
+        data_dir: std::path::PathBuf,
+        open: crate::backup::OpenDatabases,
+    ) -> Self {
+        self.backup = open.store.is_some().then_some((data_dir, open));
+        self
     }
 
     /// The downstream event consumers' queues by name (`push`, `app`), for the dead-letter
@@ -155,6 +171,7 @@ impl AdminState {
         (name = "tokens", description = "Development tokens"),
         (name = "events", description = "Webhook consumers: dead letters, lane depths"),
         (name = "ops", description = "Stats, readiness, metrics"),
+        (name = "backup", description = "Backups of the embedded backends"),
     )
 )]
 struct ApiDoc;
@@ -199,6 +216,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .routes(routes!(events::dead_letters))
         .routes(routes!(events::replay))
         .routes(routes!(events::stats))
+        .routes(routes!(backup::backup))
         .fallback(|| async { ApiError::no_route() })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -59,7 +59,8 @@ fn create_op(r: CreateRoom, max_members: u32) -> ApiResult<CreateGroup> {
     }
     validate::text("name", &r.name, MAX_ROOM_NAME_CHARS)?;
     validate::text("topic", &r.topic, MAX_TOPIC_CHARS)?;
-    let member_cap = r.member_cap.unwrap_or(max_members.min(1000));
+    // no cap given is the largest, Limits.max_group_members.
+    let member_cap = r.member_cap.unwrap_or(max_members);
     if member_cap == 0 || member_cap > max_members {
         return Err(ApiError::invalid(
             "member_cap",

@@ -43,7 +43,8 @@ pub(super) async fn typing(
 }
 
 /// Starts presence events for users and returns their presence now. Users who blocked the
-/// caller, or whom the caller blocked, appear offline and are not watched.
+/// caller, or whom the caller blocked, appear offline and get no events, but count towards the
+/// watch cap like any other.
 pub(super) async fn watch_presence(
     ctx: Ctx<'_>,
     r: v1::WatchPresenceRequest,
@@ -55,13 +56,13 @@ pub(super) async fn watch_presence(
             reason: format!("more than {cap} users"),
         });
     }
+    // without `presence-room-watch` a room watch is UNSUPPORTED with the field,
+    // whatever the room (it is not looked up, so this never reveals whether it exists).
     if !r.room_id.is_empty() {
-        return Err(ChatError::Unsupported(
-            "room presence watches are not offered by this server",
-        ));
+        return Err(ChatError::UnknownValue { field: "room_id" });
     }
     let mut presences = Vec::with_capacity(r.user_ids.len());
-    let mut watched = Vec::with_capacity(r.user_ids.len());
+    let (mut visible, mut hidden) = (Vec::new(), Vec::new());
     for raw in &r.user_ids {
         let user = validate::user_id("user_ids", raw)?;
         if ctx.services.store.either_blocked(ctx.user, &user).await? {
@@ -70,12 +71,19 @@ pub(super) async fn watch_presence(
                 online: false,
                 last_seen_ms: 0,
             });
+            hidden.push(user);
             continue;
         }
         presences.push(ctx.services.fanout.presence(&user));
-        watched.push(user);
+        visible.push(user);
     }
-    ctx.services.fanout.watch_presence(ctx.session, &watched);
+    ctx.services
+        .fanout
+        .watch_presence(ctx.session, &visible, &hidden, cap)
+        .map_err(|size| ChatError::TooLarge {
+            field: "user_ids",
+            reason: format!("the watch set would hold {size} users, more than {cap}"),
+        })?;
     Ok(Reply::WatchPresence(v1::WatchPresenceResponse {
         presences,
     }))
@@ -86,6 +94,9 @@ pub(super) async fn unwatch_presence(
     ctx: Ctx<'_>,
     r: v1::UnwatchPresenceRequest,
 ) -> Result<Reply, ChatError> {
+    if !r.room_id.is_empty() {
+        return Err(ChatError::UnknownValue { field: "room_id" });
+    }
     let users = r
         .user_ids
         .iter()

@@ -14,9 +14,7 @@ use crate::chat::validate;
 pub(super) async fn send(ctx: Ctx<'_>, r: v1::SendRequest) -> Result<Prepared, ChatError> {
     let room = room_id(&r.room_id)?;
     validate::client_msg_id(&r.client_msg_id)?;
-    ctx.services
-        .rate_limit("send", ctx.user, ctx.services.rates.sends)
-        .await?;
+    take_send_token(&ctx).await?;
     let content = validate::content(r.content, &ctx.services.content)?;
     let op = SendOp {
         client_msg_id: r.client_msg_id,
@@ -32,8 +30,18 @@ pub(super) async fn send(ctx: Ctx<'_>, r: v1::SendRequest) -> Result<Prepared, C
     )
 }
 
-pub(super) fn edit(ctx: Ctx<'_>, r: v1::EditRequest) -> Result<Prepared, ChatError> {
+/// Send, Edit and React share the user's send bucket: each writes content others
+/// receive. Delete does not: it only takes content away, and a moderator cleaning up a flood
+/// must not be slowed by it.
+async fn take_send_token(ctx: &Ctx<'_>) -> Result<(), ChatError> {
+    ctx.services
+        .rate_limit("send", ctx.user, ctx.services.rates.sends)
+        .await
+}
+
+pub(super) async fn edit(ctx: Ctx<'_>, r: v1::EditRequest) -> Result<Prepared, ChatError> {
     let room = room_id(&r.room_id)?;
+    take_send_token(&ctx).await?;
     let content = validate::content(r.content, &ctx.services.content)?;
     let op = RoomOp::Edit {
         target_seq: r.target_seq,
@@ -58,9 +66,10 @@ pub(super) fn delete(ctx: Ctx<'_>, r: v1::DeleteRequest) -> Result<Prepared, Cha
     }))
 }
 
-pub(super) fn react(ctx: Ctx<'_>, r: v1::ReactRequest) -> Result<Prepared, ChatError> {
+pub(super) async fn react(ctx: Ctx<'_>, r: v1::ReactRequest) -> Result<Prepared, ChatError> {
     let room = room_id(&r.room_id)?;
     validate::emoji(&r.emoji)?;
+    take_send_token(&ctx).await?;
     let op = RoomOp::React {
         target_seq: r.target_seq,
         emoji: r.emoji,

@@ -114,9 +114,9 @@ pub fn is_message_change(request: &Request) -> bool {
 pub async fn prepare(ctx: Ctx<'_>, request: Request) -> Result<Prepared, ChatError> {
     match request {
         Request::Send(r) => messages::send(ctx, r).await,
-        Request::Edit(r) => messages::edit(ctx, r),
+        Request::Edit(r) => messages::edit(ctx, r).await,
         Request::Delete(r) => messages::delete(ctx, r),
-        Request::React(r) => messages::react(ctx, r),
+        Request::React(r) => messages::react(ctx, r).await,
         _ => Err(ChatError::Internal),
     }
 }

@@ -12,11 +12,11 @@ use crate::session::core::SessionCore;
 /// Room events and messages leave this much room in a server frame for the envelope.
 const FRAME_OVERHEAD: usize = 1024;
 
-/// The lowest seq the member may read.
-fn first_visible(room: &v1::Room, member: &v1::Member) -> u64 {
+/// The lowest seq a member who joined at `joined_seq` may read, by the visibility setting.
+pub(super) fn first_visible(room: &v1::Room, joined_seq: u64) -> u64 {
     match room.history_visibility() {
         v1::HistoryVisibility::Full => 1,
-        _ => member.joined_seq.max(1),
+        _ => joined_seq.max(1),
     }
 }
 
@@ -28,7 +28,7 @@ async fn readable(ctx: &Ctx<'_>, room: &RoomId) -> Result<u64, ChatError> {
     let store = &ctx.services.store;
     let settings = store.room(room).await?.ok_or(ChatError::NotFound)?;
     let retained_from = store.retained_from(room).await?;
-    Ok(first_visible(&settings, &member).max(retained_from))
+    Ok(first_visible(&settings, member.joined_seq).max(retained_from))
 }
 
 fn max_bytes(ctx: &Ctx<'_>) -> usize {

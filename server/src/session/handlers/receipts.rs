@@ -20,9 +20,17 @@ pub(super) async fn summary(ctx: &Ctx<'_>, state: UserRoom) -> Result<v1::RoomSu
     if let Some(room) = &mut room {
         room.last_seq = head.seq;
     }
+    // The preview is a read of the history: only what History would show the caller
+    // (history visibility from the join, retention).
+    let visible_from = room
+        .as_ref()
+        .map_or(u64::MAX, |room| {
+            super::reads::first_visible(room, state.joined_seq)
+        })
+        .max(store.retained_from(&state.room_id).await?);
     let latest = HistoryQuery {
         anchor: HistoryAnchor::Latest,
-        min_seq: 1,
+        min_seq: visible_from,
         limit: 1,
         max_bytes: usize::MAX,
         thread_root_seq: 0,

@@ -60,8 +60,9 @@ pub(super) async fn create_group(
         topic: r.topic,
         members: users("member_ids", &r.member_ids)?,
         history_visibility: visibility,
+        // 0 is the largest cap, Limits.max_group_members.
         member_cap: if r.member_cap == 0 {
-            max_members.min(1000)
+            max_members
         } else {
             r.member_cap
         },
