@@ -117,6 +117,8 @@ pub struct SessionCore {
     pending_over: Vec<u64>,
     /// The close, emitted once every other output is out.
     closing: Option<Output>,
+    /// The code the session was closed with, once it was (for the connection log).
+    closed_with: Option<v1::CloseCode>,
 }
 
 /// Delivery state of one subscribed room.
@@ -148,6 +150,7 @@ impl SessionCore {
             pending: VecDeque::new(),
             pending_over: Vec::new(),
             closing: None,
+            closed_with: None,
         }
     }
 
@@ -509,11 +512,18 @@ impl SessionCore {
             return;
         }
         self.phase = Phase::Closed;
+        self.closed_with = Some(code);
         self.closing = Some(Output::Close {
             code,
             reason: reason.to_owned(),
             reconnect,
         });
+    }
+
+    /// The code the session closed the connection with; `None` while open, or when the peer
+    /// closed or the connection dropped.
+    pub fn closed_with(&self) -> Option<v1::CloseCode> {
+        self.closed_with
     }
 
     /// When [`SessionCore::on_timeout`] must next be called.

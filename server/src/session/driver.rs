@@ -95,10 +95,6 @@ pub trait SessionTransport: Send {
     fn kind(&self) -> &'static str {
         "websocket"
     }
-    /// The close code the session closed it with, where noted (for the log).
-    fn closed_with(&self) -> Option<v1::CloseCode> {
-        None
-    }
 }
 
 /// The capability that lets typing travel as QUIC datagrams (docs/protocol.md §22).
@@ -144,15 +140,10 @@ const READER_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(
     services: Arc<Services>,
     reader: Box<dyn TransportReader>,
-    transport: Box<dyn SessionTransport>,
+    mut transport: Box<dyn SessionTransport>,
 ) {
     let opened = Instant::now();
     let kind = transport.kind();
-    // Remembers the close code for the `connection closed` line.
-    let mut transport: Box<dyn SessionTransport> = Box::new(Noted {
-        inner: transport,
-        close: None,
-    });
     let mut announced = false;
     let limits = &services.limits;
     let mut decoder = ClientFrameDecoder::new(limits.max_client_frame_bytes as usize);
@@ -197,7 +188,7 @@ pub async fn run(
             break;
         }
     }
-    let close = transport.closed_with();
+    let close = core.closed_with();
     tracing::info!(
         user = connected.as_ref().map_or("-", |s| s.user.as_str()),
         transport = kind,
@@ -225,35 +216,6 @@ pub async fn run(
         .is_err()
     {
         reading.abort();
-    }
-}
-
-/// The session's transport, noting the close code it was closed with.
-struct Noted {
-    inner: Box<dyn SessionTransport>,
-    close: Option<v1::CloseCode>,
-}
-
-#[async_trait]
-impl SessionTransport for Noted {
-    async fn send(&mut self, bytes: Bytes) -> Result<(), TransportError> {
-        self.inner.send(bytes).await
-    }
-    async fn close(&mut self, code: v1::CloseCode, reason: &str) {
-        self.close = Some(code);
-        self.inner.close(code, reason).await;
-    }
-    fn typing_datagrams(&self) -> bool {
-        self.inner.typing_datagrams()
-    }
-    fn send_datagram(&mut self, frame: Bytes) -> bool {
-        self.inner.send_datagram(frame)
-    }
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn closed_with(&self) -> Option<v1::CloseCode> {
-        self.close
     }
 }
 
