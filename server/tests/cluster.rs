@@ -150,7 +150,7 @@ async fn three_nodes_serve_one_contiguous_log() {
         "{health}"
     );
     assert_eq!(health["score"], 100, "{health}");
-    let mut owned = 0.0;
+    let (mut owned, mut received) = (0.0, 0.0);
     for node in &nodes {
         let text = within(reqwest::get(format!("http://{}/metrics", node.addr)))
             .await
@@ -164,16 +164,15 @@ async fn three_nodes_serve_one_contiguous_log() {
                 .unwrap_or(0.0)
         };
         owned += value("chatwire_pipeline_shards_owned");
-        assert!(
-            value("chatwire_fanout_redis_lag_seconds_count") > 0.0,
-            "{text}"
-        );
+        // The room's writer runs on one node; the others get its batches through Redis.
+        received += value("chatwire_fanout_redis_lag_seconds_count");
         assert!(
             text.contains("chatwire_store_operation_seconds_count{backend=\"scylla\""),
             "{text}"
         );
     }
     assert!(owned > 0.0, "the nodes own the shards between them");
+    assert!(received > 0.0, "batches crossed nodes through Redis");
 }
 
 /// Progress of the senders: acknowledgements per room.

@@ -200,15 +200,7 @@ pub async fn run(
     if let Some(session) = connected {
         services.fanout.detach(session.key);
     }
-    // A close decided while a write was failing (a slow consumer) is still queued in the core;
-    // one written out was counted when it was sent.
-    let queued = std::iter::from_fn(|| core.poll_output()).find_map(|output| match output {
-        Output::Close { code, .. } => Some(code),
-        _ => None,
-    });
-    if queued.is_some() || !core.is_closed() {
-        crate::telemetry::connection_closed(kind, queued);
-    }
+    crate::telemetry::connection_closed(kind, close);
     // The read half answers the peer's close (or sees the connection end); then it stops.
     drop(inbound);
     if tokio::time::timeout(READER_GRACE, &mut reading)
@@ -446,7 +438,6 @@ async fn drain(
                     })),
                 };
                 let _ = encode_frame(&frame, max_frame, out);
-                crate::telemetry::connection_closed(transport.kind(), Some(code));
                 // A peer that reads nothing gets no close frame, only the end of the connection.
                 let closing = async {
                     if flush(core, out, transport, None, CLOSE_WRITE_TIMEOUT).await {
