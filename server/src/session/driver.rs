@@ -197,10 +197,11 @@ pub async fn run(
         duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
         "connection closed"
     );
+    // Counted before the session leaves the fan-out (and `chatwire_sessions`).
+    crate::telemetry::connection_closed(kind, close);
     if let Some(session) = connected {
         services.fanout.detach(session.key);
     }
-    crate::telemetry::connection_closed(kind, close);
     // The read half answers the peer's close (or sees the connection end); then it stops.
     drop(inbound);
     if tokio::time::timeout(READER_GRACE, &mut reading)
