@@ -265,3 +265,30 @@ async fn an_aioquic_client_connects_and_sends() {
     assert_eq!((*got, sender.as_str()), (seq, "bob"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn connection_attempts_over_the_address_rate_are_closed_after_the_handshake() {
+    // over QUIC; issue 15 M5: the attempt is charged once its handshake proved the
+    // address, and refused with 4010.
+    let server = TestServer::start_with(|config| {
+        config.limits.rate_connects_per_ip = chatwire_server::config::RateLimit {
+            rate_per_minute: 1,
+            burst: 1,
+        };
+    })
+    .await;
+    let target = server.quic_target();
+    let (first, _) = connect(&server, &target, "alice", &[]).await;
+    let second = within(Client::open(&target)).await.expect("QUIC opens");
+    let refused = second.connect(&server.token("alice")).await;
+    assert!(refused.is_err(), "the second attempt within the minute");
+    let info = within(second.wait_closed()).await;
+    assert_eq!(
+        (info.by, info.close_code()),
+        (ClosedBy::Peer, Some(CloseCode::TooManyConnections))
+    );
+    within(first.ping(v1::PingRequest::default()))
+        .await
+        .expect("the first connection is unaffected");
+    server.stop().await;
+}

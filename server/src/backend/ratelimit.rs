@@ -31,7 +31,18 @@ struct Bucket {
 /// In-process token buckets.
 #[derive(Debug, Default)]
 pub struct LocalRateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    inner: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<String, Bucket>,
+    /// The size at which the next sweep runs: at least [`MAX_BUCKETS`], and twice what the
+    /// last sweep kept, so sweeping costs O(1) per new key however many buckets stay busy
+    /// (issue 15 M6: a sweep per new key was O(n) each once n busy buckets passed the cap).
+    sweep_at: usize,
+    /// Buckets looked at by sweeps, for the tests that count them.
+    swept: u64,
 }
 
 impl LocalRateLimiter {
@@ -51,19 +62,23 @@ fn refill(bucket: &mut Bucket, rate: RateLimit, now_ms: i64) {
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
     async fn take(&self, key: &str, rate: RateLimit, now_ms: i64) -> Result<(), u32> {
-        let mut buckets = self
-            .buckets
+        let mut guard = self
+            .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+        let inner = &mut *guard;
+        if inner.map.len() >= inner.sweep_at.max(MAX_BUCKETS) && !inner.map.contains_key(key) {
             // Forget buckets that have refilled: they hold no state worth keeping.
-            buckets.retain(|_, b| {
+            inner.swept += inner.map.len() as u64;
+            inner.map.retain(|_, b| {
                 let mut b = *b;
                 let rate = b.rate;
                 refill(&mut b, rate, now_ms);
                 b.tokens < f64::from(rate.burst)
             });
+            inner.sweep_at = inner.map.len().saturating_mul(2);
         }
+        let buckets = &mut inner.map;
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: f64::from(rate.burst),
             updated_ms: now_ms,
@@ -119,6 +134,36 @@ mod tests {
             assert_eq!(limiter.take("a", RATE, 3_600_000).await, Ok(()));
         }
         assert!(limiter.take("a", RATE, 3_600_000).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn busy_buckets_past_the_cap_are_swept_once_per_doubling_not_per_new_key() {
+        let limiter = LocalRateLimiter::new();
+        // MAX_BUCKETS busy buckets (each has just taken a token), then as many new keys again.
+        for n in 0..2 * MAX_BUCKETS {
+            assert_eq!(limiter.take(&format!("k{n}"), RATE, 0).await, Ok(()));
+        }
+        let inner = limiter.inner.lock().expect("lock");
+        assert_eq!(
+            inner.map.len(),
+            2 * MAX_BUCKETS,
+            "busy buckets are all kept"
+        );
+        assert_eq!(
+            inner.swept, MAX_BUCKETS as u64,
+            "one sweep of the full map, not one per new key"
+        );
+    }
+
+    #[tokio::test]
+    async fn refilled_buckets_are_forgotten_at_the_cap() {
+        let limiter = LocalRateLimiter::new();
+        for n in 0..MAX_BUCKETS {
+            assert_eq!(limiter.take(&format!("k{n}"), RATE, 0).await, Ok(()));
+        }
+        // Ten seconds later every bucket is full again: the next new key sweeps them all out.
+        assert_eq!(limiter.take("new", RATE, 10_000).await, Ok(()));
+        assert_eq!(limiter.inner.lock().expect("lock").map.len(), 1);
     }
 
     #[tokio::test]

@@ -45,7 +45,7 @@ pub async fn upgrade(
     if let Err(retry_after_ms) = services
         .limiter
         .take(
-            &format!("connect:{}", peer.ip()),
+            &format!("connect:{}", super::conns::client_prefix(peer.ip())),
             connects,
             services.clock.now_ms(),
         )

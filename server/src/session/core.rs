@@ -15,7 +15,7 @@ use chatwire_protocol::{DecodeError, limits, v1};
 use v1::client_frame::Request;
 
 use crate::chat::error::ChatError;
-use crate::chat::ids::RoomId;
+use crate::chat::ids::{RoomId, UserId};
 
 /// Timing and size settings of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +119,8 @@ pub struct SessionCore {
     closing: Option<Output>,
     /// The code the session was closed with, once it was (for the connection log).
     closed_with: Option<v1::CloseCode>,
+    /// The session's user, once connected: live delivery of a room stops at its `MemberLeft`.
+    user: Option<UserId>,
 }
 
 /// Delivery state of one subscribed room.
@@ -151,6 +153,7 @@ impl SessionCore {
             pending_over: Vec::new(),
             closing: None,
             closed_with: None,
+            user: None,
         }
     }
 
@@ -296,10 +299,11 @@ impl SessionCore {
         }
     }
 
-    /// Connect succeeded; the token expires at `token_expires_at`.
-    pub fn on_connected(&mut self, token_expires_at: Instant) {
+    /// Connect succeeded for `user`; the token expires at `token_expires_at`.
+    pub fn on_connected(&mut self, user: UserId, token_expires_at: Instant) {
         if self.phase == Phase::Connecting {
             self.phase = Phase::Connected;
+            self.user = Some(user);
             self.token_expires_at = Some(token_expires_at);
             self.token_warned = false;
         }
@@ -438,6 +442,7 @@ impl SessionCore {
         }
         let mut deliver = Vec::new();
         let mut gap = false;
+        let mut left = false;
         for (i, event) in events.iter().enumerate() {
             if event.seq <= cursor.last {
                 continue;
@@ -445,6 +450,14 @@ impl SessionCore {
             if event.seq == cursor.last + 1 {
                 cursor.last = event.seq;
                 deliver.push(i);
+                // The user's own MemberLeft is the last event it gets from the room
+                // whatever the fan-out still hands over after it is not its to see.
+                if let Some(v1::room_event::Kind::MemberLeft(l)) = &event.kind
+                    && self.user.as_ref().is_some_and(|u| u.as_str() == l.user_id)
+                {
+                    left = true;
+                    break;
+                }
             } else {
                 gap = true;
                 break;
@@ -455,13 +468,16 @@ impl SessionCore {
         if ask_repair {
             cursor.repairing = true;
         }
+        if left {
+            self.cursors.remove(room);
+        }
         for i in deliver {
             match frames.and_then(|frames| frames.get(i)) {
                 Some(frame) => self.out.push_back(Output::Encoded(frame.clone())),
                 None => self.event(v1::event::Kind::Room(events[i].clone())),
             }
         }
-        if ask_repair {
+        if ask_repair && !left {
             self.out.push_back(Output::Repair {
                 room: room.clone(),
                 after_seq,

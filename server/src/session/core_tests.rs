@@ -7,7 +7,7 @@ use chatwire_protocol::v1;
 use v1::client_frame::Request;
 
 use super::{Output, SessionConfig, SessionCore};
-use crate::chat::ids::RoomId;
+use crate::chat::ids::{RoomId, UserId};
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -48,7 +48,7 @@ fn connected(now: Instant, token_ttl: Duration) -> SessionCore {
         outputs(&mut core).as_slice(),
         [Output::Execute { id: 1, .. }]
     ));
-    core.on_connected(now + token_ttl);
+    core.on_connected(UserId::parse("bob").unwrap(), now + token_ttl);
     core
 }
 
@@ -318,6 +318,32 @@ fn a_frame_without_a_known_request_is_unsupported() {
     );
 }
 
+/// Issue 15 H1: whatever the fan-out hands over, the session's user gets its own `MemberLeft`
+/// and nothing of the room after it; other users' departures change nothing.
+#[test]
+fn live_delivery_of_a_room_stops_at_the_users_own_member_left() {
+    let now = Instant::now();
+    let mut core = connected(now, Duration::from_secs(3600));
+    let room = RoomId::parse("g.1").unwrap();
+    core.start_live(room.clone(), 0);
+    let left = |seq, user: &str| v1::RoomEvent {
+        kind: Some(v1::room_event::Kind::MemberLeft(v1::MemberLeft {
+            user_id: user.into(),
+            ..Default::default()
+        })),
+        ..room_event("g.1", seq)
+    };
+    core.on_room_events(
+        &room,
+        &[room_event("g.1", 1), left(2, "carol"), left(3, "bob")],
+        false,
+    );
+    core.on_room_events(&room, &[room_event("g.1", 4)], false);
+    core.on_room_events(&room, &[room_event("g.1", 6)], true);
+    assert_eq!(delivered_seqs(&outputs(&mut core)), vec![1, 2, 3]);
+    assert!(!core.is_live(&room), "the room is no longer live");
+}
+
 #[test]
 fn room_events_are_delivered_contiguously_once_and_gaps_ask_for_repair() {
     let now = Instant::now();
@@ -451,7 +477,10 @@ fn frames_pipelined_behind_connect_are_admitted_after_its_reply() {
         outputs(&mut core).as_slice(),
         [Output::Execute { id: 1, .. }]
     ));
-    core.on_connected(now + Duration::from_secs(3600));
+    core.on_connected(
+        UserId::parse("bob").unwrap(),
+        now + Duration::from_secs(3600),
+    );
     core.on_reply(
         1,
         Ok(v1::reply::Result::Connect(v1::ConnectResponse::default())),
@@ -514,7 +543,10 @@ fn frames_pipelined_past_the_in_flight_limit_are_rate_limited_after_connect() {
         core.on_frame(now, frame(id, ping()));
     }
     let _ = outputs(&mut core);
-    core.on_connected(now + Duration::from_secs(3600));
+    core.on_connected(
+        UserId::parse("bob").unwrap(),
+        now + Duration::from_secs(3600),
+    );
     core.on_reply(
         1,
         Ok(v1::reply::Result::Connect(v1::ConnectResponse::default())),

@@ -650,7 +650,7 @@ async fn connect_session(
     let key = services.next_session_key();
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
     services.fanout.attach(key, &user, link);
-    core.on_connected(instant_at(services, expires_at_ms));
+    core.on_connected(user.clone(), instant_at(services, expires_at_ms));
     core.set_token_expires_at_ms(expires_at_ms);
     // only on a transport with datagram support, and only when the client offered it.
     let typing_datagrams =

@@ -147,18 +147,21 @@ pub struct QuicState {
     pub retry_above: usize,
 }
 
-/// Accepts connections until the endpoint is closed.
+/// Accepts connections until the endpoint is closed. Nothing here waits: the per-address rate
+/// is charged in each connection's own task, once its handshake proved the address (issue 15
+/// M5), so neither a slow limiter nor spoofed source addresses hold up the loop or use up
+/// another client's budget.
 pub async fn accept_loop(endpoint: Endpoint, state: QuicState) {
     while let Some(incoming) = endpoint.accept().await {
-        if let Some(incoming) = admit(&state, incoming).await {
+        if let Some(incoming) = admit(&state, incoming) {
             tokio::spawn(connection(state.clone(), incoming));
         }
     }
 }
 
-/// Decides on a new connection attempt before any handshake work: Retry under load, refuse
-/// while draining or over the per-address rate.
-async fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
+/// Decides on a new connection attempt before any handshake work: refuse while draining,
+/// Retry under load.
+fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
     let services = &state.services;
     if services.draining.load(Ordering::SeqCst) {
         incoming.refuse();
@@ -169,19 +172,6 @@ async fn admit(state: &QuicState, incoming: Incoming) -> Option<Incoming> {
         && incoming.may_retry()
     {
         let _ = incoming.retry();
-        return None;
-    }
-    let ip = incoming.remote_address().ip();
-    let key = format!("connect:{ip}");
-    let rate = services.rates.connects_per_ip;
-    if services
-        .limiter
-        .take(&key, rate, services.clock.now_ms())
-        .await
-        .is_err()
-    {
-        crate::telemetry::rate_limited("connect");
-        incoming.refuse();
         return None;
     }
     Some(incoming)
@@ -211,6 +201,21 @@ async fn connection(state: QuicState, incoming: Incoming) {
         return;
     };
     drop(handshaking);
+    // The handshake completed, so the client owns its address: only now is it charged.
+    let services = &state.services;
+    let key = format!("connect:{}", crate::http::conns::client_prefix(ip));
+    let now_ms = services.clock.now_ms();
+    if services
+        .limiter
+        .take(&key, services.rates.connects_per_ip, now_ms)
+        .await
+        .is_err()
+    {
+        crate::telemetry::rate_limited("connect");
+        let code = error_code(v1::CloseCode::TooManyConnections);
+        connection.close(code, b"too many connection attempts from this address");
+        return;
+    }
     let Some(_guard) = state.connections.acquire(ip, state.max_connections_per_ip) else {
         let code = error_code(v1::CloseCode::TooManyConnections);
         connection.close(code, b"too many connections from this address");

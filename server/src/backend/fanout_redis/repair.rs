@@ -84,10 +84,45 @@ async fn fill(
             .rooms
             .audience(room)
             .unwrap_or_else(|| Vec::new().into());
-        let events: Arc<[v1::RoomEvent]> = events.into();
-        let ready = state.rooms.offer(room, &events, &audience, true);
-        state.deliver_rooms(ready);
+        for (events, audience) in by_membership(events, &audience) {
+            let ready = state.rooms.offer(room, &events, &audience, true);
+            state.deliver_rooms(ready);
+        }
     }
+}
+
+/// Contiguous events and the users they go to.
+type Run = (Arc<[v1::RoomEvent]>, Arc<[UserId]>);
+
+/// Log events in runs, each with the audience it goes to (issue 15 H1). Repair starts from the
+/// last audience seen over Redis, but the log says who joined and left since: a
+/// `MemberJoined` adds its user from that event on; a `MemberLeft` goes to its user too (the
+/// leaver learns it left, R-16.3.1) and nothing after it does. So a member removed while Redis
+/// was down never receives the room's later messages from a repair.
+fn by_membership(events: Vec<v1::RoomEvent>, audience: &Arc<[UserId]>) -> Vec<Run> {
+    use v1::room_event::Kind;
+    let mut current = Arc::clone(audience);
+    let mut runs: Vec<(Vec<v1::RoomEvent>, Arc<[UserId]>)> = Vec::new();
+    for event in events {
+        let (joined, left) = match &event.kind {
+            Some(Kind::MemberJoined(j)) => (UserId::parse(&j.user_id).ok(), None),
+            Some(Kind::MemberLeft(l)) => (None, UserId::parse(&l.user_id).ok()),
+            _ => (None, None),
+        };
+        if let Some(user) = joined.filter(|u| !current.contains(u)) {
+            current = current.iter().cloned().chain([user]).collect();
+        }
+        match runs.last_mut() {
+            Some((run, to)) if Arc::ptr_eq(to, &current) => run.push(event),
+            _ => runs.push((vec![event], Arc::clone(&current))),
+        }
+        if let Some(user) = left.filter(|u| current.contains(u)) {
+            current = current.iter().filter(|u| **u != user).cloned().collect();
+        }
+    }
+    runs.into_iter()
+        .map(|(events, audience)| (events.into(), audience))
+        .collect()
 }
 
 /// Runs of events `(after, until]` from the tail stream, each with its audience.
@@ -96,7 +131,7 @@ async fn from_tail(
     room: &RoomId,
     after: u64,
     until: u64,
-) -> Result<Vec<(Arc<[v1::RoomEvent]>, Arc<[UserId]>)>, String> {
+) -> Result<Vec<Run>, String> {
     let mut redis = shared.redis.clone();
     let reply: StreamRangeReply = tokio::time::timeout(
         super::COMMAND_DEADLINE,
@@ -167,5 +202,77 @@ fn bytes(value: &Value) -> Option<&[u8]> {
         Value::BulkString(bytes) => Some(bytes),
         Value::SimpleString(s) => Some(s.as_bytes()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use v1::room_event::Kind;
+
+    fn event(seq: u64, kind: Option<Kind>) -> v1::RoomEvent {
+        v1::RoomEvent {
+            seq,
+            kind,
+            ..Default::default()
+        }
+    }
+
+    fn message(seq: u64) -> v1::RoomEvent {
+        event(
+            seq,
+            Some(Kind::MessageCreated(v1::MessageCreated::default())),
+        )
+    }
+
+    fn users(names: &[&str]) -> Arc<[UserId]> {
+        names
+            .iter()
+            .map(|n| UserId::parse(n).expect("user id"))
+            .collect()
+    }
+
+    fn names(audience: &[UserId]) -> Vec<&str> {
+        audience.iter().map(UserId::as_str).collect()
+    }
+
+    #[test]
+    fn a_member_who_left_gets_its_member_left_and_nothing_after() {
+        let left = event(
+            2,
+            Some(Kind::MemberLeft(v1::MemberLeft {
+                user_id: "bob".into(),
+                ..Default::default()
+            })),
+        );
+        let joined = event(
+            4,
+            Some(Kind::MemberJoined(v1::MemberJoined {
+                user_id: "carol".into(),
+                ..Default::default()
+            })),
+        );
+        let events = vec![message(1), left, message(3), joined, message(5)];
+        let runs = by_membership(events, &users(&["alice", "bob"]));
+        let seen: Vec<(Vec<u64>, Vec<&str>)> = runs
+            .iter()
+            .map(|(events, to)| (events.iter().map(|e| e.seq).collect(), names(to)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (vec![1, 2], vec!["alice", "bob"]),
+                (vec![3], vec!["alice"]),
+                (vec![4, 5], vec!["alice", "carol"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn events_without_membership_changes_stay_one_run_to_the_same_audience() {
+        let audience = users(&["alice"]);
+        let runs = by_membership(vec![message(1), message(2)], &audience);
+        assert_eq!(runs.len(), 1);
+        assert!(Arc::ptr_eq(&runs[0].1, &audience));
     }
 }
