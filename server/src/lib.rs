@@ -28,5 +28,6 @@ pub mod http;
 pub mod logs;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod transport;
 pub mod webhook;

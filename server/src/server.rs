@@ -30,6 +30,7 @@ use crate::backend::pipeline_local::LocalPipeline;
 use crate::backend::pipeline_rabbit::RabbitPipeline;
 use crate::backend::ratelimit_redis::RedisRateLimiter;
 use crate::backend::store::{RoomLog, Store};
+use crate::backend::store_metered::MeteredStore;
 use crate::backup::OpenDatabases;
 use crate::chat::draft::WriterConfig;
 use crate::chat::writer::RoomWriter;
@@ -128,6 +129,12 @@ impl Server {
                     (store, shards, Some(registry))
                 }
             };
+        crate::telemetry::init();
+        let backend = match config.storage.backend {
+            StoreBackend::Embedded => "embedded",
+            StoreBackend::Scylla => "scylla",
+        };
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, backend));
         let verifier = TokenVerifier::from_config(&config.auth, Some(&dev.jwt_secret))
             .map_err(|e| StartError(e.to_string()))?;
         let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
@@ -164,6 +171,7 @@ impl Server {
                 .with_events(publisher.clone())
             })
             .collect();
+        let nodes = registry.clone();
         let mut rabbit = None;
         let pipeline: Arc<dyn Pipeline> = match (clustered, registry) {
             (true, Some(registry)) => {
@@ -206,6 +214,11 @@ impl Server {
                     .await
                     .map_err(|e| StartError(format!("redis: {e}")))?;
             services.limiter = Arc::new(limiter);
+            if !clustered {
+                let probe = crate::backend::redis_probe::RedisProbe::new(url)
+                    .map_err(|e| StartError(format!("redis: {e}")))?;
+                services.probes.push(Arc::new(probe));
+            }
         }
         let addr = listener
             .local_addr()
@@ -221,6 +234,7 @@ impl Server {
                     TokenMinter::from_config(&config.auth, Some(&dev.jwt_secret)).ok(),
                 )
                 .with_event_queues(consumers.queues().to_vec())
+                .with_nodes(addr.to_string(), nodes)
                 .with_backup(config.data_dir.clone(), backup),
             ),
         };

@@ -118,6 +118,61 @@ async fn three_nodes_serve_one_contiguous_log() {
     assert_eq!(logs[0], logs[1]);
     assert_eq!(logs[1], logs[2]);
     assert_eq!(acked.len(), 75);
+
+    // The health report lists the three nodes and the cluster's backends; the metrics show the
+    // shards this node owns and the batches that came from the others through Redis.
+    let key = std::fs::read_to_string(cluster.node_dir(1).join("admin-key")).expect("admin key");
+    let http = reqwest::Client::new();
+    let health: serde_json::Value = within(
+        http.get(format!("http://{}/admin/health", nodes[0].addr))
+            .bearer_auth(key.trim())
+            .send(),
+    )
+    .await
+    .expect("health")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        health["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{health}"
+    );
+    let backends: Vec<(&str, &str)> = health["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .filter_map(|b| Some((b["name"].as_str()?, b["status"].as_str()?)))
+        .collect();
+    assert_eq!(
+        backends,
+        [("store", "ok"), ("fanout", "ok"), ("pipeline", "ok")],
+        "{health}"
+    );
+    assert_eq!(health["score"], 100, "{health}");
+    let (mut owned, mut received) = (0.0, 0.0);
+    for node in &nodes {
+        let text = within(reqwest::get(format!("http://{}/metrics", node.addr)))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        owned += value("chatwire_pipeline_shards_owned");
+        // The room's writer runs on one node; the others get its batches through Redis.
+        received += value("chatwire_fanout_redis_lag_seconds_count");
+        assert!(
+            text.contains("chatwire_store_operation_seconds_count{backend=\"scylla\""),
+            "{text}"
+        );
+    }
+    assert!(owned > 0.0, "the nodes own the shards between them");
+    assert!(received > 0.0, "batches crossed nodes through Redis");
 }
 
 /// Progress of the senders: acknowledgements per room.

@@ -195,6 +195,11 @@ impl Pipeline for BreakerPipeline {
         let admission = self.breaker.admit()?;
         let result = self.inner.execute(command).await;
         admission.record(matches!(result, Err(ChatError::Unavailable(_))));
+        crate::telemetry::circuit_state(match self.breaker.state() {
+            BreakerState::Closed { .. } => 0,
+            BreakerState::HalfOpen { .. } => 1,
+            BreakerState::Open { .. } => 2,
+        });
         result
     }
 }

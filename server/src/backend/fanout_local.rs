@@ -133,6 +133,7 @@ impl Fanout for LocalFanout {
                 .collect()
         };
         let batch = RoomBatch::new(events);
+        crate::telemetry::fanned_out(links.len());
         for link in links {
             link.deliver(Delivery::Room(Arc::clone(&batch)));
         }

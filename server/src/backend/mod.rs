@@ -31,7 +31,9 @@ pub mod ratelimit;
 pub mod ratelimit_redis;
 pub mod redb_backup;
 mod redb_fail;
+pub mod redis_probe;
 pub mod scylla;
 pub mod store;
 #[cfg(test)]
 pub mod store_counting;
+pub mod store_metered;

@@ -51,6 +51,7 @@ pub struct RoomWriter {
     config: WriterConfig,
     cache: HashMap<RoomId, RoomState>,
     events: Option<Arc<dyn EventPublisher>>,
+    rooms: crate::telemetry::RoomsSlot,
 }
 
 impl RoomWriter {
@@ -68,6 +69,7 @@ impl RoomWriter {
             config,
             cache: HashMap::new(),
             events: None,
+            rooms: crate::telemetry::RoomsSlot::default(),
         }
     }
 
@@ -209,6 +211,7 @@ impl RoomWriter {
             self.cache.clear();
         }
         self.cache.insert(room, state);
+        self.rooms.set(self.cache.len());
     }
 }
 

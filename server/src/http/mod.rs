@@ -39,11 +39,23 @@ const EXAMPLE_PAGE: &str =
 const EXAMPLE_ICON: &[u8] =
     include_bytes!("../../../clients/typescript/examples/web-chat/dist/favicon.ico");
 
+/// The routes the API document leaves out, with why; every other route is an admin API route
+/// (`admin::routes`, where utoipa-axum documents each route it adds).
+pub const UNDOCUMENTED_ROUTES: &[(&str, &str)] = &[
+    (
+        "/v1/ws",
+        "the session protocol's WebSocket upgrade (docs/protocol.md)",
+    ),
+    ("/", "the example web chat"),
+    ("/favicon.ico", "the example web chat's icon"),
+    ("/openapi.json", "the document itself"),
+    ("/docs/", "Swagger UI, the document's browser"),
+];
+
 /// The server's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/", get(|| async { axum::response::Html(EXAMPLE_PAGE) }))
         .route(
             "/favicon.ico",

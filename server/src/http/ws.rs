@@ -51,6 +51,7 @@ pub async fn upgrade(
         )
         .await
     {
+        crate::telemetry::rate_limited("connect");
         let retry_after_s = retry_after_ms.div_ceil(1000).max(1).to_string();
         return (
             StatusCode::TOO_MANY_REQUESTS,

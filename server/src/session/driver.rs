@@ -126,6 +126,8 @@ struct Connected {
     /// RoomActivity costs no store read: loaded once per room, moved by the user's own sends,
     /// forgotten when the read position moves otherwise (MarkRead here or on another session).
     read_ordinals: HashMap<RoomId, u64>,
+    /// Deliveries taken from the queue (the queue's depth is sampled every 16th).
+    taken: u32,
 }
 
 /// Most rooms whose read position a session remembers for RoomActivity.
@@ -150,6 +152,7 @@ pub async fn run(
     let mut out = BytesMut::new();
     let (mut inbound, mut reading) = spawn_reader(reader);
     let mut writes = Writes::new();
+    crate::telemetry::connection_opened(kind);
     loop {
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         let overflow = connected
@@ -194,6 +197,8 @@ pub async fn run(
         duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
         "connection closed"
     );
+    // Counted before the session leaves the fan-out (and `chatwire_sessions`).
+    crate::telemetry::connection_closed(kind, close);
     if let Some(session) = connected {
         services.fanout.detach(session.key);
     }
@@ -259,7 +264,12 @@ fn spawn_reader(
 
 async fn next_delivery(connected: &mut Option<Connected>) -> Option<Delivery> {
     match connected {
-        Some(session) => session.deliveries.recv().await,
+        Some(session) => {
+            let delivery = session.deliveries.recv().await;
+            session.taken = session.taken.wrapping_add(1);
+            crate::telemetry::delivery_taken(session.taken, session.deliveries.len());
+            delivery
+        }
         None => std::future::pending().await,
     }
 }
@@ -513,24 +523,35 @@ async fn execute(
         connected,
         writes,
     } = session;
+    let timing = (crate::telemetry::request_kind(&request), Instant::now());
+    let answered = |outcome: &'static str| {
+        crate::telemetry::request_answered(timing.0, outcome, timing.1);
+    };
     match (request, connected.as_ref()) {
         (Request::Connect(connect), _) => {
             match connect_session(services, core, &connect, features).await {
                 Ok((session, response)) => {
                     *connected = Some(session);
+                    answered("OK");
                     core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
                 }
-                Err((error, code)) => core.on_connect_failed(id, error, code),
+                Err((error, code)) => {
+                    answered(crate::telemetry::outcome(&Err::<(), _>(error.clone())));
+                    core.on_connect_failed(id, error, code);
+                }
             }
         }
         (Request::Refresh(refresh), Some(session)) => {
             let result = refresh_token(services, core, &session.user, &refresh.token).await;
+            answered(crate::telemetry::outcome(&result));
             core.on_reply(id, result);
         }
         (request, Some(session)) => {
             let rates = services.rates.requests;
             if let Err(err) = services.rate_limit("requests", &session.user, rates).await {
-                core.on_reply(id, Err(err));
+                let result = Err(err);
+                answered(crate::telemetry::outcome(&result));
+                core.on_reply(id, result);
                 return;
             }
             let ctx = Ctx {
@@ -542,9 +563,13 @@ async fn execute(
             if handlers::is_message_change(&request) {
                 match handlers::prepare(ctx, request).await {
                     Ok(prepared) => {
-                        hand_over(services, core, writes, (id, trace_id), prepared).await
+                        hand_over(services, core, writes, (id, trace_id, timing), prepared).await
                     }
-                    Err(err) => reply(core, id, &trace_id, Err(err)),
+                    Err(err) => {
+                        let result = Err(err);
+                        answered(crate::telemetry::outcome(&result));
+                        reply(core, id, &trace_id, result);
+                    }
                 }
                 return;
             }
@@ -556,6 +581,7 @@ async fn execute(
             if let (Some(room), Some(session)) = (marked, connected.as_mut()) {
                 session.read_ordinals.remove(&room);
             }
+            answered(crate::telemetry::outcome(&result));
             reply(core, id, &trace_id, result);
         }
         (_, None) => core.on_reply(id, Err(ChatError::FailedPrecondition("not connected"))),
@@ -569,12 +595,13 @@ async fn hand_over(
     services: &Arc<Services>,
     core: &mut SessionCore,
     writes: &mut Writes,
-    (id, trace_id): (u64, String),
+    (id, trace_id, (kind, started)): (u64, String, (&'static str, Instant)),
     prepared: handlers::Prepared,
 ) {
     let services = Arc::clone(services);
     let mut write: std::pin::Pin<Box<_>> = Box::pin(async move {
         let result = prepared.run(&services).await;
+        crate::telemetry::request_answered(kind, crate::telemetry::outcome(&result), started);
         (id, trace_id, result)
     });
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
@@ -659,6 +686,7 @@ async fn connect_session(
             overflow,
             typing_datagrams,
             read_ordinals: HashMap::new(),
+            taken: 0,
         },
         response,
     ))

@@ -134,7 +134,10 @@ impl Services {
         self.limiter
             .take(&format!("{kind}:{user}"), rate, self.clock.now_ms())
             .await
-            .map_err(|retry_after_ms| crate::chat::error::ChatError::RateLimited { retry_after_ms })
+            .map_err(|retry_after_ms| {
+                crate::telemetry::rate_limited(kind);
+                crate::chat::error::ChatError::RateLimited { retry_after_ms }
+            })
     }
 
     /// The largest page a request may ask for.

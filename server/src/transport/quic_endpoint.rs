@@ -211,6 +211,7 @@ async fn connection(state: QuicState, incoming: Incoming) {
         .await
         .is_err()
     {
+        crate::telemetry::rate_limited("connect");
         let code = error_code(v1::CloseCode::TooManyConnections);
         connection.close(code, b"too many connection attempts from this address");
         return;

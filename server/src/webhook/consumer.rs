@@ -153,6 +153,7 @@ impl WebhookConsumer {
                         .await
                 }
             };
+            crate::telemetry::event_delivery(self.lane.as_str(), outcome.is_ok());
             match (recorded, outcome) {
                 (Ok(()), Ok(())) => polled.acked += 1,
                 (Ok(()), Err(_)) => polled.nacked += 1,

@@ -97,6 +97,9 @@ fn on_room_batch(shared: &Arc<Shared>, channel: &Value, payload: &Value) {
     if batch.node == shared.node {
         return;
     }
+    if let Some(last) = batch.events.last() {
+        crate::telemetry::redis_lag(shared.clock.now_ms() - last.ts_ms);
+    }
     let audience: Arc<[UserId]> = parse_users(&batch.audience).into();
     let events: Arc<[v1::RoomEvent]> = batch.events.into();
     let gap = {

@@ -194,6 +194,7 @@ impl Shared {
     /// Starts a repair of `room` for the gap `(after, until]` (off the caller's path).
     fn spawn_repair(self: &Arc<Self>, room: &RoomId, gap: Option<(u64, u64)>) {
         if let Some(gap) = gap {
+            crate::telemetry::gap_repair();
             tokio::spawn(repair::run(Arc::clone(self), room.clone(), gap));
         }
     }

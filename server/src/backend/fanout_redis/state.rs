@@ -59,11 +59,14 @@ impl State {
     pub(super) fn deliver_rooms(&self, ready: Vec<Ready>) {
         for ready in ready {
             let batch = RoomBatch::new(Arc::clone(&ready.events));
+            let mut reached = 0;
             for user in ready.audience.iter() {
                 for (_, link) in self.links_of(user) {
                     link.deliver(Delivery::Room(Arc::clone(&batch)));
+                    reached += 1;
                 }
             }
+            crate::telemetry::fanned_out(reached);
         }
     }
 

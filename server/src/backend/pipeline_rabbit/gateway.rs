@@ -277,16 +277,18 @@ async fn serve(
             .with_reply_to(DIRECT_REPLY_TO.into())
             .with_delivery_mode(2);
         let queue = topology::shard_queue(&config.queue_prefix, request.shard);
+        let published = std::time::Instant::now();
         match amqp::publish_mandatory(&link.channel, "", &queue, &request.body, properties).await {
             Ok(confirm) => {
                 tokio::spawn(settle(
-                    confirm,
+                    (confirm, published),
                     Arc::clone(&link.pending),
                     id,
                     config.rate_limit_retry_ms,
                 ));
             }
             Err(err) => {
+                crate::telemetry::pipeline_confirmed(published, true);
                 tracing::warn!(error = %err, "publishing a command failed");
                 answer_request(
                     &link.pending,
@@ -300,8 +302,15 @@ async fn serve(
 }
 
 /// Turns a publish's confirm into an answer when the command will never reach a writer.
-async fn settle(confirm: lapin::PublisherConfirm, pending: Pending, id: String, retry_ms: u32) {
-    let failure = match amqp::settle(confirm).await {
+async fn settle(
+    (confirm, published): (lapin::PublisherConfirm, std::time::Instant),
+    pending: Pending,
+    id: String,
+    retry_ms: u32,
+) {
+    let settled = amqp::settle(confirm).await;
+    crate::telemetry::pipeline_confirmed(published, settled.is_err());
+    let failure = match settled {
         Ok(()) => return,
         // A full shard queue: back off, then retry with the same client_msg_id.
         Err(AmqpError::Nacked) => ChatError::RateLimited {

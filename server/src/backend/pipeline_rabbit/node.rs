@@ -166,6 +166,7 @@ impl Supervisor {
         }
         let mut held: Vec<usize> = self.running.keys().copied().collect();
         held.sort_unstable();
+        crate::telemetry::shards_owned(held.len());
         Ok(held)
     }
 

@@ -16,7 +16,6 @@ use crate::chat::error::ChatError;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The error code, e.g. `NOT_FOUND`, `INVALID_ARGUMENT`, `UNAUTHENTICATED`.
-    #[schema(example = "NOT_FOUND")]
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -69,6 +68,11 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
     }
 }
 

@@ -244,7 +244,7 @@ pub(super) async fn consumer_stats(state: &AppState) -> Result<Vec<ConsumerStats
 }
 
 /// Lane depths and dead-letter queue sizes per consumer.
-#[utoipa::path(get, path = "/events/stats", tag = "events",
+#[utoipa::path(get, path = "/events/stats", tag = "events", operation_id = "event_stats",
     responses((status = 200, body = EventStats), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(super) async fn stats(State(state): State<AppState>) -> ApiResult<Json<EventStats>> {

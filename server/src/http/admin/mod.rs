@@ -15,15 +15,17 @@
 //! user's own CreateGroup would. Reads go to the store directly and see the whole log, and so
 //! does retention (it moves no head and writes no event; see `messages::retention`).
 //! Downstream event queues (webhook consumers) are inspected under `/admin/events`: dead
-//! letters listed and replayed, lane depths.
-//! What it does not do: the dashboard.
+//! letters listed and replayed, lane depths. `/admin/health` is the health report (score,
+//! findings, rates, backends, nodes) that the `/dashboard` page polls.
 
 mod auth;
 mod backup;
+mod document;
 mod erase;
 mod error;
 mod events;
 mod extract;
+mod health;
 mod messages;
 mod ops;
 mod rooms;
@@ -48,6 +50,7 @@ pub use error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::auth::TokenMinter;
 use crate::backend::events::EventQueue;
+use crate::backend::nodes::NodeRegistry;
 use crate::chat::command::{Outcome, RoomCommand, RoomOp};
 use crate::chat::ids::{RoomId, UserId};
 use crate::session::services::Services;
@@ -62,6 +65,12 @@ pub struct AdminState {
     started: Instant,
     requests: AtomicU64,
     event_queues: Vec<(&'static str, Arc<dyn EventQueue>)>,
+    /// The cluster's registry of live nodes (none outside a cluster).
+    registry: Option<Arc<dyn NodeRegistry>>,
+    /// Where this node's clients connect.
+    address: String,
+    /// The snapshot the health report's rates are computed against.
+    window: health::Window,
     /// The data folder and its open databases, for `POST /admin/backup` (no databases in a
     /// cluster: backups cover the embedded backends).
     backup: Option<(std::path::PathBuf, crate::backup::OpenDatabases)>,
@@ -93,6 +102,9 @@ impl AdminState {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             event_queues: Vec::new(),
+            registry: None,
+            address: String::new(),
+            window: health::Window::default(),
             backup: None,
         }
     }
@@ -112,6 +124,13 @@ impl AdminState {
     /// endpoints, stats and metrics.
     pub fn with_event_queues(mut self, queues: Vec<(&'static str, Arc<dyn EventQueue>)>) -> Self {
         self.event_queues = queues;
+        self
+    }
+
+    /// This node's address, and the cluster's registry of live nodes for the health report.
+    pub fn with_nodes(mut self, address: String, registry: Option<Arc<dyn NodeRegistry>>) -> Self {
+        self.address = address;
+        self.registry = registry;
         self
     }
 
@@ -193,6 +212,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .routes(routes!(erase::erase))
         .routes(routes!(tokens::mint))
         .routes(routes!(ops::stats))
+        .routes(routes!(health::health))
         .routes(routes!(events::dead_letters))
         .routes(routes!(events::replay))
         .routes(routes!(events::stats))
@@ -203,12 +223,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             auth::require_key,
         ));
     let public = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics));
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::dashboard));
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/admin", admin)
         .merge(public)
         .split_for_parts();
+    let mut api = api;
+    document::complete(&mut api);
     // No validator: Swagger UI would otherwise send the document to an outside service.
     let config = Config::new(["/openapi.json"]).validator_url("none");
     router.merge(

@@ -1,6 +1,5 @@
 //! Stats, readiness and Prometheus metrics.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -44,6 +43,26 @@ pub(super) async fn stats(State(state): State<AppState>) -> Json<Stats> {
         draining: services.draining.load(Ordering::SeqCst),
         admin_requests: state.admin.requests(),
     })
+}
+
+/// Liveness: 200 `ok` while the process serves HTTP (no backend is asked).
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()),
+    responses((status = 200, description = "The process is up", body = String,
+        content_type = "text/plain", example = "ok")))]
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The dashboard page (docs/operations.md, "Dashboard").
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The live dashboard: one page without outside assets. It asks for the admin key, keeps it
+/// in the tab's sessionStorage and polls `GET /admin/health` with it as a Bearer header.
+#[utoipa::path(get, path = "/dashboard", tag = "ops", security(()),
+    responses((status = 200, description = "The dashboard page", body = String,
+        content_type = "text/html")))]
+pub(super) async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(DASHBOARD)
 }
 
 /// Per-backend readiness.
@@ -107,114 +126,45 @@ pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Read
     }))
 }
 
-/// Appends one metric with its help and type lines.
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, labels: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {value}\n"
-    );
-}
-
-/// The webhook consumers' lane depths and dead-letter queue sizes (nothing when no consumer is
+/// The webhook consumers' lane depths and dead-letter queue sizes (none when no consumer is
 /// configured; a queue that does not answer is logged and left out).
-async fn event_metrics(out: &mut String, state: &AppState) {
-    let consumers = match super::events::consumer_stats(state).await {
-        Ok(consumers) if !consumers.is_empty() => consumers,
-        Ok(_) => return,
+async fn event_gauges(state: &AppState) -> Vec<(String, [u64; 3], u64)> {
+    match super::events::consumer_stats(state).await {
+        Ok(consumers) => consumers
+            .into_iter()
+            .map(|c| {
+                (
+                    c.consumer.to_string(),
+                    [c.lanes.high, c.lanes.medium, c.lanes.low],
+                    c.dead_letters,
+                )
+            })
+            .collect(),
         Err(err) => {
             tracing::warn!(error = %err, "metrics: event queue failed");
-            return;
+            Vec::new()
         }
-    };
-    let _ = write!(
-        out,
-        "# HELP chatwire_events_queue_depth Downstream events waiting or in delivery, per \
-         consumer and lane.\n# TYPE chatwire_events_queue_depth gauge\n"
-    );
-    for c in &consumers {
-        for (lane, depth) in [
-            ("high", c.lanes.high),
-            ("medium", c.lanes.medium),
-            ("low", c.lanes.low),
-        ] {
-            let _ = writeln!(
-                out,
-                "chatwire_events_queue_depth{{consumer=\"{}\",lane=\"{lane}\"}} {depth}",
-                c.consumer
-            );
-        }
-    }
-    let _ = write!(
-        out,
-        "# HELP chatwire_events_dead_letters Downstream events in the dead-letter queue, per \
-         consumer.\n# TYPE chatwire_events_dead_letters gauge\n"
-    );
-    for c in &consumers {
-        let _ = writeln!(
-            out,
-            "chatwire_events_dead_letters{{consumer=\"{}\"}} {}",
-            c.consumer, c.dead_letters
-        );
     }
 }
 
-/// Prometheus text exposition of this node's gauges and counters.
+/// Prometheus text exposition of every family in docs/operations.md's metrics table.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
         content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let services = &state.services;
-    let sessions = u64::try_from(services.fanout.session_count()).unwrap_or(u64::MAX);
-    let draining = u64::from(services.draining.load(Ordering::SeqCst));
-    let version = format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
-    let mut out = String::new();
-    let out_ref = &mut out;
-    metric(
-        out_ref,
-        "chatwire_sessions",
-        "gauge",
-        "Live sessions on this node.",
-        "",
-        sessions,
-    );
-    metric(
-        out_ref,
-        "chatwire_uptime_seconds",
-        "gauge",
-        "Seconds since the server started.",
-        "",
-        state.admin.started.elapsed().as_secs(),
-    );
-    metric(
-        out_ref,
-        "chatwire_draining",
-        "gauge",
-        "1 while the server drains.",
-        "",
-        draining,
-    );
-    metric(
-        out_ref,
-        "chatwire_admin_requests_total",
-        "counter",
-        "Admin API requests, authenticated or not.",
-        "",
-        state.admin.requests(),
-    );
-    metric(
-        out_ref,
-        "chatwire_build_info",
-        "gauge",
-        "The server's version.",
-        &version,
-        1,
-    );
-    event_metrics(out_ref, &state).await;
+    let gauges = crate::telemetry::StateGauges {
+        sessions: services.fanout.session_count(),
+        uptime_s: state.admin.started.elapsed().as_secs(),
+        draining: services.draining.load(Ordering::SeqCst),
+        admin_requests: state.admin.requests(),
+        events: event_gauges(&state).await,
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        out,
+        crate::telemetry::render(&gauges),
     )
 }
