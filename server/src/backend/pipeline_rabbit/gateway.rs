@@ -169,6 +169,25 @@ async fn read_replies(mut consumer: lapin::Consumer, pending: Pending) {
     fail_all(&pending, "broker connection lost");
 }
 
+/// Waiters kept before those whose caller gave up (timed out, went away) are forgotten.
+const PRUNE_PENDING_AT: usize = 1024;
+
+/// Adds a waiter. A caller that times out drops its receiver, but its reply may never come
+/// (the command was lost with a node): past [`PRUNE_PENDING_AT`] waiters, and then each time
+/// their number doubled since the last prune, the abandoned ones are forgotten, so the map
+/// holds the live waiters plus a bounded backlog at O(1) amortised cost (issue 15: the map
+/// kept every timed-out waiter forever).
+fn track(
+    pending: &mut HashMap<String, oneshot::Sender<Answer>>,
+    id: String,
+    reply: oneshot::Sender<Answer>,
+) {
+    if pending.len() >= PRUNE_PENDING_AT && pending.len().is_power_of_two() {
+        pending.retain(|_, waiter| !waiter.is_closed());
+    }
+    pending.insert(id, reply);
+}
+
 fn answer_request(pending: &Pending, id: &str, answer: Answer) {
     let waiter = pending.lock().ok().and_then(|mut p| p.remove(id));
     if let Some(waiter) = waiter {
@@ -270,7 +289,7 @@ async fn serve(
         }
         let id = ids.fetch_add(1, Ordering::Relaxed).to_string();
         if let Ok(mut pending) = link.pending.lock() {
-            pending.insert(id.clone(), request.reply);
+            track(&mut pending, id.clone(), request.reply);
         }
         let properties = BasicProperties::default()
             .with_correlation_id(id.as_str().into())
@@ -319,4 +338,34 @@ async fn settle(
         Err(err) => ChatError::Unavailable(err.to_string()),
     };
     answer_request(&pending, &id, Err(failure));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tokio::sync::oneshot;
+
+    #[test]
+    fn waiters_whose_callers_gave_up_are_forgotten() {
+        let mut pending = HashMap::new();
+        let mut live = Vec::new();
+        for n in 0..10 * super::PRUNE_PENDING_AT {
+            let (tx, rx) = oneshot::channel();
+            super::track(&mut pending, n.to_string(), tx);
+            if n % 10 == 0 {
+                live.push((n.to_string(), rx));
+            } // else: the caller timed out and dropped its receiver.
+        }
+        assert!(
+            pending.len() < 2 * super::PRUNE_PENDING_AT + live.len(),
+            "{} waiters kept for {} live ones",
+            pending.len(),
+            live.len()
+        );
+        assert!(
+            live.iter().all(|(id, _)| pending.contains_key(id)),
+            "every live waiter is kept"
+        );
+    }
 }
