@@ -23,9 +23,9 @@ use crate::backend::nodes::NodeRegistry;
 use crate::backend::pipeline_rabbit::{RabbitConfig, RabbitPipeline};
 use crate::backend::scylla::{ScyllaOptions, ScyllaStore, migrate as migrate_schema};
 use crate::backend::store::RoomLog;
-use crate::chat::writer::RoomWriter;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::writer::RoomWriter;
 
 /// The CQL store's options from `[storage]`.
 pub fn scylla_options(config: &Config) -> ScyllaOptions {

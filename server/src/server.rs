@@ -32,8 +32,6 @@ use crate::backend::ratelimit_redis::RedisRateLimiter;
 use crate::backend::store::{RoomLog, Store};
 use crate::backend::store_metered::MeteredStore;
 use crate::backup::OpenDatabases;
-use crate::chat::draft::WriterConfig;
-use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreBackend, WebhookConfig};
 use crate::devdefaults;
@@ -47,6 +45,8 @@ use crate::transport::quic_endpoint::{self, QuicState};
 use crate::webhook::{
     Consumers, PushAudience, SigningKey, SigningKeys, StoreAudience, WebhookSender,
 };
+use crate::writer::RoomWriter;
+use crate::writer::draft::WriterConfig;
 
 /// Commands a shard queues before it answers RATE_LIMITED.
 const SHARD_QUEUE: usize = 4096;

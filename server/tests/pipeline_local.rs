@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chatwire_server::backend::pipeline::Pipeline;
 use chatwire_server::backend::pipeline_local::LocalPipeline;
-use chatwire_server::chat::writer::RoomWriter;
+use chatwire_server::writer::RoomWriter;
 use support::pipeline_suite::{self, PipelineFactory};
 
 struct Local;

@@ -31,11 +31,11 @@ use chatwire_server::backend::store::Store;
 use chatwire_server::chat::command::{
     CreateGroup, Outcome, RoomCommand, RoomOp, RoomSettings, SendOp,
 };
-use chatwire_server::chat::draft::WriterConfig;
 use chatwire_server::chat::error::ChatError;
 use chatwire_server::chat::ids::RoomId;
-use chatwire_server::chat::writer::RoomWriter;
 use chatwire_server::clock::ManualClock;
+use chatwire_server::writer::RoomWriter;
+use chatwire_server::writer::draft::WriterConfig;
 use support::pipeline_suite::{self, PipelineFactory, create, log, send, user};
 use tempfile::TempDir;
 

@@ -11,7 +11,7 @@ use super::pipeline::{Pipeline, shard_of};
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
-use crate::chat::writer::RoomWriter;
+use crate::writer::RoomWriter;
 
 /// Most commands a shard takes in one batch.
 const MAX_BATCH: usize = 256;

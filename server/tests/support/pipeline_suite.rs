@@ -26,11 +26,11 @@ use chatwire_server::backend::fanout_local::LocalFanout;
 use chatwire_server::backend::pipeline::{Pipeline, shard_of};
 use chatwire_server::backend::store::Store;
 use chatwire_server::chat::command::{CreateGroup, Outcome, RoomCommand, RoomOp, SendOp};
-use chatwire_server::chat::draft::WriterConfig;
 use chatwire_server::chat::error::ChatError;
 use chatwire_server::chat::ids::{RoomId, UserId};
-use chatwire_server::chat::writer::RoomWriter;
 use chatwire_server::clock::ManualClock;
+use chatwire_server::writer::RoomWriter;
+use chatwire_server::writer::draft::WriterConfig;
 use tempfile::TempDir;
 
 /// Makes the pipelines under test.

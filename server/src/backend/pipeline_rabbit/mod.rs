@@ -40,7 +40,7 @@ use super::nodes::{LiveNode, NodeRegistry};
 use super::pipeline::Pipeline;
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
-use crate::chat::writer::RoomWriter;
+use crate::writer::RoomWriter;
 
 /// Settings of a [`RabbitPipeline`]. [`RabbitConfig::new`] fills in production defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

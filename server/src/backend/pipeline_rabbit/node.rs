@@ -24,7 +24,7 @@ use super::shard::{ShardConsumer, ShardExit};
 use super::{RabbitConfig, assign, topology};
 use crate::backend::amqp::{self, AmqpError};
 use crate::backend::nodes::{LiveNode, NodeRegistry};
-use crate::chat::writer::RoomWriter;
+use crate::writer::RoomWriter;
 
 /// A rebalance request; answered once the consumers are in place.
 pub(crate) type Trigger = oneshot::Sender<Result<Vec<usize>, AmqpError>>;

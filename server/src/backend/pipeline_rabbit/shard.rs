@@ -25,7 +25,7 @@ use super::codec::{decode_command, encode_reply};
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
-use crate::chat::writer::RoomWriter;
+use crate::writer::RoomWriter;
 
 /// How long a stopping consumer waits for the broker to confirm the cancel.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);

@@ -14,17 +14,19 @@
 //! succeeded; the consumers miss those events (as they do when the process dies between the append
 //! and the queue write).
 
+pub mod downstream;
+pub mod draft;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::command::{Outcome, RoomCommand};
-use super::downstream;
-use super::draft::{Draft, RoomState, WriterConfig};
-use super::error::ChatError;
-use super::ids::RoomId;
+use self::draft::{Draft, RoomState, WriterConfig};
 use crate::backend::events::EventPublisher;
 use crate::backend::fanout::Fanout;
 use crate::backend::store::{AppendOutcome, Store};
+use crate::chat::command::{Outcome, RoomCommand};
+use crate::chat::error::ChatError;
+use crate::chat::ids::RoomId;
 use crate::clock::Clock;
 
 /// How many times a fenced batch is rebuilt on fresh state before giving up.

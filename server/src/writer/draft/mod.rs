@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use chatwire_protocol::v1::{self, room_event::Kind};
 
-use super::command::{Outcome, RoomCommand, RoomOp};
-use super::error::ChatError;
-use super::ids::{RoomId, UserId};
 use crate::backend::fanout::Audience;
 use crate::backend::store::{Batch, DedupeEntry, Head, RoomSnapshot, Store, Write};
+use crate::chat::command::{Outcome, RoomCommand, RoomOp};
+use crate::chat::error::ChatError;
+use crate::chat::ids::{RoomId, UserId};
 
 /// Writer settings that shape batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +311,7 @@ impl<'a> Draft<'a> {
     fn create_group(
         &mut self,
         actor: &UserId,
-        create: &super::command::CreateGroup,
+        create: &crate::chat::command::CreateGroup,
     ) -> Result<Outcome, ChatError> {
         if let Some(state) = &self.state {
             // A retry of the same creation (the id derives from the creator's request id).
@@ -462,7 +462,7 @@ impl<'a> Draft<'a> {
     fn update_room(
         &mut self,
         actor: &UserId,
-        settings: &super::command::RoomSettings,
+        settings: &crate::chat::command::RoomSettings,
     ) -> Result<Outcome, ChatError> {
         let state = self.require_group_role(actor, &[v1::Role::Owner, v1::Role::Admin])?;
         let mut room = state.room.clone();
@@ -689,7 +689,7 @@ impl<'a> Draft<'a> {
     async fn send(
         &mut self,
         actor: &UserId,
-        send: &super::command::SendOp,
+        send: &crate::chat::command::SendOp,
     ) -> Result<Outcome, ChatError> {
         let state = self.member_state(actor)?;
         let is_direct = state.room.kind() == v1::RoomKind::Direct;
@@ -961,7 +961,7 @@ pub fn first_visible_seq(state: &RoomState, user: &UserId) -> u64 {
 }
 
 /// What tells a retry from a conflicting reuse of a client_msg_id.
-fn content_hash(send: &super::command::SendOp) -> [u8; 32] {
+fn content_hash(send: &crate::chat::command::SendOp) -> [u8; 32] {
     use prost::Message as _;
     use sha2::Digest as _;
     let mut hasher = sha2::Sha256::new();
