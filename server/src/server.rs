@@ -25,7 +25,7 @@ use crate::backend::fanout::Fanout;
 use crate::backend::fanout_local::LocalFanout;
 use crate::backend::health::Probe;
 use crate::backend::nodes::NodeRegistry;
-use crate::backend::pipeline::Pipeline;
+use crate::backend::pipeline::{Pipeline, RoomExecutor};
 use crate::backend::pipeline_local::LocalPipeline;
 use crate::backend::pipeline_rabbit::RabbitPipeline;
 use crate::backend::ratelimit_redis::RedisRateLimiter;
@@ -160,7 +160,7 @@ impl Server {
                 .unwrap_or(i64::MAX),
             ..WriterConfig::default()
         };
-        let writers: Vec<RoomWriter> = (0..shards)
+        let writers: Vec<Box<dyn RoomExecutor>> = (0..shards)
             .map(|_| {
                 RoomWriter::new(
                     Arc::clone(&store),
@@ -169,6 +169,7 @@ impl Server {
                     writer_config,
                 )
                 .with_events(publisher.clone())
+                .boxed()
             })
             .collect();
         let nodes = registry.clone();

@@ -22,7 +22,7 @@ use chatwire_protocol::v1;
 use chatwire_server::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use chatwire_server::backend::fanout_local::LocalFanout;
 use chatwire_server::backend::nodes::{MemoryRegistry, NodeRegistry};
-use chatwire_server::backend::pipeline::Pipeline;
+use chatwire_server::backend::pipeline::{Pipeline, RoomExecutor};
 use chatwire_server::backend::pipeline_rabbit::codec::{
     decode_command, decode_reply, encode_command, encode_reply,
 };
@@ -68,7 +68,7 @@ fn config(prefix: &str, node: &str, shards: usize) -> RabbitConfig {
     config
 }
 
-fn writers(store: &Arc<dyn Store>, shards: usize) -> Vec<RoomWriter> {
+fn writers(store: &Arc<dyn Store>, shards: usize) -> Vec<Box<dyn RoomExecutor>> {
     let clock = ManualClock::at(T0);
     let fanout = Arc::new(LocalFanout::new(clock.clone()));
     (0..shards)
@@ -79,6 +79,7 @@ fn writers(store: &Arc<dyn Store>, shards: usize) -> Vec<RoomWriter> {
                 clock.clone(),
                 WriterConfig::default(),
             )
+            .boxed()
         })
         .collect()
 }
@@ -98,7 +99,7 @@ struct Rabbit;
 
 #[async_trait]
 impl PipelineFactory for Rabbit {
-    async fn start(&self, writers: Vec<RoomWriter>, queue: usize) -> Arc<dyn Pipeline> {
+    async fn start(&self, writers: Vec<Box<dyn RoomExecutor>>, queue: usize) -> Arc<dyn Pipeline> {
         let mut config = config(&unique("suite"), "suite-node", writers.len());
         config.max_queue_length = queue;
         config.max_in_flight_per_shard = queue;

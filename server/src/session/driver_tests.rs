@@ -91,6 +91,7 @@ fn harness() -> Harness {
                 Arc::clone(&clock),
                 WriterConfig::default(),
             )
+            .boxed()
         })
         .collect();
     let pipeline = Arc::new(LocalPipeline::start(writers, 64));
