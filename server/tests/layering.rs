@@ -165,22 +165,21 @@ fn top_level_names(module: &[String], code: &str) -> Vec<(usize, String)> {
                     after,
                 )
             };
-            if let Some(resolved) = depth_left {
-                if resolved.is_empty() {
-                    // At the crate root: the next segment (or group) is a top-level module.
-                    if after.starts_with('{') {
-                        // A group spanning lines is read from here to the end of the file.
-                        let from = code.lines().skip(index).collect::<Vec<_>>().join("\n");
-                        let group_at = start + (tail.len() - after.len());
-                        for head in group_heads(&from[group_at..]) {
-                            found.push((index + 1, head));
-                        }
-                    } else {
-                        let name: String =
-                            after.chars().take_while(|c| is_ident_char(*c)).collect();
-                        if !name.is_empty() {
-                            found.push((index + 1, name));
-                        }
+            if let Some(resolved) = depth_left
+                && resolved.is_empty()
+            {
+                // At the crate root: the next segment (or group) is a top-level module.
+                if after.starts_with('{') {
+                    // A group spanning lines is read from here to the end of the file.
+                    let from = code.lines().skip(index).collect::<Vec<_>>().join("\n");
+                    let group_at = start + (tail.len() - after.len());
+                    for head in group_heads(&from[group_at..]) {
+                        found.push((index + 1, head));
+                    }
+                } else {
+                    let name: String = after.chars().take_while(|c| is_ident_char(*c)).collect();
+                    if !name.is_empty() {
+                        found.push((index + 1, name));
                     }
                 }
             }
