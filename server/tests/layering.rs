@@ -26,6 +26,7 @@ const ABOVE_BACKEND: &[&str] = &[
     "transport",
     "webhook",
     "distributed",
+    "backup",
     "cli",
 ];
 
