@@ -20,10 +20,10 @@ use crate::backend::events_rabbit::{RabbitEventPublisher, RabbitEventQueue, Rabb
 use crate::backend::fanout_redis::{RedisFanout, RedisFanoutConfig};
 use crate::backend::health::Probe;
 use crate::backend::nodes::NodeRegistry;
+use crate::backend::pipeline::RoomExecutor;
 use crate::backend::pipeline_rabbit::{RabbitConfig, RabbitPipeline};
 use crate::backend::scylla::{ScyllaOptions, ScyllaStore, migrate as migrate_schema};
 use crate::backend::store::RoomLog;
-use crate::chat::writer::RoomWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 
@@ -87,7 +87,7 @@ pub async fn start_pipeline(
     config: &Config,
     node_id: &str,
     address: String,
-    writers: Vec<RoomWriter>,
+    writers: Vec<Box<dyn RoomExecutor>>,
     registry: Arc<dyn NodeRegistry>,
 ) -> Result<Arc<RabbitPipeline>, String> {
     let cluster = &config.cluster;

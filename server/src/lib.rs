@@ -1,7 +1,7 @@
 //! The Chatwire gateway server.
 //!
 //! ```text
-//!  transport (ws, quic) ──frames──▶ session ──commands──▶ chat (room writer) ──▶ backend
+//!  transport (ws, quic) ──frames──▶ session ──commands──▶ pipeline ─▶ writer ──▶ backend
 //!        ▲                            │                                           │
 //!        └────────── events ◀─────────┴──────────── fan-out ◀──────────────────────┘
 //! ```
@@ -9,8 +9,12 @@
 //! Modules, each with one job (see docs/architecture.md "Crates and layout"):
 //! - `transport`: sockets to frame streams and back; nothing else.
 //! - `session`: the per-connection state machine (handshake, dispatch, subscriptions, heartbeats).
-//! - `chat`: rooms, messages, receipts, presence, typing, calls; transport- and backend-agnostic.
-//! - `backend`: one small trait per storage or messaging concern and its implementations.
+//! - `chat`: the domain's ids, commands, errors and validation; imports nothing from
+//!   `backend` or `writer`.
+//! - `backend`: one small trait per storage or messaging concern and its implementations
+//!   (the command pipelines included); imports `chat` only, never `writer`.
+//! - `writer`: the room writer, which the pipelines run through
+//!   [`backend::pipeline::RoomExecutor`]; imports `chat` and `backend`.
 //! - `http`: the WebSocket upgrade, admin API, health and metrics.
 //! - `webhook`: downstream consumers (app webhooks, offline push), signed HTTP POSTs.
 //!
@@ -31,3 +35,4 @@ pub mod session;
 pub mod telemetry;
 pub mod transport;
 pub mod webhook;
+pub mod writer;

@@ -25,15 +25,13 @@ use crate::backend::fanout::Fanout;
 use crate::backend::fanout_local::LocalFanout;
 use crate::backend::health::Probe;
 use crate::backend::nodes::NodeRegistry;
-use crate::backend::pipeline::Pipeline;
+use crate::backend::pipeline::{Pipeline, RoomExecutor};
 use crate::backend::pipeline_local::LocalPipeline;
 use crate::backend::pipeline_rabbit::RabbitPipeline;
 use crate::backend::ratelimit_redis::RedisRateLimiter;
 use crate::backend::store::{RoomLog, Store};
 use crate::backend::store_metered::MeteredStore;
 use crate::backup::OpenDatabases;
-use crate::chat::draft::WriterConfig;
-use crate::chat::writer::RoomWriter;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreBackend, WebhookConfig};
 use crate::devdefaults;
@@ -47,6 +45,8 @@ use crate::transport::quic_endpoint::{self, QuicState};
 use crate::webhook::{
     Consumers, PushAudience, SigningKey, SigningKeys, StoreAudience, WebhookSender,
 };
+use crate::writer::RoomWriter;
+use crate::writer::draft::WriterConfig;
 
 /// Commands a shard queues before it answers RATE_LIMITED.
 const SHARD_QUEUE: usize = 4096;
@@ -160,7 +160,7 @@ impl Server {
                 .unwrap_or(i64::MAX),
             ..WriterConfig::default()
         };
-        let writers: Vec<RoomWriter> = (0..shards)
+        let writers: Vec<Box<dyn RoomExecutor>> = (0..shards)
             .map(|_| {
                 RoomWriter::new(
                     Arc::clone(&store),
@@ -169,6 +169,7 @@ impl Server {
                     writer_config,
                 )
                 .with_events(publisher.clone())
+                .boxed()
             })
             .collect();
         let nodes = registry.clone();

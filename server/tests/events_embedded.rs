@@ -25,13 +25,13 @@ use chatwire_server::backend::events_embedded::{EmbeddedEventQueue, EventQueueOp
 use chatwire_server::backend::fanout::{Fanout, SessionLink};
 use chatwire_server::backend::fanout_local::LocalFanout;
 use chatwire_server::backend::store::{PushToken, Store, StoreError};
-use chatwire_server::chat::downstream::events_of_batch;
 use chatwire_server::chat::ids::{RoomId, UserId};
 use chatwire_server::clock::{Clock, ManualClock};
 use chatwire_server::webhook::{
     Consumers, EVENT_ID_HEADER, Polled, PushAudience, PushDevice, SIGNATURE_HEADER, SigningKey,
     SigningKeys, StoreAudience, WebhookConsumer, WebhookSender,
 };
+use chatwire_server::writer::downstream::events_of_batch;
 use serde_json::Value;
 use support::events_suite::{self, QueueFactory, T0};
 use support::store_suite::{RoomScript, apply, room_id, user};

@@ -9,16 +9,15 @@ mod support;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chatwire_server::backend::pipeline::Pipeline;
+use chatwire_server::backend::pipeline::{Pipeline, RoomExecutor};
 use chatwire_server::backend::pipeline_local::LocalPipeline;
-use chatwire_server::chat::writer::RoomWriter;
 use support::pipeline_suite::{self, PipelineFactory};
 
 struct Local;
 
 #[async_trait]
 impl PipelineFactory for Local {
-    async fn start(&self, writers: Vec<RoomWriter>, queue: usize) -> Arc<dyn Pipeline> {
+    async fn start(&self, writers: Vec<Box<dyn RoomExecutor>>, queue: usize) -> Arc<dyn Pipeline> {
         Arc::new(LocalPipeline::start(writers, queue))
     }
 }

@@ -22,7 +22,7 @@ use chatwire_protocol::v1;
 use chatwire_server::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use chatwire_server::backend::fanout_local::LocalFanout;
 use chatwire_server::backend::nodes::{MemoryRegistry, NodeRegistry};
-use chatwire_server::backend::pipeline::Pipeline;
+use chatwire_server::backend::pipeline::{Pipeline, RoomExecutor};
 use chatwire_server::backend::pipeline_rabbit::codec::{
     decode_command, decode_reply, encode_command, encode_reply,
 };
@@ -31,11 +31,11 @@ use chatwire_server::backend::store::Store;
 use chatwire_server::chat::command::{
     CreateGroup, Outcome, RoomCommand, RoomOp, RoomSettings, SendOp,
 };
-use chatwire_server::chat::draft::WriterConfig;
 use chatwire_server::chat::error::ChatError;
 use chatwire_server::chat::ids::RoomId;
-use chatwire_server::chat::writer::RoomWriter;
 use chatwire_server::clock::ManualClock;
+use chatwire_server::writer::RoomWriter;
+use chatwire_server::writer::draft::WriterConfig;
 use support::pipeline_suite::{self, PipelineFactory, create, log, send, user};
 use tempfile::TempDir;
 
@@ -68,7 +68,7 @@ fn config(prefix: &str, node: &str, shards: usize) -> RabbitConfig {
     config
 }
 
-fn writers(store: &Arc<dyn Store>, shards: usize) -> Vec<RoomWriter> {
+fn writers(store: &Arc<dyn Store>, shards: usize) -> Vec<Box<dyn RoomExecutor>> {
     let clock = ManualClock::at(T0);
     let fanout = Arc::new(LocalFanout::new(clock.clone()));
     (0..shards)
@@ -79,6 +79,7 @@ fn writers(store: &Arc<dyn Store>, shards: usize) -> Vec<RoomWriter> {
                 clock.clone(),
                 WriterConfig::default(),
             )
+            .boxed()
         })
         .collect()
 }
@@ -98,7 +99,7 @@ struct Rabbit;
 
 #[async_trait]
 impl PipelineFactory for Rabbit {
-    async fn start(&self, writers: Vec<RoomWriter>, queue: usize) -> Arc<dyn Pipeline> {
+    async fn start(&self, writers: Vec<Box<dyn RoomExecutor>>, queue: usize) -> Arc<dyn Pipeline> {
         let mut config = config(&unique("suite"), "suite-node", writers.len());
         config.max_queue_length = queue;
         config.max_in_flight_per_shard = queue;

@@ -1,11 +1,16 @@
 //! The ordered command pipeline: carries room commands to the room's single writer and the
 //! writer's answer back. Embedded: in-process shard tasks ([`super::pipeline_local`]);
-//! distributed: RabbitMQ shard queues (later).
+//! distributed: RabbitMQ shard queues ([`super::pipeline_rabbit`]).
+//!
+//! The pipelines drive each shard's writer through [`RoomExecutor`] and know nothing else of
+//! it: the room writer (`crate::writer`) sits above the backends and implements it, so imports
+//! run one way (`chat` <- `backend` <- `writer`).
 
 use async_trait::async_trait;
 
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
+use crate::chat::ids::RoomId;
 
 /// Carries commands to room writers.
 #[async_trait]
@@ -17,6 +22,32 @@ pub trait Pipeline: Send + Sync + std::fmt::Debug {
     /// them applied in that order while it waits for both at once. Implementations
     /// queue synchronously (a channel send), never behind an await.
     async fn execute(&self, command: RoomCommand) -> Result<Outcome, ChatError>;
+}
+
+/// Takes the results of a room batch, one per command, in order.
+pub type Answer = Box<dyn FnOnce(Vec<Result<Outcome, ChatError>>) + Send>;
+
+/// A shard's room writer as the pipelines see it. A pipeline owns one per shard and drives it
+/// from one task at a time, which is what keeps one writer per room.
+#[async_trait]
+pub trait RoomExecutor: Send + std::fmt::Debug {
+    /// Executes the commands of one room, in order, as one batch; one result per command.
+    /// The batch is durable and its events published when this returns.
+    async fn execute(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+    ) -> Vec<Result<Outcome, ChatError>>;
+
+    /// Like [`RoomExecutor::execute`], but hands the results to `answer` as soon as the batch
+    /// is durable, before its events are published; the publishing is done when this returns,
+    /// so before the room's next batch.
+    async fn execute_answering_early(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+        answer: Answer,
+    );
 }
 
 /// The shard of a room: a stable hash (FNV-1a, 64 bits) of the room id modulo the shard count,

@@ -1,5 +1,5 @@
 //! The in-process pipeline of the embedded default: one task per shard, each owning a
-//! [`RoomWriter`] for its rooms. A shard takes every command waiting in its queue as one batch
+//! [`RoomExecutor`] (the room writer) for its rooms. A shard takes every command waiting in its queue as one batch
 //! (group commit) and runs each room's commands together, in arrival order.
 
 use std::collections::BTreeMap;
@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pipeline::{Pipeline, shard_of};
+use super::pipeline::{Pipeline, RoomExecutor, shard_of};
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
-use crate::chat::writer::RoomWriter;
 
 /// Most commands a shard takes in one batch.
 const MAX_BATCH: usize = 256;
@@ -27,7 +26,7 @@ pub struct LocalPipeline {
 impl LocalPipeline {
     /// Starts one task per writer (one per shard) on the current runtime, with a queue of
     /// `queue` commands each.
-    pub fn start(writers: Vec<RoomWriter>, queue: usize) -> Self {
+    pub fn start(writers: Vec<Box<dyn RoomExecutor>>, queue: usize) -> Self {
         let shards = writers
             .into_iter()
             .map(|writer| {
@@ -58,7 +57,7 @@ impl Pipeline for LocalPipeline {
     }
 }
 
-async fn run_shard(mut writer: RoomWriter, mut rx: mpsc::Receiver<Job>) {
+async fn run_shard(mut writer: Box<dyn RoomExecutor>, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -75,14 +74,15 @@ async fn run_shard(mut writer: RoomWriter, mut rx: mpsc::Receiver<Job>) {
             let (commands, replies): (Vec<RoomCommand>, Vec<_>) = jobs.into_iter().unzip();
             // Answered as soon as the batch is durable, before its fan-out: the senders'
             // sessions wake ahead of the room's recipients (R-5.3.2 leaves the order open).
-            let (results, applied) = writer.apply(&room, &commands).await;
-            for (reply, result) in replies.into_iter().zip(results) {
-                // The requester may have gone away; the outcome stands either way.
-                let _ = reply.send(result);
-            }
-            if let Some(applied) = applied {
-                writer.publish(applied).await;
-            }
+            let answer = Box::new(move |results: Vec<Result<Outcome, ChatError>>| {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // The requester may have gone away; the outcome stands either way.
+                    let _ = reply.send(result);
+                }
+            });
+            writer
+                .execute_answering_early(&room, &commands, answer)
+                .await;
         }
     }
 }

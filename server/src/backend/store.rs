@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 
+use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
 
 /// A room's head: the newest seq, the newest message ordinal and the newest timestamp.
@@ -245,6 +246,22 @@ pub enum StoreError {
     /// Stored data could not be decoded, or another invariant of the store is broken.
     #[error("store corrupt: {0}")]
     Corrupt(String),
+}
+
+/// A store failure as the chat domain reports it (the conversion lives here, above `chat`, so
+/// `chat` imports nothing from the backends).
+impl From<StoreError> for ChatError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(reason) | StoreError::Unknown(reason) => {
+                ChatError::Unavailable(reason)
+            }
+            StoreError::Corrupt(reason) => {
+                tracing::error!(%reason, "store corrupt");
+                ChatError::Internal
+            }
+        }
+    }
 }
 
 /// The room log: heads, the fenced append, and the two read views (events and messages).

@@ -2,8 +2,6 @@
 
 use chatwire_protocol::v1;
 
-use crate::backend::store::StoreError;
-
 /// Why a chat operation failed. Each variant maps to one `ErrorCode`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
@@ -113,20 +111,6 @@ impl ChatError {
             retryable,
             retry_after_ms,
             field: field.to_owned(),
-        }
-    }
-}
-
-impl From<StoreError> for ChatError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(reason) | StoreError::Unknown(reason) => {
-                ChatError::Unavailable(reason)
-            }
-            StoreError::Corrupt(reason) => {
-                tracing::error!(%reason, "store corrupt");
-                ChatError::Internal
-            }
         }
     }
 }

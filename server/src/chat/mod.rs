@@ -1,11 +1,8 @@
-//! Chat domain logic: rooms, messages, receipts, presence, typing and calls. Transport-agnostic
-//! and backend-agnostic: it sees frames as protocol types and storage through the backend
-//! traits.
+//! The chat domain: ids, commands, errors and validation. Pure: it imports nothing from
+//! [`crate::backend`] or [`crate::writer`] (the layering test in `server/tests/layering.rs`
+//! fails when it does); the backends build on it and the room writer on both.
 
 pub mod command;
-pub mod downstream;
-pub mod draft;
 pub mod error;
 pub mod ids;
 pub mod validate;
-pub mod writer;

@@ -12,10 +12,10 @@ use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::backend::fanout_local::LocalFanout;
 use crate::backend::pipeline_local::LocalPipeline;
 use crate::backend::store_counting::CountingStore;
-use crate::chat::draft::WriterConfig;
-use crate::chat::writer::RoomWriter;
 use crate::session::core::SessionConfig;
 use crate::session::services::Authenticate;
+use crate::writer::RoomWriter;
+use crate::writer::draft::WriterConfig;
 
 /// A read half fed by the test; it counts how often the driver side polls it.
 struct FakeReader {
@@ -91,6 +91,7 @@ fn harness() -> Harness {
                 Arc::clone(&clock),
                 WriterConfig::default(),
             )
+            .boxed()
         })
         .collect();
     let pipeline = Arc::new(LocalPipeline::start(writers, 64));

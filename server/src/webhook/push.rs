@@ -23,8 +23,8 @@ use super::sender::{WebhookSender, envelope};
 use crate::backend::events::Delivery;
 use crate::backend::fanout::Fanout;
 use crate::backend::store::{Store, StoreError};
-use crate::chat::downstream::{MESSAGE_CREATED, room_event_of};
 use crate::chat::ids::{RoomId, UserId};
+use crate::writer::downstream::{MESSAGE_CREATED, room_event_of};
 
 /// Members fetched per page when listing a room.
 const MEMBER_PAGE: usize = 500;

@@ -23,14 +23,14 @@ use async_trait::async_trait;
 use chatwire_protocol::v1;
 use chatwire_server::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use chatwire_server::backend::fanout_local::LocalFanout;
-use chatwire_server::backend::pipeline::{Pipeline, shard_of};
+use chatwire_server::backend::pipeline::{Pipeline, RoomExecutor, shard_of};
 use chatwire_server::backend::store::Store;
 use chatwire_server::chat::command::{CreateGroup, Outcome, RoomCommand, RoomOp, SendOp};
-use chatwire_server::chat::draft::WriterConfig;
 use chatwire_server::chat::error::ChatError;
 use chatwire_server::chat::ids::{RoomId, UserId};
-use chatwire_server::chat::writer::RoomWriter;
 use chatwire_server::clock::ManualClock;
+use chatwire_server::writer::RoomWriter;
+use chatwire_server::writer::draft::WriterConfig;
 use tempfile::TempDir;
 
 /// Makes the pipelines under test.
@@ -38,7 +38,7 @@ use tempfile::TempDir;
 pub trait PipelineFactory: Send + Sync {
     /// Starts a pipeline with one shard per writer (shard `i` runs on `writers[i]`) and room
     /// for `queue` waiting commands per shard.
-    async fn start(&self, writers: Vec<RoomWriter>, queue: usize) -> Arc<dyn Pipeline>;
+    async fn start(&self, writers: Vec<Box<dyn RoomExecutor>>, queue: usize) -> Arc<dyn Pipeline>;
 }
 
 /// Makes one `#[tokio::test]` per behaviour of the suite, each calling `$factory()` for a fresh
@@ -113,6 +113,7 @@ pub async fn rig(factory: &dyn PipelineFactory, shards: usize, queue: usize) -> 
                 clock.clone(),
                 WriterConfig::default(),
             )
+            .boxed()
         })
         .collect();
     Rig {
@@ -440,7 +441,7 @@ pub async fn a_retried_send_is_a_duplicate(factory: &dyn PipelineFactory) {
             clock,
             WriterConfig::default(),
         );
-        factory.start(vec![writer], 16).await
+        factory.start(vec![writer.boxed()], 16).await
     };
     let after = sent(execute(&*restarted, send(&room, &alice, "c1", "hello")).await);
     assert_eq!((after.seq, after.duplicate), (first.seq, true));

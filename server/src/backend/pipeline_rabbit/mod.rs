@@ -1,6 +1,7 @@
 //! The distributed command pipeline on RabbitMQ (docs/architecture.md "Room writers"): room
-//! commands travel to the one node that currently consumes their shard queue, whose [`RoomWriter`]
-//! executes them in group-commit batches and replies to the originating gateway.
+//! commands travel to the one node that currently consumes their shard queue, whose room writer
+//! (a [`RoomExecutor`]) executes them in group-commit batches and replies to the originating
+//! gateway.
 //!
 //! ```text
 //!  gateway (any node)                     RabbitMQ                      writer (one node/shard)
@@ -37,10 +38,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::nodes::{LiveNode, NodeRegistry};
-use super::pipeline::Pipeline;
+use super::pipeline::{Pipeline, RoomExecutor};
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
-use crate::chat::writer::RoomWriter;
 
 /// Settings of a [`RabbitPipeline`]. [`RabbitConfig::new`] fills in production defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl RabbitPipeline {
     /// shards, which are in place when this returns. With no writers the node only sends.
     pub async fn start(
         config: RabbitConfig,
-        writers: Vec<RoomWriter>,
+        writers: Vec<Box<dyn RoomExecutor>>,
         registry: Arc<dyn NodeRegistry>,
     ) -> Result<Self, RabbitPipelineError> {
         if config.shards == 0 {

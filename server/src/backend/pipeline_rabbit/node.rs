@@ -24,7 +24,7 @@ use super::shard::{ShardConsumer, ShardExit};
 use super::{RabbitConfig, assign, topology};
 use crate::backend::amqp::{self, AmqpError};
 use crate::backend::nodes::{LiveNode, NodeRegistry};
-use crate::chat::writer::RoomWriter;
+use crate::backend::pipeline::RoomExecutor;
 
 /// A rebalance request; answered once the consumers are in place.
 pub(crate) type Trigger = oneshot::Sender<Result<Vec<usize>, AmqpError>>;
@@ -74,7 +74,7 @@ struct Running {
 pub(crate) struct Supervisor {
     pub(crate) config: Arc<RabbitConfig>,
     pub(crate) registry: Arc<dyn NodeRegistry>,
-    pub(crate) writers: Vec<Arc<Mutex<RoomWriter>>>,
+    pub(crate) writers: Vec<Arc<Mutex<Box<dyn RoomExecutor>>>>,
     running: HashMap<usize, Running>,
     /// Shards given up after store failures, left alone until then.
     resting: HashMap<usize, Instant>,
@@ -87,7 +87,7 @@ impl Supervisor {
     pub(crate) fn new(
         config: Arc<RabbitConfig>,
         registry: Arc<dyn NodeRegistry>,
-        writers: Vec<RoomWriter>,
+        writers: Vec<Box<dyn RoomExecutor>>,
     ) -> Self {
         Self {
             config,

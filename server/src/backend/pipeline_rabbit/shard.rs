@@ -1,6 +1,6 @@
 //! One shard consumer: takes what the broker has prefetched as one batch, groups it by room,
-//! runs each room's commands on the shard's [`RoomWriter`] (group commit), replies to each
-//! command's gateway, then acks its delivery.
+//! runs each room's commands on the shard's room writer (a [`RoomExecutor`], group commit),
+//! replies to each command's gateway, then acks its delivery.
 //!
 //! Never requeues: a requeued message goes to the back of a quorum queue and would reorder
 //! its room. A room batch that keeps failing with UNAVAILABLE (the store) is retried in
@@ -22,10 +22,10 @@ use tokio::sync::{Mutex, oneshot};
 
 use super::RabbitConfig;
 use super::codec::{decode_command, encode_reply};
+use crate::backend::pipeline::RoomExecutor;
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
-use crate::chat::writer::RoomWriter;
 
 /// How long a stopping consumer waits for the broker to confirm the cancel.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
@@ -50,7 +50,7 @@ pub(crate) struct ShardConsumer {
     pub(crate) shard: usize,
     pub(crate) channel: Channel,
     pub(crate) consumer: Consumer,
-    pub(crate) writer: Arc<Mutex<RoomWriter>>,
+    pub(crate) writer: Arc<Mutex<Box<dyn RoomExecutor>>>,
     pub(crate) replies: Channel,
 }
 

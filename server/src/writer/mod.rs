@@ -14,17 +14,20 @@
 //! succeeded; the consumers miss those events (as they do when the process dies between the append
 //! and the queue write).
 
+pub mod downstream;
+pub mod draft;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::command::{Outcome, RoomCommand};
-use super::downstream;
-use super::draft::{Draft, RoomState, WriterConfig};
-use super::error::ChatError;
-use super::ids::RoomId;
+use self::draft::{Draft, RoomState, WriterConfig};
 use crate::backend::events::EventPublisher;
 use crate::backend::fanout::Fanout;
+use crate::backend::pipeline::{Answer, RoomExecutor};
 use crate::backend::store::{AppendOutcome, Store};
+use crate::chat::command::{Outcome, RoomCommand};
+use crate::chat::error::ChatError;
+use crate::chat::ids::RoomId;
 use crate::clock::Clock;
 
 /// How many times a fenced batch is rebuilt on fresh state before giving up.
@@ -71,6 +74,11 @@ impl RoomWriter {
             events: None,
             rooms: crate::telemetry::RoomsSlot::default(),
         }
+    }
+
+    /// The writer as a pipeline takes it.
+    pub fn boxed(self) -> Box<dyn RoomExecutor> {
+        Box::new(self)
     }
 
     /// Publishes the downstream events of every applied batch to `events` (none: nothing is
@@ -212,6 +220,32 @@ impl RoomWriter {
         }
         self.cache.insert(room, state);
         self.rooms.set(self.cache.len());
+    }
+}
+
+/// How the pipelines drive a writer: they see it only through this trait
+/// ([`crate::backend::pipeline`]), so the backends never import the writer.
+#[async_trait::async_trait]
+impl RoomExecutor for RoomWriter {
+    async fn execute(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+    ) -> Vec<Result<Outcome, ChatError>> {
+        RoomWriter::execute(self, room, commands).await
+    }
+
+    async fn execute_answering_early(
+        &mut self,
+        room: &RoomId,
+        commands: &[RoomCommand],
+        answer: Answer,
+    ) {
+        let (results, applied) = self.apply(room, commands).await;
+        answer(results);
+        if let Some(applied) = applied {
+            self.publish(applied).await;
+        }
     }
 }
 
