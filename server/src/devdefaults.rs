@@ -103,6 +103,17 @@ pub enum DevDefaultsError {
         /// What deleting it costs.
         consequence: &'static str,
     },
+    /// A secret file other users may read or write: refused rather than used.
+    #[error(
+        "{path} is a secret but other users may access it (mode {mode:o}); run `chmod 600 {path}` \
+         and check who read it"
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The operating system gave no random bytes.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
@@ -121,6 +132,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<DevSecrets, DevDefaultsError> {
     let jwt_secret = ensure_file(
         data_dir,
         JWT_SECRET_FILE,
+        true,
         JWT_CONSEQUENCE,
         || random_bytes(JWT_SECRET_BYTES),
         |b| check_len(b, JWT_SECRET_BYTES),
@@ -128,6 +140,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<DevSecrets, DevDefaultsError> {
     let admin_key = ensure_file(
         data_dir,
         ADMIN_KEY_FILE,
+        true,
         ADMIN_CONSEQUENCE,
         || Ok(hex(&random_bytes(ADMIN_KEY_BYTES)?).into_bytes()),
         |b| parse_admin_key(b).map(drop),
@@ -152,6 +165,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<DevSecrets, DevDefaultsError> {
     let tls_key_der = ensure_file(
         data_dir,
         TLS_KEY_FILE,
+        true,
         TLS_CONSEQUENCE,
         || {
             let key =
@@ -172,6 +186,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<DevSecrets, DevDefaultsError> {
     let tls_cert_der = ensure_file(
         data_dir,
         TLS_CERT_FILE,
+        false,
         TLS_CONSEQUENCE,
         || self_signed(&key),
         |b| check_certificate(b, &key),
@@ -208,6 +223,7 @@ fn exists(path: &Path) -> Result<bool, DevDefaultsError> {
 fn ensure_file(
     dir: &Path,
     name: &str,
+    private: bool,
     consequence: &'static str,
     generate: impl FnOnce() -> Result<Vec<u8>, DevDefaultsError>,
     check: impl Fn(&[u8]) -> Result<(), String>,
@@ -215,6 +231,17 @@ fn ensure_file(
     let path = dir.join(name);
     let read_checked = |path: &Path| -> Result<Option<Vec<u8>>, DevDefaultsError> {
         match fs::read(path) {
+            Ok(bytes) if private => {
+                check_private(path)?;
+                match check(&bytes) {
+                    Ok(()) => Ok(Some(bytes)),
+                    Err(problem) => Err(DevDefaultsError::Damaged {
+                        path: path.to_owned(),
+                        problem,
+                        consequence,
+                    }),
+                }
+            }
             Ok(bytes) => match check(&bytes) {
                 Ok(()) => Ok(Some(bytes)),
                 Err(problem) => Err(DevDefaultsError::Damaged {
@@ -242,6 +269,27 @@ fn ensure_file(
         path: path.clone(),
         source: io::Error::new(io::ErrorKind::NotFound, "vanished after being created"),
     })
+}
+
+/// A secret file must not be open to other users (issue 15: secret files were reused
+/// whatever their permissions). Only the owner's bits may be set, as ssh asks of its keys.
+fn check_private(path: &Path) -> Result<(), DevDefaultsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|source| DevDefaultsError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(DevDefaultsError::Exposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `dir/name` atomically, mode 0600, unless it exists: `Ok(false)` then.
@@ -456,10 +504,39 @@ mod tests {
     }
 
     #[test]
+    fn secrets_open_to_other_users_are_refused_the_certificate_is_not_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        load_or_create(&data).expect("created");
+        let cert = data.join(TLS_CERT_FILE);
+        fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create(&data).expect("a readable certificate is fine");
+        for name in [JWT_SECRET_FILE, ADMIN_KEY_FILE, TLS_KEY_FILE] {
+            let path = data.join(name);
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+            let err = load_or_create(&data).expect_err("an exposed secret");
+            assert!(
+                matches!(&err, DevDefaultsError::Exposed { path: p, mode: 0o640 } if *p == path),
+                "{name}: {err}"
+            );
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        load_or_create(&data).expect("private again");
+    }
+
+    #[test]
     fn admin_key_tolerates_a_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
         let key = "ab".repeat(32);
-        fs::write(dir.path().join(ADMIN_KEY_FILE), format!("{key}\n")).unwrap();
+        let path = dir.path().join(ADMIN_KEY_FILE);
+        fs::write(&path, format!("{key}\n")).unwrap();
+        fs::set_permissions(
+            &path,
+            <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         assert_eq!(load_or_create(dir.path()).unwrap().admin_key, key);
     }
 
