@@ -237,6 +237,47 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn presence(&self, user: &UserId) -> v1::Presence;
 }
 
+/// Last-seen times kept in memory before the oldest half is forgotten.
+pub const MAX_LAST_SEEN: usize = 100_000;
+
+/// When users were last seen (their last session ended), newest time wins. Bounded: past
+/// [`MAX_LAST_SEEN`] users the least recently seen half is forgotten (they then read as never
+/// seen, `last_seen_ms` 0), at O(1) amortised cost per user (issue 15: the map grew forever).
+#[derive(Debug, Default)]
+pub struct LastSeen {
+    seen: HashMap<UserId, i64>,
+}
+
+impl LastSeen {
+    /// Records that `user` was seen at `ms`.
+    pub fn saw(&mut self, user: &UserId, ms: i64) {
+        if self.seen.len() >= MAX_LAST_SEEN && !self.seen.contains_key(user) {
+            let mut times: Vec<i64> = self.seen.values().copied().collect();
+            let middle = times.len() / 2;
+            let (_, cut, _) = times.select_nth_unstable(middle);
+            let cut = *cut;
+            self.seen.retain(|_, at| *at > cut);
+        }
+        let at = self.seen.entry(user.clone()).or_insert(ms);
+        *at = (*at).max(ms);
+    }
+
+    /// When `user` was last seen; 0 when unknown.
+    pub fn get(&self, user: &UserId) -> i64 {
+        self.seen.get(user).copied().unwrap_or(0)
+    }
+
+    /// Users remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when no user is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
 /// The presence watches of one node's sessions: each session's watch set (what it asked for,
 /// capped) and, per watched user, the sessions to tell (the visible part of those sets).
 #[derive(Debug, Default)]
@@ -328,6 +369,26 @@ impl PresenceWatches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_seen_forgets_the_least_recently_seen_half_past_the_cap() {
+        let mut last = LastSeen::default();
+        let user = |n: usize| UserId::parse(&format!("u{n}")).expect("user id");
+        for n in 0..MAX_LAST_SEEN {
+            last.saw(&user(n), n as i64);
+        }
+        last.saw(&user(0), 1_000_000);
+        assert_eq!(last.len(), MAX_LAST_SEEN, "a known user adds nothing");
+        last.saw(&user(MAX_LAST_SEEN), 2_000_000);
+        assert!(last.len() <= MAX_LAST_SEEN / 2 + 2, "{}", last.len());
+        assert_eq!(last.get(&user(MAX_LAST_SEEN)), 2_000_000);
+        assert_eq!(last.get(&user(0)), 1_000_000, "seen lately: kept");
+        assert_eq!(last.get(&user(1)), 0, "the oldest are forgotten");
+        assert_eq!(
+            last.get(&user(MAX_LAST_SEEN - 1)),
+            (MAX_LAST_SEEN - 1) as i64
+        );
+    }
 
     fn event(seq: u64) -> v1::RoomEvent {
         v1::RoomEvent {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chatwire_protocol::v1;
 
 use super::fanout::{
-    Audience, Delivery, Fanout, PresenceWatches, RoomBatch, SessionKey, SessionLink,
+    Audience, Delivery, Fanout, LastSeen, PresenceWatches, RoomBatch, SessionKey, SessionLink,
 };
 use crate::chat::ids::{RoomId, UserId};
 use crate::clock::Clock;
@@ -25,7 +25,7 @@ struct Inner {
     sessions: HashMap<SessionKey, (UserId, SessionLink)>,
     by_user: HashMap<UserId, Vec<SessionKey>>,
     watches: PresenceWatches,
-    last_seen: HashMap<UserId, i64>,
+    last_seen: LastSeen,
 }
 
 impl LocalFanout {
@@ -56,7 +56,7 @@ impl LocalFanout {
         v1::Presence {
             user_id: user.to_string(),
             online: inner.by_user.contains_key(user),
-            last_seen_ms: inner.last_seen.get(user).copied().unwrap_or(0),
+            last_seen_ms: inner.last_seen.get(user),
         }
     }
 
@@ -110,7 +110,7 @@ impl Fanout for LocalFanout {
         if keys.is_empty() {
             inner.by_user.remove(&user);
             let now = self.clock.now_ms();
-            inner.last_seen.insert(user.clone(), now);
+            inner.last_seen.saw(&user, now);
             let presence = Self::presence_of(&inner, &user);
             Self::notify_presence(&inner, presence);
         }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::backend::fanout::SessionKey;
+use crate::backend::fanout::{LastSeen, SessionKey};
 use crate::chat::ids::UserId;
 
 #[derive(Debug, Default)]
@@ -24,7 +24,7 @@ pub(super) struct Cluster {
     nodes: HashMap<String, Remote>,
     /// Remote sessions per user.
     users: HashMap<UserId, usize>,
-    last_seen: HashMap<UserId, i64>,
+    last_seen: LastSeen,
 }
 
 impl Cluster {
@@ -143,13 +143,12 @@ impl Cluster {
 
     /// Records a last-seen time (the newest wins).
     pub(super) fn saw(&mut self, user: &UserId, ms: i64) {
-        let seen = self.last_seen.entry(user.clone()).or_insert(ms);
-        *seen = (*seen).max(ms);
+        self.last_seen.saw(user, ms);
     }
 
     /// The last-seen time of `user`, 0 when unknown.
     pub(super) fn last_seen(&self, user: &UserId) -> i64 {
-        self.last_seen.get(user).copied().unwrap_or(0)
+        self.last_seen.get(user)
     }
 }
 
