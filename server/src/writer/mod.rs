@@ -52,7 +52,7 @@ pub struct RoomWriter {
     fanout: Arc<dyn Fanout>,
     clock: Arc<dyn Clock>,
     config: WriterConfig,
-    cache: HashMap<RoomId, RoomState>,
+    cache: RoomCache,
     events: Option<Arc<dyn EventPublisher>>,
     rooms: crate::telemetry::RoomsSlot,
 }
@@ -70,7 +70,7 @@ impl RoomWriter {
             fanout,
             clock,
             config,
-            cache: HashMap::new(),
+            cache: RoomCache::new(CACHED_ROOMS),
             events: None,
             rooms: crate::telemetry::RoomsSlot::default(),
         }
@@ -214,12 +214,58 @@ impl RoomWriter {
     }
 
     fn remember(&mut self, room: RoomId, state: RoomState) {
-        if self.cache.len() >= CACHED_ROOMS && !self.cache.contains_key(&room) {
-            // Crude but bounded: forget everything; states reload from the store on demand.
-            self.cache.clear();
-        }
         self.cache.insert(room, state);
         self.rooms.set(self.cache.len());
+    }
+}
+
+/// The room states a writer keeps, least recently used first out: when full, the quarter used
+/// longest ago is forgotten (they reload from the store on demand), so a busy room is never
+/// dropped for a passing one and eviction costs O(1) per room amortised (issue 15: the whole
+/// cache was flushed when full).
+#[derive(Debug)]
+struct RoomCache {
+    rooms: HashMap<RoomId, (RoomState, u64)>,
+    capacity: usize,
+    tick: u64,
+}
+
+impl RoomCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            capacity: capacity.max(1),
+            tick: 0,
+        }
+    }
+
+    fn get(&mut self, room: &RoomId) -> Option<&RoomState> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.rooms.get_mut(room).map(|(state, used)| {
+            *used = tick;
+            &*state
+        })
+    }
+
+    fn insert(&mut self, room: RoomId, state: RoomState) {
+        if self.rooms.len() >= self.capacity && !self.rooms.contains_key(&room) {
+            let mut used: Vec<u64> = self.rooms.values().map(|(_, used)| *used).collect();
+            let quarter = (used.len() / 4).max(1);
+            let (_, cut, _) = used.select_nth_unstable(quarter - 1);
+            let cut = *cut;
+            self.rooms.retain(|_, (_, used)| *used > cut);
+        }
+        self.tick += 1;
+        self.rooms.insert(room, (state, self.tick));
+    }
+
+    fn remove(&mut self, room: &RoomId) {
+        self.rooms.remove(room);
+    }
+
+    fn len(&self) -> usize {
+        self.rooms.len()
     }
 }
 
@@ -281,6 +327,38 @@ async fn publish_downstream(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_room_cache_forgets_the_least_recently_used_quarter() {
+        use super::{RoomCache, RoomState};
+        let state = || {
+            RoomState::from_snapshot(crate::backend::store::RoomSnapshot {
+                head: crate::backend::store::Head::default(),
+                room: chatwire_protocol::v1::Room::default(),
+                members: Vec::new(),
+            })
+        };
+        let room = |n: usize| crate::chat::ids::RoomId::parse(&format!("g.r{n}")).expect("room id");
+        let mut cache = RoomCache::new(8);
+        for n in 0..8 {
+            cache.insert(room(n), state());
+        }
+        assert!(
+            cache.get(&room(0)).is_some() && cache.get(&room(1)).is_some(),
+            "busy rooms"
+        );
+        cache.insert(room(8), state());
+        assert_eq!(cache.len(), 7, "two of eight forgotten, one added");
+        for n in [0, 1, 4, 5, 6, 7, 8] {
+            assert!(cache.get(&room(n)).is_some(), "room {n} kept");
+        }
+        for n in [2, 3] {
+            assert!(
+                cache.get(&room(n)).is_none(),
+                "room {n}, used longest ago, forgotten"
+            );
+        }
+    }
+
     use chatwire_protocol::v1;
 
     use super::*;
@@ -337,7 +415,7 @@ mod tests {
         assert!(created[0].is_ok(), "{created:?}");
         let (link, mut deliveries, _) = SessionLink::new(16);
         fanout.attach(1, &user("m7"), link);
-        let members = Arc::clone(&writer.cache[&room].members);
+        let members = Arc::clone(&writer.cache.get(&room).expect("cached").members);
         assert_eq!(members.len(), MEMBERS);
 
         let send = RoomOp::Send(SendOp {
@@ -354,7 +432,7 @@ mod tests {
             .await;
         assert!(matches!(sent[0], Ok(Outcome::Sent(_))), "{sent:?}");
         assert!(
-            Arc::ptr_eq(&members, &writer.cache[&room].members),
+            Arc::ptr_eq(&members, &writer.cache.get(&room).expect("cached").members),
             "the commit copied the member map"
         );
         match deliveries.try_recv() {
