@@ -29,6 +29,7 @@ pub mod config;
 pub mod devdefaults;
 pub mod distributed;
 pub mod http;
+pub mod jitter;
 pub mod logs;
 pub mod server;
 pub mod session;

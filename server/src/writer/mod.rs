@@ -318,7 +318,7 @@ async fn publish_downstream(
             }
             Err(err) => {
                 tracing::debug!(room = %room, error = %err, "downstream events refused; retrying");
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(crate::jitter::global().apply(pause)).await;
                 pause = (pause * 2).min(std::time::Duration::from_secs(2));
             }
         }

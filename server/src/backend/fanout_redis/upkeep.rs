@@ -68,7 +68,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 backoff = config.head_check_interval;
                 next_beat = now + config.heartbeat_interval;
             } else {
-                next_beat = now + backoff;
+                next_beat = now + crate::jitter::global().apply(backoff);
                 backoff = (backoff * 2).min(config.max_backoff);
             }
         }

@@ -258,11 +258,12 @@ fn refuse_waiting(rx: &mut mpsc::UnboundedReceiver<Request>) {
     }
 }
 
-/// Waits [`RECONNECT_PAUSE`]; true when asked to stop meanwhile.
+/// Waits [`RECONNECT_PAUSE`] (jittered, so the nodes do not all reconnect at once); true when
+/// asked to stop meanwhile.
 async fn pause_or_stop(stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = stop.changed() => true,
-        () = tokio::time::sleep(RECONNECT_PAUSE) => *stop.borrow(),
+        () = tokio::time::sleep(crate::jitter::global().apply(RECONNECT_PAUSE)) => *stop.borrow(),
     }
 }
 

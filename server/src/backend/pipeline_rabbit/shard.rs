@@ -183,7 +183,7 @@ impl ShardConsumer {
             }
             tracing::warn!(shard = self.shard, room = %room, attempt, "room batch failed; retrying");
             if attempt < self.config.store_retries {
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(crate::jitter::global().apply(pause)).await;
                 pause *= 2;
             }
         }
