@@ -523,8 +523,13 @@ fn webhook_sender(name: &str, hook: &WebhookConfig) -> Result<WebhookSender, Sta
         })
         .collect::<Result<Vec<_>, _>>()?;
     let keys = SigningKeys::new(keys).map_err(|e| StartError(format!("{name}.keys: {e}")))?;
-    WebhookSender::new(&hook.url, Arc::new(keys), hook.timeout())
-        .map_err(|e| StartError(format!("{name}: {e}")))
+    WebhookSender::new(
+        &hook.url,
+        Arc::new(keys),
+        hook.timeout(),
+        hook.ca_file.as_deref(),
+    )
+    .map_err(|e| StartError(format!("{name}: {e}")))
 }
 
 /// How long a drain waits for sessions to finish what is in flight.

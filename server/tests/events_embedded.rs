@@ -183,7 +183,7 @@ fn rotated_keys() -> Arc<SigningKeys> {
 }
 
 fn sender(url: &str) -> WebhookSender {
-    WebhookSender::new(url, rotated_keys(), Duration::from_secs(5)).expect("sender")
+    WebhookSender::new(url, rotated_keys(), Duration::from_secs(5), None).expect("sender")
 }
 
 /// A message event of `room` at `seq` from `from`, mentioning `mentions`.
@@ -334,13 +334,22 @@ async fn receiver_that_never_recovers_dead_letters_the_event() {
 }
 
 #[test]
-fn only_plain_http_urls_are_accepted() {
-    for url in ["https://example.invalid/hook", "not a url", "/relative"] {
+fn only_absolute_http_and_https_urls_are_accepted() {
+    for url in ["ftp://example.invalid/hook", "not a url", "/relative"] {
         assert!(
-            WebhookSender::new(url, rotated_keys(), Duration::from_secs(1)).is_err(),
+            WebhookSender::new(url, rotated_keys(), Duration::from_secs(1), None).is_err(),
             "{url}"
         );
     }
+    assert!(
+        WebhookSender::new(
+            "https://example.invalid/hook",
+            rotated_keys(),
+            Duration::from_secs(1),
+            None
+        )
+        .is_ok()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

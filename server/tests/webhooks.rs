@@ -55,6 +55,8 @@ impl Received {
 struct HookState {
     seen: mpsc::UnboundedSender<Received>,
     failing: Arc<AtomicBool>,
+    /// Answer `307 Temporary Redirect` to this URL instead of 200.
+    redirect_to: Option<String>,
 }
 
 /// A webhook receiver: records every request, answers 200, or 500 while told to fail.
@@ -68,11 +70,21 @@ struct Hook {
 
 impl Hook {
     async fn start() -> Self {
+        Self::start_with(None, None).await
+    }
+
+    /// A receiver over TLS with `config` when given, answering redirects to `redirect_to` when
+    /// given.
+    async fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        redirect_to: Option<String>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let failing = Arc::new(AtomicBool::new(false));
         let state = HookState {
             seen: tx,
             failing: Arc::clone(&failing),
+            redirect_to,
         };
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
@@ -81,14 +93,32 @@ impl Hook {
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        match tls {
+            Some(config) => {
+                let listener = chatwire_server::http::tls::TlsListener::new(listener, config)
+                    .expect("TLS listener");
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+            }
+            None => {
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+            }
+        }
         Self {
             addr,
             seen: Mutex::new((rx, Vec::new())),
             failing,
         }
+    }
+
+    /// Whether any request arrived that no test took yet.
+    async fn idle(&self) -> bool {
+        let mut guard = self.seen.lock().await;
+        let (seen, earlier) = &mut *guard;
+        earlier.is_empty() && seen.try_recv().is_err()
     }
 
     fn url(&self) -> String {
@@ -117,7 +147,12 @@ impl Hook {
     }
 }
 
-async fn receive(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(state): State<HookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let header = |name: &str| {
         headers
             .get(name)
@@ -127,6 +162,8 @@ async fn receive(State(state): State<HookState>, headers: HeaderMap, body: Bytes
     };
     let status = if state.failing.load(Ordering::SeqCst) {
         StatusCode::INTERNAL_SERVER_ERROR
+    } else if state.redirect_to.is_some() {
+        StatusCode::TEMPORARY_REDIRECT
     } else {
         StatusCode::OK
     };
@@ -136,7 +173,10 @@ async fn receive(State(state): State<HookState>, headers: HeaderMap, body: Bytes
         body,
         status: status.as_u16(),
     });
-    status
+    match state.redirect_to {
+        Some(to) => (status, [(axum::http::header::LOCATION, to)]).into_response(),
+        None => status.into_response(),
+    }
 }
 
 /// Checks a `Chatwire-Signature` header the way an app developer would: parse
@@ -426,5 +466,106 @@ async fn without_consumers_nothing_is_queued_and_the_endpoints_are_documented() 
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
+    server.stop().await;
+}
+
+/// A test CA and a certificate for `localhost` it signed: the receiver's TLS configuration and
+/// the CA's PEM for the server's `ca_file`.
+fn private_ca_receiver() -> (Arc<rustls::ServerConfig>, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().expect("key"))
+        .expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    let config =
+        chatwire_server::http::tls::server_config(&[leaf.der().to_vec()], &key.serialize_der())
+            .expect("server config");
+    (config, ca.pem())
+}
+
+#[tokio::test]
+async fn an_https_receiver_with_a_private_ca_gets_signed_events() {
+    // Issue 15: webhooks over https (rustls, ring), trusting the consumer's `ca_file`.
+    let (tls, ca_pem) = private_ca_receiver();
+    let hook = Hook::start_with(Some(tls), None).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write CA");
+    let url = format!("https://localhost:{}/hook", hook.addr.port());
+    let server = TestServer::start_with(|config| {
+        let mut app = WebhookConfig::new(url, "app-2026", APP_SECRET);
+        app.ca_file = Some(ca_file.clone());
+        config.events.app = Some(app);
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let room = group(&alice, &[]).await;
+    let sent = within(alice.send(send(&room, "m-1", "over tls")))
+        .await
+        .expect("send");
+    let id = format!("{room}:{}:message.created", sent.seq);
+    let received = hook.next_with(&id, 200).await;
+    assert!(verify_signature(
+        &received.signature,
+        &received.body,
+        "app-2026",
+        APP_SECRET
+    ));
+    assert_eq!(
+        received.json()["data"]["messageCreated"]["content"]["text"],
+        "over tls"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_to_another_host_is_refused_at_start() {
+    let mut config = chatwire_server::config::Config::default();
+    config.events.app = Some(WebhookConfig::new(
+        "http://hooks.example:9000/x",
+        "k",
+        APP_SECRET,
+    ));
+    let err = config
+        .validate()
+        .expect_err("plain http to a non-loopback host");
+    assert!(err.to_string().contains("allow_http"), "{err}");
+    if let Some(app) = config.events.app.as_mut() {
+        app.allow_http = true;
+    }
+    config.validate().expect("allowed explicitly");
+}
+
+#[tokio::test]
+async fn redirects_are_never_followed() {
+    // The receiver answers 307 to another receiver: the delivery counts as failed and is
+    // retried at the first receiver; the second never sees the signed event.
+    let elsewhere = Hook::start().await;
+    let hook = Hook::start_with(None, Some(elsewhere.url())).await;
+    let url = hook.url();
+    let server = TestServer::start_with(|config| {
+        config.events.retry_tiers_ms = vec![10, 10];
+        config.events.app = Some(WebhookConfig::new(url, "app-2026", APP_SECRET));
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let room = group(&alice, &[]).await;
+    let sent = within(alice.send(send(&room, "m-1", "stay here")))
+        .await
+        .expect("send");
+    let id = format!("{room}:{}:message.created", sent.seq);
+    let first = hook.next_with(&id, 307).await;
+    assert_eq!(first.json()["attempt"], 1);
+    let second = hook.next_with(&id, 307).await;
+    assert_eq!(second.json()["attempt"], 2, "retried where it was sent");
+    assert!(elsewhere.idle().await, "the redirect target got nothing");
     server.stop().await;
 }

@@ -6,11 +6,11 @@
 //! retry_tiers_ms = [1000, 10000, 60000]   # delays before the 2nd, 3rd, 4th try; then the DLQ
 //!
 //! [events.push]                            # offline push: new messages for offline members
-//! url = "http://push-gateway.internal:8081/chatwire"
+//! url = "https://push-gateway.internal:8081/chatwire"
 //! keys = [{ id = "2026-01", secret_file = "/etc/chatwire/push-hook-2026-01" }]
 //!
 //! [events.app]                             # app webhook: every room log event
-//! url = "http://app.internal:9000/chatwire-events"
+//! url = "https://app.internal:9000/chatwire-events"
 //! timeout_ms = 5000
 //! keys = [
 //!   { id = "2025-06", secret = "an old secret, still accepted by the receiver.." },
@@ -106,13 +106,29 @@ impl EventsConfig {
     }
 }
 
+/// Is the URL's host a loopback address (`localhost`, 127.0.0.0/8, `::1`)?
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// One webhook: where to POST, how long to wait, and the signing keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// The receiver, an absolute `http://` URL (this build has no TLS: put a TLS-terminating
-    /// proxy in front of an https receiver). Required.
+    /// The receiver, an absolute `https://` URL; `http://` only to a loopback address or with
+    /// `allow_http`. Redirects are never followed. Required.
     pub url: String,
+    /// Allow a plain `http://` receiver that is not on loopback (a private network you trust).
+    /// Default false.
+    pub allow_http: bool,
+    /// Extra certificate authorities (PEM or DER file) trusted for this receiver, besides the
+    /// system's: for a receiver with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
     /// How long one request may take before it counts as failed (and is retried), in ms.
     /// Default 5000, at most 60 000.
     pub timeout_ms: u64,
@@ -125,6 +141,8 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            allow_http: false,
+            ca_file: None,
             timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
             keys: Vec::new(),
         }
@@ -140,6 +158,8 @@ impl WebhookConfig {
     ) -> Self {
         Self {
             url: url.into(),
+            allow_http: false,
+            ca_file: None,
             timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
             keys: vec![WebhookKeyConfig {
                 id: key_id.into(),
@@ -156,15 +176,25 @@ impl WebhookConfig {
         }
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| invalid(format!("{name}.url {:?} is not a URL: {e}", self.url)))?;
-        if url.scheme() != "http" {
-            return Err(invalid(format!(
-                "{name}.url {:?}: only http:// is supported (this build has no TLS; put a \
-                 TLS-terminating proxy in front of an https receiver)",
-                self.url
-            )));
-        }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid(format!("{name}.url {:?} has no host", self.url)));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http || is_loopback(&url) => {}
+            "http" => {
+                return Err(invalid(format!(
+                    "{name}.url {:?}: plain http:// is only allowed to a loopback address; use \
+                     https://, or set {name}.allow_http = true for a network you trust",
+                    self.url
+                )));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "{name}.url {:?}: scheme {other:?}, use https://",
+                    self.url
+                )));
+            }
         }
         if self.timeout_ms == 0 || self.timeout_ms > MAX_WEBHOOK_TIMEOUT_MS {
             return Err(invalid(format!(
@@ -332,7 +362,7 @@ mod tests {
              [events.app]\nurl = \"http://127.0.0.1:9000/hook\"\n\
              keys = [{{ id = \"k1\", secret = \"{SECRET}\" }}, \
                      {{ id = \"k2\", secret_file = \"/etc/k2\" }}]\n\
-             [events.push]\nurl = \"http://push.internal/p\"\ntimeout_ms = 250\n\
+             [events.push]\nurl = \"https://push.internal/p\"\ntimeout_ms = 250\n\
              keys = [{{ id = \"p\", secret = \"{SECRET}\" }}]\n"
         ))
         .unwrap();
@@ -350,12 +380,12 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         let msg = message(&format!(
-            "[events.app]\nurl = \"http://a/\"\nkeys = [{{ id = \"k\", secret = \"{SECRET}\" }}]\n\
+            "[events.app]\nurl = \"https://a/\"\nkeys = [{{ id = \"k\", secret = \"{SECRET}\" }}]\n\
              timout_ms = 5\n"
         ));
         assert!(msg.contains("timout_ms"), "{msg}");
         let msg = message(&format!(
-            "[events.app]\nurl = \"http://a/\"\nkeys = [{{ id = \"k\", secrt = \"{SECRET}\" }}]\n"
+            "[events.app]\nurl = \"https://a/\"\nkeys = [{{ id = \"k\", secrt = \"{SECRET}\" }}]\n"
         ));
         assert!(msg.contains("secrt"), "{msg}");
         assert!(message("[events]\nretries = 3\n").contains("retries"));
@@ -367,7 +397,7 @@ mod tests {
         let cases = [
             (format!("[events.app]\n{key}\n"), "events.app.url"),
             (
-                format!("[events.app]\nurl = \"https://a.example/\"\n{key}\n"),
+                format!("[events.app]\nurl = \"http://a.example/\"\n{key}\n"),
                 "events.app.url",
             ),
             (
@@ -375,41 +405,41 @@ mod tests {
                 "events.push.url",
             ),
             (
-                format!("[events.app]\nurl = \"http://a/\"\ntimeout_ms = 0\n{key}\n"),
+                format!("[events.app]\nurl = \"https://a/\"\ntimeout_ms = 0\n{key}\n"),
                 "events.app.timeout_ms",
             ),
             (
-                "[events.app]\nurl = \"http://a/\"\n".to_owned(),
+                "[events.app]\nurl = \"https://a/\"\n".to_owned(),
                 "events.app.keys",
             ),
             (
-                "[events.app]\nurl = \"http://a/\"\nkeys = [{ id = \"k\", secret = \"short\" }]\n"
+                "[events.app]\nurl = \"https://a/\"\nkeys = [{ id = \"k\", secret = \"short\" }]\n"
                     .to_owned(),
                 "events.app.keys[0].secret",
             ),
             (
                 format!(
-                    "[events.app]\nurl = \"http://a/\"\n\
+                    "[events.app]\nurl = \"https://a/\"\n\
                      keys = [{{ id = \"a,b\", secret = \"{SECRET}\" }}]\n"
                 ),
                 "events.app.keys[0].id",
             ),
             (
                 format!(
-                    "[events.app]\nurl = \"http://a/\"\nkeys = [{{ id = \"k\", secret = \
+                    "[events.app]\nurl = \"https://a/\"\nkeys = [{{ id = \"k\", secret = \
                      \"{SECRET}\" }}, {{ id = \"k\", secret = \"{SECRET}\" }}]\n"
                 ),
                 "events.app.keys: id \"k\" appears twice",
             ),
             (
                 format!(
-                    "[events.app]\nurl = \"http://a/\"\nkeys = [{{ id = \"k\", secret = \
+                    "[events.app]\nurl = \"https://a/\"\nkeys = [{{ id = \"k\", secret = \
                      \"{SECRET}\", secret_file = \"/f\" }}]\n"
                 ),
                 "events.app.keys[0]",
             ),
             (
-                "[events.app]\nurl = \"http://a/\"\nkeys = [{ id = \"k\" }]\n".to_owned(),
+                "[events.app]\nurl = \"https://a/\"\nkeys = [{ id = \"k\" }]\n".to_owned(),
                 "exactly one of secret and secret_file",
             ),
             (
@@ -450,25 +480,25 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         write!(
             f,
-            "[events.app]\nurl = \"http://a/\"\nkeys = [{{ id = \"k\", secret = \"{SECRET}\" }}]\n"
+            "[events.app]\nurl = \"https://a/\"\nkeys = [{{ id = \"k\", secret = \"{SECRET}\" }}]\n"
         )
         .unwrap();
         let c = load(&ConfigSources {
             file: Some(f.path().to_owned()),
             env: env(&[
-                ("CHATWIRE_EVENTS__APP__URL", "http://b:81/x"),
+                ("CHATWIRE_EVENTS__APP__URL", "https://b:81/x"),
                 ("CHATWIRE_EVENTS__APP__TIMEOUT_MS", "900"),
             ]),
             ..Default::default()
         })
         .unwrap();
         let app = c.events.app.expect("app");
-        assert_eq!(app.url, "http://b:81/x");
+        assert_eq!(app.url, "https://b:81/x");
         assert_eq!(app.timeout_ms, 900);
         assert_eq!(app.keys[0].id, "k");
         // A webhook from the environment alone has no keys: refused, naming the key.
         let e = load(&ConfigSources {
-            env: env(&[("CHATWIRE_EVENTS__PUSH__URL", "http://b/")]),
+            env: env(&[("CHATWIRE_EVENTS__PUSH__URL", "https://b/")]),
             ..Default::default()
         })
         .unwrap_err();
@@ -506,7 +536,7 @@ mod tests {
         };
         assert!(missing.secret_bytes("events.push").is_err());
 
-        let hook = WebhookConfig::new("http://a/", "k1", SECRET);
+        let hook = WebhookConfig::new("https://a/", "k1", SECRET);
         hook.validate("events.app").unwrap();
         let debug = format!("{hook:?}");
         assert!(!debug.contains(SECRET) && debug.contains("k1"), "{debug}");

@@ -497,7 +497,7 @@ mod tests {
     fn explain_names_each_source() {
         let f = file(
             "[auth]\nissuer = \"file-iss\"\n[log]\nformat = \"json\"\n\
-             [events.app]\nurl = \"http://hooks.internal/x\"\n\
+             [events.app]\nurl = \"https://hooks.internal/x\"\n\
              keys = [{ id = \"k1\", secret = \"s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t\" }]\n",
         );
         let settings = explain(&ConfigSources {

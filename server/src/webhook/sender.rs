@@ -9,8 +9,11 @@
 //!  "data": { ...the event's payload (proto3 JSON of the RoomEvent for log events)... }}
 //! ```
 //!
-//! Plain `http://` only: this build carries no TLS stack, so put a TLS-terminating proxy in front
-//! of an `https` receiver (or enable a reqwest TLS feature).
+//! `https://` receivers are reached with rustls on the ring provider (the server's only TLS
+//! stack), trusting the system's certificate authorities plus the consumer's `ca_file`; plain
+//! `http://` only where the configuration allows it (loopback, or `allow_http`). Redirects are
+//! never followed: a 3xx is a failed delivery, retried like any other, so a receiver cannot
+//! bounce signed events to another host.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +67,37 @@ pub enum DeliveryError {
     Transport(String),
 }
 
+/// The TLS client configuration: ring, the system's roots, plus `ca_file`'s certificates.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, WebhookError> {
+    let client = |why: String| WebhookError::Client(why);
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: a `ca_file` may be all a receiver needs.
+    let system = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(system.certs);
+    if let Some(path) = ca_file {
+        let bytes = std::fs::read(path)
+            .map_err(|e| client(format!("cannot read ca_file {}: {e}", path.display())))?;
+        let certs = crate::http::tls::certificate_chain_der(&bytes)
+            .map_err(|e| client(format!("ca_file {}: {e}", path.display())))?;
+        let (added, _) = roots.add_parsable_certificates(
+            certs
+                .into_iter()
+                .map(rustls::pki_types::CertificateDer::from),
+        );
+        if added == 0 {
+            return Err(client(format!(
+                "ca_file {} holds no usable certificate",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| client(e.to_string()))
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// Sends signed POSTs to one URL.
 #[derive(Debug, Clone)]
 pub struct WebhookSender {
@@ -73,16 +107,24 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
-    /// A sender to `url` (absolute, `http://`), signing with `keys`, giving up on a request
-    /// after `timeout`.
-    pub fn new(url: &str, keys: Arc<SigningKeys>, timeout: Duration) -> Result<Self, WebhookError> {
+    /// A sender to `url` (absolute; the configuration decided whether plain `http://` is
+    /// allowed), signing with `keys`, giving up on a request after `timeout`, trusting the
+    /// system's certificate authorities and those of `ca_file` for `https://`.
+    pub fn new(
+        url: &str,
+        keys: Arc<SigningKeys>,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, WebhookError> {
         let invalid = |why: &str| WebhookError::InvalidUrl(url.to_owned(), why.to_owned());
         let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-        if parsed.scheme() != "http" {
-            return Err(invalid("only http:// is supported (no TLS in this build)"));
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid("use https:// (or http:// where allowed)"));
         }
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_preconfigured(tls_config(ca_file)?)
             .build()
             .map_err(|e| WebhookError::Client(e.to_string()))?;
         Ok(Self {
