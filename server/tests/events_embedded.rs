@@ -363,14 +363,30 @@ struct FixedAudience {
     online: HashSet<&'static str>,
     muted: HashSet<&'static str>,
     without_devices: HashSet<&'static str>,
+    /// Members who joined at a seq other than 1.
+    joined_late: Vec<(&'static str, u64)>,
+    /// Seqs of messages deleted since.
+    deleted: HashSet<u64>,
     asked_online: Mutex<Vec<String>>,
 }
 
 #[async_trait]
 impl PushAudience for FixedAudience {
-    async fn members(&self, room: &RoomId) -> Result<Vec<UserId>, StoreError> {
+    async fn members(&self, room: &RoomId) -> Result<Vec<(UserId, u64)>, StoreError> {
         let members = self.members.iter().find(|(r, _)| *r == room.as_str());
-        Ok(members.map_or_else(Vec::new, |(_, m)| m.iter().map(|m| user(m)).collect()))
+        let joined = |m: &str| {
+            self.joined_late
+                .iter()
+                .find(|(u, _)| *u == m)
+                .map_or(1, |(_, seq)| *seq)
+        };
+        Ok(members.map_or_else(Vec::new, |(_, m)| {
+            m.iter().map(|m| (user(m), joined(m))).collect()
+        }))
+    }
+
+    async fn readable(&self, _room: &RoomId, seq: u64) -> Result<bool, StoreError> {
+        Ok(!self.deleted.contains(&seq))
     }
 
     fn is_online(&self, user: &UserId) -> bool {
@@ -406,13 +422,17 @@ async fn offline_push_reaches_offline_members_with_mentions_over_mutes() {
         members: vec![
             (
                 "g:push",
-                vec!["alice", "bob", "carol", "dave", "erin", "frank"],
+                vec!["alice", "bob", "carol", "dave", "erin", "frank", "gina"],
             ),
             ("g:quiet", vec!["carol", "erin"]),
+            ("g:gone", vec!["alice", "bob"]),
         ],
         online: ["carol"].into(),
         muted: ["bob", "dave"].into(),
         without_devices: ["erin"].into(),
+        // gina joined after message 5; message 9 was deleted before its push went out.
+        joined_late: vec![("gina", 6)],
+        deleted: [9].into(),
         ..FixedAudience::default()
     });
     // carol is online and erin has no device: nobody to push.
@@ -427,7 +447,8 @@ async fn offline_push_reaches_offline_members_with_mentions_over_mutes() {
     // alice sends, carol is online, dave muted, erin has no device: bob (muted but mentioned)
     // and frank get the push.
     let pushed = message("g:push", 5, "alice", &["bob", "erin"]);
-    let batch = [nobody, joined, pushed];
+    let deleted = message("g:gone", 9, "alice", &["bob"]);
+    let batch = [nobody, joined, pushed, deleted];
     queue
         .publish(events_of_batch(&batch))
         .await
@@ -442,8 +463,8 @@ async fn offline_push_reaches_offline_members_with_mentions_over_mutes() {
     );
     let polled = consumer.poll_once().await.expect("poll");
     assert_eq!(
-        polled.acked, 2,
-        "both messages handled, the one without recipients unsent"
+        polled.acked, 3,
+        "the messages handled, those without recipients unsent"
     );
     let request = next_request(&mut rx).await;
     assert_eq!(request.event_id, "g:push:5:message.created");
@@ -521,7 +542,20 @@ async fn store_audience_reads_members_mutes_devices_and_sessions() {
     let audience = StoreAudience::new(Arc::clone(&store), fanout);
     assert_eq!(
         audience.members(&room).await.expect("members"),
-        vec![alice, bob.clone(), carol.clone()]
+        vec![(alice.clone(), 2), (bob.clone(), 3), (carol.clone(), 4)]
+    );
+    let sent = script.send(T0 + 3, &alice, "hello", 0);
+    apply(&*store, &room, &sent).await;
+    assert!(audience.readable(&room, 5).await.expect("readable"));
+    let deleted = script.delete(T0 + 4, &alice, 5);
+    apply(&*store, &room, &deleted).await;
+    assert!(
+        !audience.readable(&room, 5).await.expect("readable"),
+        "a deleted message is not pushed"
+    );
+    assert!(
+        !audience.readable(&room, 99).await.expect("readable"),
+        "nor a missing one"
     );
     assert!(audience.is_online(&carol));
     assert!(!audience.is_online(&bob));

@@ -54,8 +54,11 @@ pub struct Recipient {
 /// The lookups offline push needs.
 #[async_trait]
 pub trait PushAudience: Send + Sync + std::fmt::Debug {
-    /// The room's current members.
-    async fn members(&self, room: &RoomId) -> Result<Vec<UserId>, StoreError>;
+    /// The room's current members, each with the seq of its join.
+    async fn members(&self, room: &RoomId) -> Result<Vec<(UserId, u64)>, StoreError>;
+    /// Whether the message at `seq` is still there to be read: not deleted, erased or dropped
+    /// by retention.
+    async fn readable(&self, room: &RoomId, seq: u64) -> Result<bool, StoreError>;
     /// True when the user has a live session (they see the message there).
     fn is_online(&self, user: &UserId) -> bool;
     /// True when the user muted pushes of the room at `now_ms`.
@@ -81,9 +84,15 @@ pub async fn recipients(
         .as_ref()
         .map(|c| c.mentions.as_slice())
         .unwrap_or_default();
+    // Recipients are judged when the push is delivered, which may be long after the message
+    // (a retry, a queue that was down): a message deleted since is not pushed at all, and a
+    // member who joined after it never gets it (issue 15 M10).
+    if !audience.readable(&room, event.seq).await? {
+        return Ok(Vec::new());
+    }
     let mut out = Vec::new();
-    for user in audience.members(&room).await? {
-        if user.as_str() == event.sender || audience.is_online(&user) {
+    for (user, joined_seq) in audience.members(&room).await? {
+        if user.as_str() == event.sender || joined_seq > event.seq || audience.is_online(&user) {
             continue;
         }
         let mentioned = mentions.iter().any(|m| m == user.as_str());
@@ -175,19 +184,25 @@ impl StoreAudience {
 
 #[async_trait]
 impl PushAudience for StoreAudience {
-    async fn members(&self, room: &RoomId) -> Result<Vec<UserId>, StoreError> {
-        let mut out: Vec<UserId> = Vec::new();
+    async fn members(&self, room: &RoomId) -> Result<Vec<(UserId, u64)>, StoreError> {
+        let mut out: Vec<(UserId, u64)> = Vec::new();
         loop {
-            let page = self.store.members(room, out.last(), MEMBER_PAGE).await?;
+            let after = out.last().map(|(user, _)| user);
+            let page = self.store.members(room, after, MEMBER_PAGE).await?;
             for member in &page {
                 let user = UserId::parse(&member.user_id)
                     .map_err(|e| StoreError::Corrupt(format!("stored member id: {e}")))?;
-                out.push(user);
+                out.push((user, member.joined_seq));
             }
             if page.len() < MEMBER_PAGE {
                 return Ok(out);
             }
         }
+    }
+
+    async fn readable(&self, room: &RoomId, seq: u64) -> Result<bool, StoreError> {
+        let message = self.store.message(room, seq).await?;
+        Ok(message.is_some_and(|m| !m.deleted && m.content.is_some()))
     }
 
     fn is_online(&self, user: &UserId) -> bool {
