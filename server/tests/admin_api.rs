@@ -24,7 +24,7 @@ struct Admin {
 impl Admin {
     fn new(server: &TestServer) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: support::http_client(),
             base: server.http_url(),
             key: server.admin_key(),
         }
@@ -100,7 +100,7 @@ fn texts(history: &Value) -> Vec<(String, String, bool)> {
 #[tokio::test]
 async fn admin_endpoints_need_the_admin_key() {
     let server = TestServer::start().await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let url = format!("{}/admin/stats", server.http_url());
     let missing = within(http.get(&url).send()).await.expect("request");
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
@@ -434,7 +434,7 @@ async fn revocation_closes_sessions_and_refuses_older_tokens() {
 
     let carol = server.client("carol").await;
     let response = within(
-        reqwest::Client::new()
+        support::http_client()
             .post(format!("{}/admin/users/carol/revoke", server.http_url()))
             .bearer_auth(server.admin_key())
             .send(),

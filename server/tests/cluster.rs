@@ -122,7 +122,7 @@ async fn three_nodes_serve_one_contiguous_log() {
     // The health report lists the three nodes and the cluster's backends; the metrics show the
     // shards this node owns and the batches that came from the others through Redis.
     let key = std::fs::read_to_string(cluster.node_dir(1).join("admin-key")).expect("admin key");
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let health: serde_json::Value = within(
         http.get(format!("http://{}/admin/health", nodes[0].addr))
             .bearer_auth(key.trim())

@@ -240,7 +240,7 @@ fn the_operations_guide_lists_every_family() {
 #[tokio::test]
 async fn the_api_document_matches_the_routes_and_the_real_401() {
     let server = TestServer::start().await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let (status, doc) = server.admin(reqwest::Method::GET, "/openapi.json").await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");

@@ -24,7 +24,7 @@ const WIDTH_MS: u64 = 60_000;
 
 async fn post(server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
     let response = within(
-        reqwest::Client::new()
+        support::http_client()
             .post(format!("{}{path}", server.http_url()))
             .bearer_auth(server.admin_key())
             .json(&body)

@@ -12,3 +12,10 @@ pub mod pipeline_suite;
 pub mod ratelimit_suite;
 pub mod server;
 pub mod store_suite;
+
+/// An HTTP client for the tests. reqwest is built without a default TLS provider (the server
+/// configures ring itself for its webhooks), so the process's default is set to ring first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

@@ -131,7 +131,7 @@ impl TestServer {
     /// body; the status and the body (JSON, or the text as a JSON string when it is not JSON).
     pub async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
         let response = within(
-            reqwest::Client::new()
+            super::http_client()
                 .request(method, format!("{}{path}", self.http_url()))
                 .bearer_auth(self.admin_key())
                 .send(),
