@@ -152,12 +152,16 @@ async fn three_nodes_serve_one_contiguous_log() {
     assert_eq!(health["score"], 100, "{health}");
     let (mut owned, mut received) = (0.0, 0.0);
     for node in &nodes {
-        let text = within(reqwest::get(format!("http://{}/metrics", node.addr)))
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text");
+        let text = within(
+            support::http_client()
+                .get(format!("http://{}/metrics", node.addr))
+                .send(),
+        )
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
         let value = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())

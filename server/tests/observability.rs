@@ -23,9 +23,13 @@ struct Scrape(prometheus_parse::Scrape);
 
 impl Scrape {
     async fn of(server: &TestServer) -> Self {
-        let response = within(reqwest::get(format!("{}/metrics", server.http_url())))
-            .await
-            .expect("scrape");
+        let response = within(
+            support::http_client()
+                .get(format!("{}/metrics", server.http_url()))
+                .send(),
+        )
+        .await
+        .expect("scrape");
         assert_eq!(response.status(), 200);
         let text = within(response.text()).await.expect("body");
         let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -316,12 +320,16 @@ async fn the_api_document_matches_the_routes_and_the_real_401() {
         }
     }
     assert!(operations >= 25, "{operations} operations");
-    let healthz = within(reqwest::get(format!("{}/healthz", server.http_url())))
-        .await
-        .expect("healthz")
-        .text()
-        .await
-        .expect("text");
+    let healthz = within(
+        support::http_client()
+            .get(format!("{}/healthz", server.http_url()))
+            .send(),
+    )
+    .await
+    .expect("healthz")
+    .text()
+    .await
+    .expect("text");
     assert_eq!(
         doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["text/plain"]["example"],
         healthz.as_str(),

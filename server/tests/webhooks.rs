@@ -450,10 +450,11 @@ async fn without_consumers_nothing_is_queued_and_the_endpoints_are_documented() 
         .admin(Method::GET, "/admin/events/dead-letters?consumer=app")
         .await;
     assert_eq!(status, 404);
-    let anonymous = within(reqwest::get(format!(
-        "{}/admin/events/stats",
-        server.http_url()
-    )))
+    let anonymous = within(
+        support::http_client()
+            .get(format!("{}/admin/events/stats", server.http_url()))
+            .send(),
+    )
     .await
     .expect("request");
     assert_eq!(anonymous.status(), 401, "the admin key is required");
