@@ -231,8 +231,10 @@ fn ensure_file(
     let path = dir.join(name);
     let read_checked = |path: &Path| -> Result<Option<Vec<u8>>, DevDefaultsError> {
         match fs::read(path) {
-            Ok(bytes) if private => {
-                check_private(path)?;
+            Ok(bytes) => {
+                if private {
+                    check_private(path)?;
+                }
                 match check(&bytes) {
                     Ok(()) => Ok(Some(bytes)),
                     Err(problem) => Err(DevDefaultsError::Damaged {
@@ -242,14 +244,6 @@ fn ensure_file(
                     }),
                 }
             }
-            Ok(bytes) => match check(&bytes) {
-                Ok(()) => Ok(Some(bytes)),
-                Err(problem) => Err(DevDefaultsError::Damaged {
-                    path: path.to_owned(),
-                    problem,
-                    consequence,
-                }),
-            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(DevDefaultsError::Read {
                 path: path.to_owned(),
