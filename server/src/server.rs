@@ -161,13 +161,14 @@ impl Server {
             ..WriterConfig::default()
         };
         let writers: Vec<Box<dyn RoomExecutor>> = (0..shards)
-            .map(|_| {
+            .map(|shard| {
                 RoomWriter::new(
                     Arc::clone(&store),
                     Arc::clone(&fanout),
                     Arc::clone(&clock),
                     writer_config,
                 )
+                .with_shard(shard, shards)
                 .with_events(publisher.clone())
                 .boxed()
             })

@@ -172,6 +172,7 @@ async fn append(
                 head,
                 events: batch.to_vec(),
                 writes: Vec::new(),
+                mark_outbox: false,
             },
         )
         .await

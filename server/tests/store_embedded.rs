@@ -300,3 +300,8 @@ async fn retention_removes_the_rows_of_dropped_buckets() {
         .collect();
     assert_eq!(edits, vec![(3, 7), (5, 6)]);
 }
+
+mod outbox {
+    use super::embedded;
+    crate::support::outbox_suite::outbox_suite_tests!(embedded);
+}

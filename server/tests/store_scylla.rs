@@ -107,6 +107,47 @@ impl StoreFactory for Scylla {
 
 store_suite::store_suite_tests!(scylla);
 
+mod outbox {
+    use super::scylla;
+    crate::support::outbox_suite::outbox_suite_tests!(scylla);
+}
+
+/// A writer that crashed after its transaction applied, before materializing or publishing
+/// (issue 15 H4): the shard's next writer rolls the batch forward and publishes its events
+/// from the log on its first tick, then clears the room's outbox mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_writers_unpublished_batch_is_published_by_the_next_writer() {
+    use support::outbox_suite::{Queue, writer};
+    let factory = scylla();
+    let store = factory.store().await;
+    let alice = user("alice");
+    let room = room_id("g:crash-outbox");
+    let mut script = RoomScript::new(&room);
+    let created = script.create(at(&factory, 0, 0), &alice);
+    apply(&store, &room, &created).await;
+    let mut crashed = script.send(at(&factory, 1, 0), &alice, "published later", 0);
+    crashed.mark_outbox = true;
+    let outcome = store
+        .append_without_materializing(&room, created.head.seq, &crashed)
+        .await
+        .expect("append");
+    assert_eq!(outcome, AppendOutcome::Applied);
+
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let queue = Queue::open();
+    let clock = chatwire_server::clock::ManualClock::at(at(&factory, 2, 0));
+    let mut next = writer(Arc::clone(&shared), &queue, clock);
+    next.tick().await;
+    let queued = queue.drain().await;
+    let id = format!("{room}:{}:message.created", crashed.head.seq);
+    assert_eq!(
+        queued.iter().filter(|q| **q == id).count(),
+        1,
+        "{id} queued once: {queued:?}"
+    );
+    assert!(shared.outbox_marks(0, 1).await.expect("marks").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_twice_is_a_noop_and_the_recorded_metadata_wins() {
     let factory = scylla();

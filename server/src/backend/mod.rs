@@ -34,6 +34,6 @@ mod redb_fail;
 pub mod redis_probe;
 pub mod scylla;
 pub mod store;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod store_counting;
 pub mod store_metered;

@@ -48,7 +48,23 @@ pub trait RoomExecutor: Send + std::fmt::Debug {
         commands: &[RoomCommand],
         answer: Answer,
     );
+
+    /// Whether the executor has work for an idle moment: the pipeline then calls
+    /// [`RoomExecutor::tick`] once its shard has been idle for [`IDLE_TICK`].
+    fn wants_tick(&self) -> bool {
+        false
+    }
+
+    /// Idle work (the room writer sweeps its downstream-events outbox).
+    async fn tick(&mut self) {}
+
+    /// Forgets what the executor cached: the pipeline (re)took its shard, and another executor
+    /// may have written its rooms meanwhile.
+    fn reset(&mut self) {}
 }
+
+/// How long a shard stays idle before its executor's [`RoomExecutor::tick`] runs.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The shard of a room: a stable hash (FNV-1a, 64 bits) of the room id modulo the shard count,
 /// the same on every node and across restarts.

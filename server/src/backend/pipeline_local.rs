@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pipeline::{Pipeline, RoomExecutor, shard_of};
+use super::pipeline::{IDLE_TICK, Pipeline, RoomExecutor, shard_of};
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
@@ -58,7 +58,19 @@ impl Pipeline for LocalPipeline {
 }
 
 async fn run_shard(mut writer: Box<dyn RoomExecutor>, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
+    loop {
+        let next = if writer.wants_tick() {
+            match tokio::time::timeout(IDLE_TICK, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    writer.tick().await;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = next else { break };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -84,5 +96,63 @@ async fn run_shard(mut writer: Box<dyn RoomExecutor>, mut rx: mpsc::Receiver<Job
                 .execute_answering_early(&room, &commands, answer)
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// An executor with idle work until it has ticked `wanted` times.
+    #[derive(Debug)]
+    struct Ticking {
+        ticks: Arc<AtomicUsize>,
+        wanted: usize,
+    }
+
+    #[async_trait]
+    impl RoomExecutor for Ticking {
+        async fn execute(
+            &mut self,
+            _room: &RoomId,
+            commands: &[RoomCommand],
+        ) -> Vec<Result<Outcome, ChatError>> {
+            commands.iter().map(|_| Err(ChatError::Internal)).collect()
+        }
+
+        async fn execute_answering_early(
+            &mut self,
+            room: &RoomId,
+            commands: &[RoomCommand],
+            answer: super::super::pipeline::Answer,
+        ) {
+            answer(self.execute(room, commands).await);
+        }
+
+        fn wants_tick(&self) -> bool {
+            self.ticks.load(Ordering::SeqCst) < self.wanted
+        }
+
+        async fn tick(&mut self) {
+            self.ticks.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An idle shard whose writer has outbox work ticks it (the outbox's catch-up and sweep),
+    /// once per idle period, and stops once the writer wants no more. Time is tokio's paused
+    /// clock: nothing waits for real.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_shard_ticks_its_writer_while_it_wants() {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let writer = Ticking {
+            ticks: Arc::clone(&ticks),
+            wanted: 3,
+        };
+        let _pipeline = LocalPipeline::start(vec![Box::new(writer)], 4);
+        tokio::time::sleep(IDLE_TICK * 10).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 3);
     }
 }

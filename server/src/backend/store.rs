@@ -33,6 +33,9 @@ pub struct RoomSnapshot {
     pub room: v1::Room,
     /// Every current member.
     pub members: Vec<v1::Member>,
+    /// The room's outbox mark (docs/architecture.md "Downstream events"): the first seq whose
+    /// downstream events may not have been published yet; `None` when every event was.
+    pub outbox_from: Option<u64>,
 }
 
 /// One writer batch: new log events plus the writes that materialize them. Applied atomically
@@ -45,6 +48,10 @@ pub struct Batch {
     pub events: Vec<v1::RoomEvent>,
     /// Writes that bring the current state in line with the events.
     pub writes: Vec<Write>,
+    /// Marks the room in the outbox from the batch's first seq, unless it is marked already
+    /// (an older mark is kept): durable no later than the events. The writer sets it on a room
+    /// it does not know to be marked, when downstream consumers are configured.
+    pub mark_outbox: bool,
 }
 
 /// A materialization write. Every write is idempotent, so a batch can be applied again (a
@@ -340,6 +347,21 @@ pub trait RoomLog: Send + Sync + std::fmt::Debug {
     /// The room's lowest retained seq: 1 while retention never dropped anything (and for a
     /// room that does not exist).
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError>;
+
+    /// The outbox marks of the rooms of `shard` (of `shards`, as
+    /// [`shard_of`](crate::backend::pipeline::shard_of) places rooms): each room with its mark's
+    /// first seq, in room order. Marks are set by [`append`](Self::append)
+    /// ([`Batch::mark_outbox`]) and moved or removed by [`update_outbox`](Self::update_outbox).
+    async fn outbox_marks(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Vec<(RoomId, u64)>, StoreError>;
+
+    /// Moves outbox marks, each room's writer having published its events: `Some(from)` moves
+    /// the room's mark to `from` (its events before it were published; the room stays marked
+    /// because it is busy), `None` removes the mark (absent ones are skipped).
+    async fn update_outbox(&self, marks: &[(RoomId, Option<u64>)]) -> Result<(), StoreError>;
 }
 
 /// Rooms, members and per-user room state (watermarks, mute).

@@ -1,6 +1,7 @@
 //! A store that counts the calls made to another one, for tests that assert the cost of a
 //! path by the number of store operations it makes (never by timing). It can also hold a
-//! room's appends until the test lets them go (a write that is slow at the store).
+//! room's appends until the test lets them go (a write that is slow at the store), and apply
+//! a room's next append but report it failed (a write whose acknowledgement was lost).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ pub struct CountingStore {
     inner: Arc<dyn Store>,
     calls: Mutex<HashMap<&'static str, usize>>,
     held: Mutex<HashMap<RoomId, Arc<tokio::sync::Semaphore>>>,
+    lose_reply: Mutex<std::collections::HashSet<RoomId>>,
 }
 
 impl CountingStore {
@@ -29,7 +31,18 @@ impl CountingStore {
             inner,
             calls: Mutex::default(),
             held: Mutex::default(),
+            lose_reply: Mutex::default(),
         }
+    }
+
+    /// The next append to `room` is applied, then reported as [`StoreError::Unknown`] (the
+    /// store's answer lost after the write, as when a ScyllaDB transaction applied but the
+    /// materialization failed).
+    pub fn lose_next_append_reply(&self, room: &RoomId) {
+        self.lose_reply
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(room.clone());
     }
 
     /// Holds every append to `room` until the returned semaphore gets permits (one each).
@@ -84,7 +97,21 @@ impl RoomLog for CountingStore {
         {
             permit.forget();
         }
-        self.count("append").append(room, expected_seq, batch).await
+        if batch.mark_outbox {
+            self.count("append_marking_outbox");
+        }
+        let outcome = self.count("append").append(room, expected_seq, batch).await;
+        let lose = self
+            .lose_reply
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(room);
+        match outcome {
+            Ok(AppendOutcome::Applied) if lose => Err(StoreError::Unknown(
+                "applied; the reply was lost (test)".into(),
+            )),
+            other => other,
+        }
     }
     async fn read_events(
         &self,
@@ -129,6 +156,16 @@ impl RoomLog for CountingStore {
     }
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
         self.count("retained_from").retained_from(room).await
+    }
+    async fn outbox_marks(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Vec<(RoomId, u64)>, StoreError> {
+        self.count("outbox_marks").outbox_marks(shard, shards).await
+    }
+    async fn update_outbox(&self, marks: &[(RoomId, Option<u64>)]) -> Result<(), StoreError> {
+        self.count("update_outbox").update_outbox(marks).await
     }
 }
 

@@ -147,6 +147,18 @@ impl RoomLog for MeteredStore {
         self.timed("retained_from", self.inner.retained_from(room))
             .await
     }
+    async fn outbox_marks(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Vec<(RoomId, u64)>, StoreError> {
+        self.timed("outbox_marks", self.inner.outbox_marks(shard, shards))
+            .await
+    }
+    async fn update_outbox(&self, marks: &[(RoomId, Option<u64>)]) -> Result<(), StoreError> {
+        self.timed("update_outbox", self.inner.update_outbox(marks))
+            .await
+    }
 }
 
 #[async_trait]

@@ -6,21 +6,23 @@
 //! ([`RoomWriter::execute`]).
 //!
 //! ```text
-//!  append (the log: the truth) ──▶ fan-out (live sessions) ──▶ downstream events (webhooks)
+//!  append (the log: the truth; outbox mark) ──▶ fan-out (live sessions) ──▶ downstream events
 //! ```
 //!
-//! Downstream events (docs/architecture.md "Downstream events") are queued after the fan-out. A
-//! failed queue write is logged and not retried: the log already holds the batch, so the commands
-//! succeeded; the consumers miss those events (as they do when the process dies between the append
-//! and the queue write).
+//! Downstream events (docs/architecture.md "Downstream events") are published after the fan-out
+//! through the [`outbox`]: the append marks the room, so events that were not queued (the queue
+//! down, an append whose outcome was unknown, a process that died between the append and the
+//! queue write) are read back from the log and published later. Never lost; at least once.
 
 pub mod downstream;
 pub mod draft;
+pub mod outbox;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use self::draft::{Draft, RoomState, WriterConfig};
+use self::outbox::Outbox;
 use crate::backend::events::EventPublisher;
 use crate::backend::fanout::Fanout;
 use crate::backend::pipeline::{Answer, RoomExecutor};
@@ -53,7 +55,8 @@ pub struct RoomWriter {
     clock: Arc<dyn Clock>,
     config: WriterConfig,
     cache: RoomCache,
-    events: Option<Arc<dyn EventPublisher>>,
+    outbox: Option<Outbox>,
+    shard: (usize, usize),
     rooms: crate::telemetry::RoomsSlot,
 }
 
@@ -71,7 +74,8 @@ impl RoomWriter {
             clock,
             config,
             cache: RoomCache::new(CACHED_ROOMS),
-            events: None,
+            outbox: None,
+            shard: (0, 1),
             rooms: crate::telemetry::RoomsSlot::default(),
         }
     }
@@ -81,11 +85,53 @@ impl RoomWriter {
         Box::new(self)
     }
 
-    /// Publishes the downstream events of every applied batch to `events` (none: nothing is
-    /// built or published, the default).
-    pub fn with_events(mut self, events: Option<Arc<dyn EventPublisher>>) -> Self {
-        self.events = events;
+    /// The writer of `shard` of `shards` (which rooms' outbox marks it sweeps); the default is
+    /// the only shard. Call before [`RoomWriter::with_events`].
+    pub fn with_shard(mut self, shard: usize, shards: usize) -> Self {
+        self.shard = (shard, shards.max(1));
         self
+    }
+
+    /// Publishes the downstream events of every applied batch to `events` through the outbox
+    /// (none: nothing is marked, built or published, the default).
+    pub fn with_events(self, events: Option<Arc<dyn EventPublisher>>) -> Self {
+        self.with_events_retrying(events, outbox::PUBLISH_RETRY_FOR)
+    }
+
+    /// [`RoomWriter::with_events`], retrying a refused publish for `retry_for` before leaving
+    /// it to the outbox's catch-up.
+    pub fn with_events_retrying(
+        mut self,
+        events: Option<Arc<dyn EventPublisher>>,
+        retry_for: std::time::Duration,
+    ) -> Self {
+        let (shard, shards) = self.shard;
+        self.outbox =
+            events.map(|events| Outbox::new(events, shard, shards).retrying_for(retry_for));
+        self
+    }
+
+    /// Forgets every cached room and outbox mark: the store is the truth again. Called when a
+    /// pipeline (re)takes the writer's shard.
+    pub fn reset(&mut self) {
+        self.cache = RoomCache::new(CACHED_ROOMS);
+        self.rooms.set(0);
+        if let Some(outbox) = &mut self.outbox {
+            outbox.reset();
+        }
+    }
+
+    /// Whether the writer has outbox work for an idle moment ([`RoomWriter::tick`]).
+    pub fn wants_tick(&self) -> bool {
+        self.outbox.as_ref().is_some_and(Outbox::wants_tick)
+    }
+
+    /// Idle work: sweeps the outbox (catches up unpublished rooms, clears published marks).
+    pub async fn tick(&mut self) {
+        let now_ms = self.clock.now_ms();
+        if let Some(outbox) = &mut self.outbox {
+            outbox.sweep(self.store.as_ref(), now_ms).await;
+        }
     }
 
     /// Executes the commands of one room, in order, as one batch; one result per command.
@@ -95,10 +141,32 @@ impl RoomWriter {
         commands: &[RoomCommand],
     ) -> Vec<Result<Outcome, ChatError>> {
         let (results, applied) = self.apply(room, commands).await;
-        if let Some(applied) = applied {
-            self.publish(applied).await;
-        }
+        self.publish_or_catch_up(room, applied).await;
         results
+    }
+
+    /// Publishes an applied batch, or, when the commands appended nothing (a retry that
+    /// deduped, say), catches the room up if it has events not yet published.
+    async fn publish_or_catch_up(&mut self, room: &RoomId, applied: Option<Applied>) {
+        match applied {
+            Some(applied) => self.publish(applied).await,
+            None => {
+                if let Some(outbox) = &mut self.outbox {
+                    outbox.catch_up_room(self.store.as_ref(), room).await;
+                }
+            }
+        }
+    }
+
+    /// Sweeps the outbox when it is due (the first batch after a reset, then every
+    /// [`outbox::SWEEP_EVERY_MS`] while busy).
+    async fn sweep_if_due(&mut self) {
+        let now_ms = self.clock.now_ms();
+        if let Some(outbox) = &mut self.outbox
+            && outbox.sweep_due(now_ms)
+        {
+            outbox.sweep(self.store.as_ref(), now_ms).await;
+        }
     }
 
     /// The first half of [`RoomWriter::execute`]: the batch is durable when this returns, so
@@ -109,18 +177,19 @@ impl RoomWriter {
         room: &RoomId,
         commands: &[RoomCommand],
     ) -> (Vec<Result<Outcome, ChatError>>, Option<Applied>) {
+        self.sweep_if_due().await;
         for _ in 0..FENCE_RETRIES {
             match self.try_batch(room, commands).await {
                 Ok(Some(done)) => return done,
                 // Fenced: another writer moved the head; rebuild on fresh state.
                 Ok(None) => {}
                 Err(err) => {
-                    self.cache.remove(room);
+                    self.forget(room);
                     return (commands.iter().map(|_| Err(err.clone())).collect(), None);
                 }
             }
         }
-        self.cache.remove(room);
+        self.forget(room);
         let contended = commands
             .iter()
             .map(|_| Err(ChatError::Unavailable("room contended".into())))
@@ -129,28 +198,31 @@ impl RoomWriter {
     }
 
     /// The second half of [`RoomWriter::execute`]: the batch's events to the live sessions,
-    /// then to the downstream queue.
-    pub async fn publish(&self, applied: Applied) {
+    /// then to the downstream queue through the outbox.
+    pub async fn publish(&mut self, applied: Applied) {
         let Applied {
             room,
             events,
             audience,
             user_events,
         } = applied;
-        // Built before the events move into the fan-out (and only when someone consumes them).
-        let downstream = self
-            .events
-            .as_ref()
-            .map(|_| downstream::events_of_batch(&events));
+        let events: Arc<[chatwire_protocol::v1::RoomEvent]> = Arc::from(events);
         self.fanout
-            .publish_room(&room, Arc::from(events), &audience);
+            .publish_room(&room, Arc::clone(&events), &audience);
         for (user, event) in user_events {
             self.fanout.publish_user(&user, event, None);
         }
-        if let (Some(events), Some(downstream)) = (&self.events, downstream)
-            && !downstream.is_empty()
-        {
-            publish_downstream(events.as_ref(), &room, downstream).await;
+        if let Some(outbox) = &mut self.outbox {
+            outbox.publish(self.store.as_ref(), &room, &events).await;
+        }
+    }
+
+    /// Forgets what the writer knew of a room after an append whose outcome is unknown or that
+    /// was fenced: its state and its outbox mark are read from the store again.
+    fn forget(&mut self, room: &RoomId) {
+        self.cache.remove(room);
+        if let Some(outbox) = &mut self.outbox {
+            outbox.forget(room);
         }
     }
 
@@ -176,17 +248,21 @@ impl RoomWriter {
             return Ok(Some((results, None)));
         }
         let base = draft.base_seq();
-        let Some(sealed) = draft.seal() else {
+        let Some(mut sealed) = draft.seal() else {
             return Ok(Some((results, None)));
         };
+        sealed.batch.mark_outbox = self.outbox.as_ref().is_some_and(|o| o.needs_mark(room));
         match self.store.append(room, base, &sealed.batch).await {
             Ok(AppendOutcome::Applied) => {}
             Ok(AppendOutcome::Fenced { current }) => {
                 tracing::info!(room = %room, expected = base, found = current.seq, "append fenced; reloading room");
-                self.cache.remove(room);
+                self.forget(room);
                 return Ok(None);
             }
             Err(err) => return Err(err.into()),
+        }
+        if let Some(outbox) = &mut self.outbox {
+            outbox.appended(room, base.saturating_add(1), sealed.state.head.seq);
         }
         self.remember(room.clone(), sealed.state);
         let applied = Applied {
@@ -202,11 +278,11 @@ impl RoomWriter {
         if let Some(state) = self.cache.get(room) {
             return Ok(Some(state.clone()));
         }
-        let loaded = self
-            .store
-            .load_room(room)
-            .await?
-            .map(RoomState::from_snapshot);
+        let snapshot = self.store.load_room(room).await?;
+        if let (Some(outbox), Some(snapshot)) = (&mut self.outbox, &snapshot) {
+            outbox.loaded(room, snapshot.outbox_from);
+        }
+        let loaded = snapshot.map(RoomState::from_snapshot);
         if let Some(state) = &loaded {
             self.remember(room.clone(), state.clone());
         }
@@ -289,39 +365,19 @@ impl RoomExecutor for RoomWriter {
     ) {
         let (results, applied) = self.apply(room, commands).await;
         answer(results);
-        if let Some(applied) = applied {
-            self.publish(applied).await;
-        }
+        self.publish_or_catch_up(room, applied).await;
     }
-}
 
-/// How long a writer keeps retrying downstream events its queue refused (a broker restarting)
-/// before it gives up on them. The room's log has them either way; the shard waits meanwhile,
-/// which is what a broker outage means for it anyway.
-const PUBLISH_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+    fn wants_tick(&self) -> bool {
+        RoomWriter::wants_tick(self)
+    }
 
-/// Publishes a batch's downstream events, retrying with backoff for [`PUBLISH_RETRY_FOR`]
-/// (a retried publish may deliver an event twice; consumers dedupe by event id).
-async fn publish_downstream(
-    events: &dyn EventPublisher,
-    room: &RoomId,
-    downstream: Vec<crate::backend::events::DownstreamEvent>,
-) {
-    let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
-    let mut pause = std::time::Duration::from_millis(100);
-    loop {
-        match events.publish(downstream.clone()).await {
-            Ok(()) => return,
-            Err(err) if tokio::time::Instant::now() + pause >= deadline => {
-                tracing::warn!(room = %room, error = %err, "downstream events not queued (the room log has them)");
-                return;
-            }
-            Err(err) => {
-                tracing::debug!(room = %room, error = %err, "downstream events refused; retrying");
-                tokio::time::sleep(crate::jitter::global().apply(pause)).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(2));
-            }
-        }
+    async fn tick(&mut self) {
+        RoomWriter::tick(self).await;
+    }
+
+    fn reset(&mut self) {
+        RoomWriter::reset(self);
     }
 }
 
@@ -335,6 +391,7 @@ mod tests {
                 head: crate::backend::store::Head::default(),
                 room: chatwire_protocol::v1::Room::default(),
                 members: Vec::new(),
+                outbox_from: None,
             })
         };
         let room = |n: usize| crate::chat::ids::RoomId::parse(&format!("g.r{n}")).expect("room id");

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conformance_run;
 pub mod events_suite;
 pub mod fanout_suite;
+pub mod outbox_suite;
 pub mod pipeline_suite;
 pub mod ratelimit_suite;
 pub mod server;

@@ -180,6 +180,7 @@ impl RoomScript {
             head: self.head,
             events,
             writes,
+            mark_outbox: false,
         }
     }
 

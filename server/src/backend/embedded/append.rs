@@ -15,7 +15,7 @@ use super::fail::{Fail, corrupt};
 use super::records::{DedupeRecord, decode, encode};
 use super::tables::{
     BUCKET_STARTS, BUCKETS, Cut, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES,
-    RETENTION, ROOMS, USER_ROOMS, bucket_of, read_cut,
+    OUTBOX, RETENTION, ROOMS, USER_ROOMS, bucket_of, read_cut,
 };
 use crate::backend::store::{AppendOutcome, Batch, Head, Write};
 use crate::chat::ids::UserId;
@@ -98,6 +98,13 @@ pub(super) fn append(
             batch.head.ts_ms,
             dedupe_writes * PURGE_PER_DEDUPE_WRITE,
         )?;
+    }
+    if batch.mark_outbox {
+        // In the same transaction as the events: a batch is never durable unmarked.
+        let mut outbox = txn.open_table(OUTBOX)?;
+        if outbox.get(room)?.is_none() {
+            outbox.insert(room, expected.saturating_add(1))?;
+        }
     }
     let head = batch.head;
     heads.insert(room, (head.seq, head.ordinal, head.ts_ms))?;

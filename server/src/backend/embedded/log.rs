@@ -16,10 +16,11 @@ use super::fail::{Fail, corrupt};
 use super::records::{DedupeRecord, decode};
 use super::retention::{apply_retention, retained_from};
 use super::tables::{
-    BUCKET_STARTS, Cut, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, RETENTION, ROOMS, bucket_of,
-    read_cut, seq_key_range,
+    BUCKET_STARTS, Cut, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, OUTBOX, RETENTION, ROOMS,
+    bucket_of, read_cut, seq_key_range,
 };
 use super::{EmbeddedStore, Inner};
+use crate::backend::pipeline::shard_of;
 use crate::backend::store::{
     AppendOutcome, Batch, DedupeEntry, Head, HistoryQuery, MessagePage, Pager, RetentionOutcome,
     RoomLog, RoomSnapshot, StoreError,
@@ -68,11 +69,45 @@ fn load_room(inner: &Inner, room: &str) -> Result<Option<RoomSnapshot>, Fail> {
         }
         members.push(decode(value.value())?);
     }
+    let outbox_from = txn.open_table(OUTBOX)?.get(room)?.map(|row| row.value());
     Ok(Some(RoomSnapshot {
         head,
         room: settings,
         members,
+        outbox_from,
     }))
+}
+
+/// The outbox marks of the rooms of one shard (a scan of every mark: marks live only until
+/// their writer's next sweep, so there are few).
+fn outbox_marks(inner: &Inner, shard: usize, shards: usize) -> Result<Vec<(RoomId, u64)>, Fail> {
+    let txn = inner.db.begin_read()?;
+    let mut marks = Vec::new();
+    for entry in txn.open_table(OUTBOX)?.iter()? {
+        let (room, from) = entry?;
+        let room = room.value();
+        if shard_of(room, shards) != shard {
+            continue;
+        }
+        let room = RoomId::parse(room).map_err(|e| corrupt(format!("outbox room {room}: {e}")))?;
+        marks.push((room, from.value()));
+    }
+    Ok(marks)
+}
+
+fn update_outbox(inner: &Inner, marks: &[(RoomId, Option<u64>)]) -> Result<(), Fail> {
+    let txn = inner.write()?;
+    {
+        let mut outbox = txn.open_table(OUTBOX)?;
+        for (room, from) in marks {
+            match from {
+                Some(from) => outbox.insert(room.as_str(), *from).map(drop)?,
+                None => outbox.remove(room.as_str()).map(drop)?,
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 fn read_events(
@@ -271,5 +306,22 @@ impl RoomLog for EmbeddedStore {
         let room = room.clone();
         self.run(move |inner| retained_from(inner, room.as_str()))
             .await
+    }
+
+    async fn outbox_marks(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Vec<(RoomId, u64)>, StoreError> {
+        self.run(move |inner| outbox_marks(inner, shard, shards))
+            .await
+    }
+
+    async fn update_outbox(&self, marks: &[(RoomId, Option<u64>)]) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let marks = marks.to_vec();
+        self.run(move |inner| update_outbox(inner, &marks)).await
     }
 }

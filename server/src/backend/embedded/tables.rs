@@ -21,6 +21,7 @@
 //! | `push_tokens` | token | owning user |
 //! | `user_push_tokens` | (user, token) | [`PushTokenRecord`](super::records::PushTokenRecord) |
 //! | `revocations` | user | i64: tokens issued before this time (Unix ms) are revoked |
+//! | `outbox` | room | u64: the first seq whose downstream events may be unpublished |
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -73,6 +74,10 @@ pub(super) const USER_PUSH_TOKENS: TableDefinition<'_, (&str, &str), &[u8]> =
 /// Token revocations: `user -> issued-before time`, Unix ms.
 pub(super) const REVOCATIONS: TableDefinition<'_, &str, i64> = TableDefinition::new("revocations");
 
+/// Outbox marks (docs/architecture.md "Downstream events"): `room -> first seq` whose
+/// downstream events may not have been published; set in the append's transaction.
+pub(super) const OUTBOX: TableDefinition<'_, &str, u64> = TableDefinition::new("outbox");
+
 /// Opens (creating) every table, so that later read transactions find them all.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(META)?;
@@ -92,6 +97,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(PUSH_TOKENS)?;
     txn.open_table(USER_PUSH_TOKENS)?;
     txn.open_table(REVOCATIONS)?;
+    txn.open_table(OUTBOX)?;
     Ok(())
 }
 

@@ -206,6 +206,9 @@ impl Supervisor {
         let Some(writer) = self.writers.get(shard) else {
             return Ok(());
         };
+        // Whatever the writer knew of the shard's rooms may be stale: another node may have
+        // written them since it last held the shard.
+        writer.lock().await.reset();
         let channel = link.consume.create_channel().await?;
         channel
             .basic_qos(self.config.prefetch.max(1), BasicQosOptions::default())

@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, oneshot};
 
 use super::RabbitConfig;
 use super::codec::{decode_command, encode_reply};
-use crate::backend::pipeline::RoomExecutor;
+use crate::backend::pipeline::{IDLE_TICK, RoomExecutor};
 use crate::chat::command::{Outcome, RoomCommand};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
@@ -58,10 +58,15 @@ impl ShardConsumer {
     /// Consumes until told to stop, the store keeps failing, or the channel breaks.
     pub(crate) async fn run(mut self, mut stop: oneshot::Receiver<()>) -> ShardExit {
         let exit = loop {
+            let wants_tick = self.writer.lock().await.wants_tick();
             let first = tokio::select! {
                 biased;
                 _ = &mut stop => break self.finish().await,
                 next = self.consumer.next() => next,
+                () = tokio::time::sleep(IDLE_TICK), if wants_tick => {
+                    self.writer.lock().await.tick().await;
+                    continue;
+                }
             };
             let mut batch = match first {
                 Some(Ok(delivery)) => vec![delivery],

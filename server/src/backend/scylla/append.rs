@@ -146,6 +146,11 @@ impl Inner {
             return Err(refused);
         }
         self.record_buckets(room, &batch.events).await?;
+        if batch.mark_outbox {
+            // Before the transaction: a batch is never durable unmarked (a mark whose batch
+            // then fails only costs its writer a look at the log).
+            self.mark_outbox(room, expected.saturating_add(1)).await?;
+        }
         let pending = encode_batch(batch);
         let head = batch.head;
         let attempt = if expected == 0 {

@@ -77,6 +77,10 @@ pub(super) struct Statements {
     pub(super) user_push_all: PreparedStatement,
     pub(super) revocation_select: PreparedStatement,
     pub(super) revocation_insert: PreparedStatement,
+    pub(super) outbox_insert: PreparedStatement,
+    pub(super) outbox_select: PreparedStatement,
+    pub(super) outbox_shard: PreparedStatement,
+    pub(super) outbox_delete: PreparedStatement,
     pub(super) node_insert: PreparedStatement,
     pub(super) nodes_all: PreparedStatement,
     pub(super) node_delete: PreparedStatement,
@@ -388,6 +392,26 @@ impl Statements {
             .await?,
             revocation_insert: p(
                 "INSERT INTO {ks}.revocations (user_id, before_ms) VALUES (?, ?)",
+                Plain,
+            )
+            .await?,
+            outbox_insert: p(
+                "INSERT INTO {ks}.outbox (shard, room, from_seq) VALUES (?, ?, ?)",
+                Plain,
+            )
+            .await?,
+            outbox_select: p(
+                "SELECT from_seq FROM {ks}.outbox WHERE shard = ? AND room = ?",
+                Plain,
+            )
+            .await?,
+            outbox_shard: p(
+                "SELECT room, from_seq FROM {ks}.outbox WHERE shard = ?",
+                Plain,
+            )
+            .await?,
+            outbox_delete: p(
+                "DELETE FROM {ks}.outbox WHERE shard = ? AND room = ?",
                 Plain,
             )
             .await?,

@@ -61,6 +61,7 @@ impl Inner {
             head,
             room: decode(&settings)?,
             members,
+            outbox_from: self.outbox_from(room).await?,
         }))
     }
 
@@ -258,5 +259,17 @@ impl RoomLog for ScyllaStore {
 
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
         Ok(self.inner.read_cut(room.as_str()).await?.from)
+    }
+
+    async fn outbox_marks(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Vec<(RoomId, u64)>, StoreError> {
+        self.inner.outbox_marks(shard, shards).await
+    }
+
+    async fn update_outbox(&self, marks: &[(RoomId, Option<u64>)]) -> Result<(), StoreError> {
+        self.inner.update_outbox(marks).await
     }
 }

@@ -22,6 +22,7 @@ mod directory;
 mod index;
 mod log;
 mod nodes;
+mod outbox;
 mod records;
 mod retention;
 mod schema;

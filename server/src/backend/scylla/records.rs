@@ -166,6 +166,8 @@ pub(super) fn decode_batch(bytes: &[u8]) -> Result<Batch, StoreError> {
         },
         events: pending.events,
         writes,
+        // The mark is written before the transaction; a pending batch never needs it again.
+        mark_outbox: false,
     })
 }
 
@@ -211,6 +213,7 @@ mod tests {
                     ordinal: 1,
                 },
             ],
+            mark_outbox: false,
         };
         assert_eq!(decode_batch(&encode_batch(&batch)).expect("decodes"), batch);
         assert!(decode_batch(&[0xff, 0xff]).is_err());

@@ -49,6 +49,8 @@ const TABLES: &[&str] = &[
      platform int, device_id text, PRIMARY KEY (user_id, push_token))",
     "CREATE TABLE IF NOT EXISTS {ks}.revocations (user_id text PRIMARY KEY, before_ms bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.nodes (node_id text PRIMARY KEY, address text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.outbox (shard int, room text, from_seq bigint, \
+     PRIMARY KEY (shard, room)) WITH gc_grace_seconds = 3600",
 ];
 
 /// Refuses keyspace names that CQL would need quoted (they are spliced into statements).

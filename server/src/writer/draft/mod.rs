@@ -170,6 +170,7 @@ impl<'a> Draft<'a> {
             head: state.head,
             events: self.events,
             writes: self.writes,
+            mark_outbox: false,
         };
         Some(Sealed {
             batch,
