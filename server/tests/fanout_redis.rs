@@ -333,6 +333,55 @@ async fn a_silent_node_disappears() {
     assert_eq!(a.cluster_session_count(), 1);
 }
 
+/// Redis keeps the last-seen times of the most recently seen users only (issue 15: the hash grew
+/// with every user ever seen): past the cap the least recently seen are trimmed, and a node
+/// that starts later reads the kept ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_in_redis_keeps_the_most_recently_seen() {
+    let (url, prefix) = (redis_url(), unique_prefix());
+    let (store, _dir) = temp_store();
+    let clock = ManualClock::at(1_000);
+    let mut capped = config(&url, &prefix, "a");
+    capped.last_seen_cap = 2;
+    let a = node_with(capped, &store, clock.clone()).await;
+    let users = [user("ann"), user("ben"), user("cid")];
+    for (n, who) in users.iter().enumerate() {
+        let session = 500 + n as u64;
+        let _s = attach(&*a, session, who, 4);
+        clock.set(1_000 * (n as i64 + 2));
+        a.detach(session);
+    }
+    let key = format!("{prefix}lastseen:z");
+    let read = || -> Vec<(String, i64)> {
+        let Ok(mut redis) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return Vec::new();
+        };
+        redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut redis)
+            .unwrap_or_default()
+    };
+    // The offline writes go through the node's outbound queue: wait for the last one.
+    eventually("cid's last seen reaches Redis", || {
+        read().iter().any(|(u, _)| u == "cid")
+    })
+    .await;
+    let kept = read();
+    assert_eq!(
+        kept,
+        vec![("ben".to_owned(), 3_000), ("cid".to_owned(), 4_000)]
+    );
+
+    let b = node(&url, &prefix, "b", &store, clock.clone()).await;
+    assert_eq!(b.presence(&users[2]).last_seen_ms, 4_000);
+    assert_eq!(b.presence(&users[1]).last_seen_ms, 3_000);
+    assert_eq!(b.presence(&users[0]).last_seen_ms, 0, "trimmed: never seen");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis killed
 

@@ -84,6 +84,9 @@ pub struct RedisFanoutConfig {
     pub queue: usize,
     /// The longest wait between reconnection attempts while Redis is down.
     pub max_backoff: Duration,
+    /// Most users whose last-seen time Redis keeps (the most recently seen win; older ones then
+    /// read as never seen, as in the node's own bounded mirror).
+    pub last_seen_cap: usize,
 }
 
 impl RedisFanoutConfig {
@@ -102,6 +105,7 @@ impl RedisFanoutConfig {
             ring: 256,
             queue: 16_384,
             max_backoff: Duration::from_secs(5),
+            last_seen_cap: crate::backend::fanout::MAX_LAST_SEEN,
         }
     }
 }

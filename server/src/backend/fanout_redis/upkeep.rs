@@ -21,10 +21,13 @@ use crate::chat::ids::UserId;
 /// First registration: the node's entry, the other nodes' sessions and the last-seen times.
 pub(super) async fn start(shared: &Arc<Shared>) {
     let mut redis = shared.redis.clone();
-    let seen: Result<HashMap<String, i64>, _> = tokio::time::timeout(
+    let seen: Result<Vec<(String, f64)>, _> = tokio::time::timeout(
         COMMAND_DEADLINE,
-        redis::cmd("HGETALL")
+        redis::cmd("ZRANGE")
             .arg(shared.keys.last_seen())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
             .query_async(&mut redis),
     )
     .await
@@ -35,7 +38,8 @@ pub(super) async fn start(shared: &Arc<Shared>) {
             let mut state = shared.lock();
             for (user, ms) in seen {
                 if let Ok(user) = UserId::parse(&user) {
-                    state.cluster.saw(&user, ms);
+                    // Scores are doubles; millisecond times stay exact below 2^53.
+                    state.cluster.saw(&user, ms as i64);
                 }
             }
         }
@@ -164,7 +168,7 @@ async fn try_reload(shared: &Shared) -> redis::RedisResult<()> {
             let mut pipe = redis::pipe();
             pipe.zrem(shared.keys.nodes(), node);
             for user in users {
-                pipe.hset(shared.keys.last_seen(), user.as_str(), *beat_ms);
+                worker::record_last_seen(&mut pipe, shared, &user, *beat_ms);
             }
             pipe.exec_async(&mut redis).await?;
             continue;

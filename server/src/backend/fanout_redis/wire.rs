@@ -61,9 +61,11 @@ impl Keys {
         format!("{}sessions:{node}", self.prefix)
     }
 
-    /// Hash `user -> last seen ms`.
+    /// Sorted set of users scored by the time they were last seen (ms), trimmed to the most
+    /// recent `last_seen_cap` on every write. (It was a hash that grew with every user ever
+    /// seen, under `lastseen`; the new name keeps the two types apart.)
     pub(super) fn last_seen(&self) -> String {
-        format!("{}lastseen", self.prefix)
+        format!("{}lastseen:z", self.prefix)
     }
 }
 

@@ -174,8 +174,8 @@ async fn registry(
     if online {
         pipe.hset(&hash, session, user.as_str());
     } else {
-        pipe.hdel(&hash, session)
-            .hset(shared.keys.last_seen(), user.as_str(), ts_ms);
+        pipe.hdel(&hash, session);
+        record_last_seen(&mut pipe, shared, user, ts_ms);
     }
     pipe.hset(&hash, VERSION_FIELD, version)
         .pexpire(&hash, millis(shared.config.node_ttl))
@@ -238,4 +238,20 @@ pub(super) fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis())
         .unwrap_or(i64::MAX)
         .max(1)
+}
+
+/// Adds `user` last seen at `ts_ms` to the last-seen set and trims it to the most recently seen
+/// `last_seen_cap` users.
+pub(super) fn record_last_seen(
+    pipe: &mut redis::Pipeline,
+    shared: &Shared,
+    user: &UserId,
+    ts_ms: i64,
+) {
+    let cap = isize::try_from(shared.config.last_seen_cap.max(1)).unwrap_or(isize::MAX);
+    let key = shared.keys.last_seen();
+    pipe.zadd(&key, user.as_str(), ts_ms)
+        .ignore()
+        .zremrangebyrank(&key, 0, -(cap + 1))
+        .ignore();
 }
