@@ -339,10 +339,13 @@ async fn client_close(ctx: Ctx) -> Check {
 async fn oversized_message(ctx: Ctx) -> Check {
     let (_first, limits) = session(&ctx).await?;
     let client = ctx.open().await?;
-    // One frame whose prefix announces twice the limit, with all its bytes: the message is far
-    // over max_client_frame_bytes + 10, so the server may refuse it from its WebSocket header
-    // on, but it must say so with a close frame, as for any oversized frame.
-    let size = 80 * limits.max_client_frame_bytes as usize;
+    // One frame whose prefix announces far more than the limit, with all its bytes: the server
+    // may refuse the message from its WebSocket header on, but it must say so with a close
+    // frame, as for any oversized frame. At 32 MiB the message outgrows the socket
+    // buffers, so this client is still writing when the server closes: a server that then drops
+    // the connection with unread input resets it, and the reset discards the close frame
+    // (the client would see 1006).
+    let size = (2 * limits.max_client_frame_bytes as usize + 20).max(32 << 20);
     let mut bytes = varint(size as u64);
     bytes.extend(std::iter::repeat_n(0u8, size));
     client.send_raw(bytes.freeze()).await.ok();
