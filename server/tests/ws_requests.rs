@@ -843,6 +843,38 @@ async fn delete_redacts_the_message_everywhere_and_keeps_a_tombstone() {
     server.stop().await;
 }
 
+/// A reader beyond the stored sample of user ids (10 per emoji, issue 15 M7) still sees `me`:
+/// it comes from the reaction rows, not from the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn me_holds_for_a_reader_beyond_the_sample_of_user_ids() {
+    let server = TestServer::start().await;
+    let owner = server.client("owner").await;
+    let names: Vec<String> = (0..12).map(|i| format!("fan{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let room = group(&owner, &refs).await;
+    let target = sent(&owner, &room, "m", "react to this").await.seq;
+    let mut last = None;
+    for name in &names {
+        let fan = server.client(name).await;
+        fan.react(react(&room, target, "👍", true))
+            .await
+            .expect("react");
+        last = Some(fan);
+    }
+    let last = last.expect("a fan");
+    let message = message_at(&last, &room, target).await;
+    assert_eq!(message.reactions.len(), 1);
+    let thumbs = &message.reactions[0];
+    assert_eq!(thumbs.count, 12);
+    assert!(thumbs.user_ids.len() <= 10, "{:?}", thumbs.user_ids);
+    assert!(
+        !thumbs.user_ids.iter().any(|u| u == "fan11"),
+        "the last fan is beyond the sample"
+    );
+    assert!(thumbs.me, "fan11 reacted");
+    assert!(!message_at(&owner, &room, target).await.reactions[0].me);
+}
+
 #[tokio::test]
 async fn reactions_are_events_and_history_aggregates_them_for_the_reader() {
     //

@@ -82,6 +82,19 @@ pub enum Write {
         /// The original outcome.
         entry: DedupeEntry,
     },
+    /// Record (`added`) or forget that `user` reacted to the message at `target_seq` with
+    /// `emoji`. The message's state keeps counts and a few user ids for display; who reacted
+    /// is kept here, one row per reaction (issue 15 M7).
+    Reaction {
+        /// Who reacted.
+        user: UserId,
+        /// The message.
+        target_seq: u64,
+        /// The emoji.
+        emoji: String,
+        /// Recorded (true) or forgotten (false).
+        added: bool,
+    },
     /// Move a member's read (and delivered) watermark forward to `seq` with `ordinal`, as
     /// sending a message does for its sender.
     ReadUpTo {
@@ -347,6 +360,16 @@ pub trait RoomLog: Send + Sync + std::fmt::Debug {
     /// The room's lowest retained seq: 1 while retention never dropped anything (and for a
     /// room that does not exist).
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError>;
+
+    /// The reactions of `user` on the messages with seq in `from_seq..=to_seq`: `(seq, emoji)`
+    /// in seq order (then emoji order). Recorded by [`Write::Reaction`].
+    async fn reactions_of(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
 
     /// The outbox marks of the rooms of `shard` (of `shards`, as
     /// [`shard_of`](crate::backend::pipeline::shard_of) places rooms): each room with its mark's

@@ -157,6 +157,16 @@ impl RoomLog for CountingStore {
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
         self.count("retained_from").retained_from(room).await
     }
+    async fn reactions_of(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let store = self.count("reactions_of");
+        store.reactions_of(room, user, from_seq, to_seq).await
+    }
     async fn outbox_marks(
         &self,
         shard: usize,

@@ -147,6 +147,19 @@ impl RoomLog for MeteredStore {
         self.timed("retained_from", self.inner.retained_from(room))
             .await
     }
+    async fn reactions_of(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        self.timed(
+            "reactions_of",
+            self.inner.reactions_of(room, user, from_seq, to_seq),
+        )
+        .await
+    }
     async fn outbox_marks(
         &self,
         shard: usize,

@@ -497,4 +497,115 @@ mod tests {
             other => panic!("the live member got {other:?}"),
         }
     }
+
+    /// Reactions are kept one row per user (issue 15 M7): a message that 30 members reacted to
+    /// stores a count of 30 and only 10 user ids; repeats (in one batch, or later) are no-ops,
+    /// and a removal is counted once.
+    #[tokio::test]
+    async fn reactions_store_a_count_and_a_sample_not_every_user() {
+        use crate::backend::store::RoomLog;
+        const MEMBERS: usize = 30;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = EmbeddedOptions {
+            bucket_width_ms: 3_600_000,
+            sync: false,
+        };
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("s"), options).expect("store"));
+        let clock = crate::server::system_clock();
+        let fanout = Arc::new(LocalFanout::new(Arc::clone(&clock)));
+        let mut writer = RoomWriter::new(store.clone(), fanout, clock, WriterConfig::default());
+        let room = RoomId::parse("g.react").expect("room id");
+        let create = CreateGroup {
+            name: "react".into(),
+            topic: String::new(),
+            members: (1..MEMBERS).map(|i| user(&format!("m{i}"))).collect(),
+            history_visibility: v1::HistoryVisibility::Full,
+            member_cap: 100,
+            app_data: bytes::Bytes::new(),
+        };
+        let created = writer
+            .execute(&room, &[command(&room, "m0", RoomOp::CreateGroup(create))])
+            .await;
+        assert!(created[0].is_ok(), "{created:?}");
+        let send = RoomOp::Send(SendOp {
+            client_msg_id: "c1".into(),
+            content: v1::Content {
+                text: "react to me".into(),
+                ..Default::default()
+            },
+            reply_to_seq: 0,
+            thread_root_seq: 0,
+        });
+        let sent = writer.execute(&room, &[command(&room, "m0", send)]).await;
+        let Ok(Outcome::Sent(sent)) = &sent[0] else {
+            panic!("{sent:?}");
+        };
+        let target = sent.seq;
+        let react = |who: &str, add: bool| {
+            command(
+                &room,
+                who,
+                RoomOp::React {
+                    target_seq: target,
+                    emoji: "👍".into(),
+                    add,
+                },
+            )
+        };
+        for i in 0..MEMBERS {
+            let who = format!("m{i}");
+            // The second copy in the same batch changes nothing.
+            let both = writer
+                .execute(&room, &[react(&who, true), react(&who, true)])
+                .await;
+            assert!(
+                matches!(both[0], Ok(Outcome::Seq(seq)) if seq > 0),
+                "{both:?}"
+            );
+            assert!(matches!(both[1], Ok(Outcome::Seq(0))), "{both:?}");
+        }
+        let stored = store
+            .message(&room, target)
+            .await
+            .expect("read")
+            .expect("message");
+        assert_eq!(stored.reactions.len(), 1);
+        assert_eq!(stored.reactions[0].count, 30);
+        assert_eq!(
+            stored.reactions[0].user_ids.len(),
+            10,
+            "a sample, not every user"
+        );
+        let m25 = user("m25");
+        assert_eq!(
+            store
+                .reactions_of(&room, &m25, target, target)
+                .await
+                .expect("rows"),
+            vec![(target, "👍".to_owned())]
+        );
+
+        let again = writer.execute(&room, &[react("m25", true)]).await;
+        assert!(matches!(again[0], Ok(Outcome::Seq(0))), "{again:?}");
+        let removed = writer.execute(&room, &[react("m25", false)]).await;
+        assert!(
+            matches!(removed[0], Ok(Outcome::Seq(seq)) if seq > 0),
+            "{removed:?}"
+        );
+        let twice = writer.execute(&room, &[react("m25", false)]).await;
+        assert!(matches!(twice[0], Ok(Outcome::Seq(0))), "{twice:?}");
+        let stored = store
+            .message(&room, target)
+            .await
+            .expect("read")
+            .expect("message");
+        assert_eq!(stored.reactions[0].count, 29);
+        assert!(
+            store
+                .reactions_of(&room, &m25, target, target)
+                .await
+                .expect("rows")
+                .is_empty()
+        );
+    }
 }

@@ -67,6 +67,7 @@ macro_rules! store_suite_tests {
             retention_is_idempotent_and_monotonic,
             retention_survives_reopen,
             reads_start_at_the_retained_seq,
+            reactions_are_rows_read_by_range,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1861,4 +1862,55 @@ pub async fn reads_start_at_the_retained_seq(factory: &dyn StoreFactory) {
         page(&*store, &room, history(HistoryAnchor::Latest, 10)).await,
         (vec![9, 8], false)
     );
+}
+
+/// Reactions are rows per user (issue 15 M7): recorded and forgotten by `Write::Reaction`,
+/// read back per user over a seq range, in seq then emoji order.
+pub async fn reactions_are_rows_read_by_range(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let room = room_id("g:reactions");
+    let (alice, bob) = (user("alice"), user("bob"));
+    let reaction = |who: &UserId, target_seq: u64, emoji: &str, added: bool| Write::Reaction {
+        user: who.clone(),
+        target_seq,
+        emoji: emoji.to_owned(),
+        added,
+    };
+    let mut script = RoomScript::new(&room);
+    apply(&*store, &room, &script.create(at(factory, 0, 0), &alice)).await;
+    let first = script.send(at(factory, 0, 1), &alice, "one", 0);
+    let target = first.head.seq;
+    apply(&*store, &room, &first).await;
+    let mut second = script.send(at(factory, 0, 2), &alice, "two", 0);
+    let other = second.head.seq;
+    second.writes.extend([
+        reaction(&bob, target, "👍", true),
+        reaction(&bob, target, "🎉", true),
+        reaction(&alice, target, "👍", true),
+    ]);
+    apply(&*store, &room, &second).await;
+    let mut third = script.send(at(factory, 0, 3), &alice, "three", 0);
+    third.writes.extend([
+        reaction(&bob, other, "👍", true),
+        reaction(&bob, target, "🎉", false),
+    ]);
+    apply(&*store, &room, &third).await;
+
+    let of = |who: &UserId, from: u64, to: u64| {
+        let (store, room, who) = (Arc::clone(&store), room.clone(), who.clone());
+        async move {
+            store
+                .reactions_of(&room, &who, from, to)
+                .await
+                .expect("read")
+        }
+    };
+    assert_eq!(
+        of(&bob, 1, 100).await,
+        vec![(target, "👍".to_owned()), (other, "👍".to_owned())]
+    );
+    assert_eq!(of(&bob, other, other).await, vec![(other, "👍".to_owned())]);
+    assert_eq!(of(&alice, 1, 100).await, vec![(target, "👍".to_owned())]);
+    assert!(of(&bob, other + 1, 100).await.is_empty());
+    assert!(of(&bob, other, target).await.is_empty(), "an empty range");
 }

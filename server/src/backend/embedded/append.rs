@@ -15,7 +15,7 @@ use super::fail::{Fail, corrupt};
 use super::records::{DedupeRecord, decode, encode};
 use super::tables::{
     BUCKET_STARTS, BUCKETS, Cut, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES,
-    OUTBOX, RETENTION, ROOMS, USER_ROOMS, bucket_of, read_cut,
+    OUTBOX, REACTIONS, RETENTION, ROOMS, USER_ROOMS, bucket_of, read_cut,
 };
 use crate::backend::store::{AppendOutcome, Batch, Head, Write};
 use crate::chat::ids::UserId;
@@ -32,6 +32,7 @@ pub(super) struct LogTables<'txn> {
     pub(super) user_rooms: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     pub(super) dedupe: Table<'txn, (&'static str, &'static str, &'static str), &'static [u8]>,
     pub(super) dedupe_expiry: Table<'txn, (i64, &'static str, &'static str, &'static str), ()>,
+    pub(super) reactions: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
     /// The room's retention cut: nothing below `cut.from` is stored any more.
     pub(super) cut: Cut,
 }
@@ -50,6 +51,7 @@ impl<'txn> LogTables<'txn> {
             user_rooms: txn.open_table(USER_ROOMS)?,
             dedupe: txn.open_table(DEDUPE)?,
             dedupe_expiry: txn.open_table(DEDUPE_EXPIRY)?,
+            reactions: txn.open_table(REACTIONS)?,
         })
     }
 }
@@ -195,6 +197,19 @@ fn apply(tables: &mut LogTables<'_>, room: &str, head_seq: u64, write: &Write) -
             client_msg_id,
             DedupeRecord::from(entry),
         )?,
+        Write::Reaction {
+            user,
+            target_seq,
+            emoji,
+            added,
+        } => {
+            let key = (room, user.as_str(), *target_seq, emoji.as_str());
+            if *added {
+                tables.reactions.insert(key, ())?;
+            } else {
+                tables.reactions.remove(key)?;
+            }
+        }
         Write::ReadUpTo { user, seq, ordinal } => {
             raise_watermarks(
                 &mut tables.user_rooms,

@@ -5,7 +5,8 @@ use std::path::Path;
 use super::EmbeddedStore;
 use super::tables::{
     BLOCKS, BUCKET_STARTS, BUCKETS, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES,
-    META, OUTBOX, PUSH_TOKENS, RETENTION, REVOCATIONS, ROOMS, USER_PUSH_TOKENS, USER_ROOMS,
+    META, OUTBOX, PUSH_TOKENS, REACTIONS, RETENTION, REVOCATIONS, ROOMS, USER_PUSH_TOKENS,
+    USER_ROOMS,
 };
 use crate::backend::redb_backup::{Copier, CopyError, copy_database, open_stopped};
 
@@ -28,7 +29,8 @@ fn tables(c: &mut Copier<'_>) -> Result<(), CopyError> {
     c.table(PUSH_TOKENS)?;
     c.table(USER_PUSH_TOKENS)?;
     c.table(REVOCATIONS)?;
-    c.table(OUTBOX)
+    c.table(OUTBOX)?;
+    c.table(REACTIONS)
 }
 
 impl EmbeddedStore {

@@ -16,8 +16,8 @@ use super::fail::{Fail, corrupt};
 use super::records::{DedupeRecord, decode};
 use super::retention::{apply_retention, retained_from};
 use super::tables::{
-    BUCKET_STARTS, Cut, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, OUTBOX, RETENTION, ROOMS,
-    bucket_of, read_cut, seq_key_range,
+    BUCKET_STARTS, Cut, DEDUPE, EVENTS, HEADS, MEMBERS, MESSAGES, OUTBOX, REACTIONS, RETENTION,
+    ROOMS, bucket_of, read_cut, seq_key_range,
 };
 use super::{EmbeddedStore, Inner};
 use crate::backend::pipeline::shard_of;
@@ -76,6 +76,28 @@ fn load_room(inner: &Inner, room: &str) -> Result<Option<RoomSnapshot>, Fail> {
         members,
         outbox_from,
     }))
+}
+
+fn reactions_of(
+    inner: &Inner,
+    room: &str,
+    user: &str,
+    from_seq: u64,
+    to_seq: u64,
+) -> Result<Vec<(u64, String)>, Fail> {
+    if from_seq > to_seq {
+        return Ok(Vec::new());
+    }
+    let txn = inner.db.begin_read()?;
+    let table = txn.open_table(REACTIONS)?;
+    let mut found = Vec::new();
+    let range = (room, user, from_seq, "")..=(room, user, to_seq, "\u{10ffff}");
+    for entry in table.range(range)? {
+        let (key, _) = entry?;
+        let (_, _, seq, emoji) = key.value();
+        found.push((seq, emoji.to_owned()));
+    }
+    Ok(found)
 }
 
 /// The outbox marks of the rooms of one shard (a scan of every mark: marks live only until
@@ -305,6 +327,18 @@ impl RoomLog for EmbeddedStore {
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
         let room = room.clone();
         self.run(move |inner| retained_from(inner, room.as_str()))
+            .await
+    }
+
+    async fn reactions_of(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let (room, user) = (room.clone(), user.clone());
+        self.run(move |inner| reactions_of(inner, room.as_str(), user.as_str(), from_seq, to_seq))
             .await
     }
 

@@ -22,6 +22,7 @@
 //! | `user_push_tokens` | (user, token) | [`PushTokenRecord`](super::records::PushTokenRecord) |
 //! | `revocations` | user | i64: tokens issued before this time (Unix ms) are revoked |
 //! | `outbox` | room | u64: the first seq whose downstream events may be unpublished |
+//! | `reactions` | (room, user, message seq, emoji) | () |
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -78,6 +79,11 @@ pub(super) const REVOCATIONS: TableDefinition<'_, &str, i64> = TableDefinition::
 /// downstream events may not have been published; set in the append's transaction.
 pub(super) const OUTBOX: TableDefinition<'_, &str, u64> = TableDefinition::new("outbox");
 
+/// Who reacted with what: `(room, user, message seq, emoji)`, so a reader's reactions on a page
+/// of messages are one range.
+pub(super) const REACTIONS: TableDefinition<'_, (&str, &str, u64, &str), ()> =
+    TableDefinition::new("reactions");
+
 /// Opens (creating) every table, so that later read transactions find them all.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(META)?;
@@ -98,6 +104,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(USER_PUSH_TOKENS)?;
     txn.open_table(REVOCATIONS)?;
     txn.open_table(OUTBOX)?;
+    txn.open_table(REACTIONS)?;
     Ok(())
 }
 

@@ -359,6 +359,20 @@ impl Inner {
                 );
                 self.write(&self.st.dedupe_insert, values).await?;
             }
+            Write::Reaction {
+                user,
+                target_seq,
+                emoji,
+                added,
+            } => {
+                let values = (room, user.as_str(), big(*target_seq), emoji.as_str());
+                let st = if *added {
+                    &self.st.reaction_insert
+                } else {
+                    &self.st.reaction_delete
+                };
+                self.write(st, values).await?;
+            }
             Write::ReadUpTo { user, seq, ordinal } => {
                 self.raise_watermarks(user.as_str(), room, *seq, Some((*seq, *ordinal)))
                     .await?;

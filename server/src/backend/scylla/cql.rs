@@ -77,6 +77,9 @@ pub(super) struct Statements {
     pub(super) user_push_all: PreparedStatement,
     pub(super) revocation_select: PreparedStatement,
     pub(super) revocation_insert: PreparedStatement,
+    pub(super) reaction_insert: PreparedStatement,
+    pub(super) reaction_delete: PreparedStatement,
+    pub(super) reactions_of: PreparedStatement,
     pub(super) outbox_insert: PreparedStatement,
     pub(super) outbox_select: PreparedStatement,
     pub(super) outbox_shard: PreparedStatement,
@@ -392,6 +395,23 @@ impl Statements {
             .await?,
             revocation_insert: p(
                 "INSERT INTO {ks}.revocations (user_id, before_ms) VALUES (?, ?)",
+                Plain,
+            )
+            .await?,
+            reaction_insert: p(
+                "INSERT INTO {ks}.reactions (room, user_id, target_seq, emoji) VALUES (?, ?, ?, ?)",
+                Plain,
+            )
+            .await?,
+            reaction_delete: p(
+                "DELETE FROM {ks}.reactions WHERE room = ? AND user_id = ? AND target_seq = ? \
+                 AND emoji = ?",
+                Plain,
+            )
+            .await?,
+            reactions_of: p(
+                "SELECT target_seq, emoji FROM {ks}.reactions WHERE room = ? AND user_id = ? \
+                 AND target_seq >= ? AND target_seq <= ?",
                 Plain,
             )
             .await?,

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 
-use super::cql::big;
+use super::cql::{big, unsigned};
 use super::index::MAX_SEQ;
 use super::records::decode;
 use super::retention::Cut;
@@ -259,6 +259,23 @@ impl RoomLog for ScyllaStore {
 
     async fn retained_from(&self, room: &RoomId) -> Result<u64, StoreError> {
         Ok(self.inner.read_cut(room.as_str()).await?.from)
+    }
+
+    async fn reactions_of(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        if from_seq > to_seq {
+            return Ok(Vec::new());
+        }
+        let values = (room.as_str(), user.as_str(), big(from_seq), big(to_seq));
+        let rows: Vec<(i64, String)> = self.inner.rows(&self.inner.st.reactions_of, values).await?;
+        rows.into_iter()
+            .map(|(seq, emoji)| Ok((unsigned(seq)?, emoji)))
+            .collect()
     }
 
     async fn outbox_marks(

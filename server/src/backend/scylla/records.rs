@@ -26,7 +26,7 @@ pub(super) struct PendingBatch {
 /// One [`Write`].
 #[derive(Clone, PartialEq, prost::Message)]
 struct WriteRecord {
-    #[prost(oneof = "WriteKind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "WriteKind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     kind: Option<WriteKind>,
 }
 
@@ -46,6 +46,20 @@ enum WriteKind {
     Dedupe(DedupeWrite),
     #[prost(message, tag = "7")]
     ReadUpTo(ReadUpToWrite),
+    #[prost(message, tag = "8")]
+    Reaction(ReactionWrite),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ReactionWrite {
+    #[prost(string, tag = "1")]
+    user: String,
+    #[prost(uint64, tag = "2")]
+    target_seq: u64,
+    #[prost(string, tag = "3")]
+    emoji: String,
+    #[prost(bool, tag = "4")]
+    added: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -106,6 +120,17 @@ pub(super) fn encode_batch(batch: &Batch) -> Vec<u8> {
                     seq: *seq,
                     ordinal: *ordinal,
                 }),
+                Write::Reaction {
+                    user,
+                    target_seq,
+                    emoji,
+                    added,
+                } => WriteKind::Reaction(ReactionWrite {
+                    user: user.as_str().to_owned(),
+                    target_seq: *target_seq,
+                    emoji: emoji.clone(),
+                    added: *added,
+                }),
             }),
         })
         .collect();
@@ -155,6 +180,12 @@ pub(super) fn decode_batch(bytes: &[u8]) -> Result<Batch, StoreError> {
                 user: user(&r.user)?,
                 seq: r.seq,
                 ordinal: r.ordinal,
+            },
+            WriteKind::Reaction(r) => Write::Reaction {
+                user: user(&r.user)?,
+                target_seq: r.target_seq,
+                emoji: r.emoji,
+                added: r.added,
             },
         });
     }
@@ -208,9 +239,15 @@ mod tests {
                     },
                 },
                 Write::ReadUpTo {
-                    user: alice,
+                    user: alice.clone(),
                     seq: 3,
                     ordinal: 1,
+                },
+                Write::Reaction {
+                    user: alice,
+                    target_seq: 2,
+                    emoji: "👍".to_owned(),
+                    added: true,
                 },
             ],
             mark_outbox: false,

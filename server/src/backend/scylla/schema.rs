@@ -49,6 +49,8 @@ const TABLES: &[&str] = &[
      platform int, device_id text, PRIMARY KEY (user_id, push_token))",
     "CREATE TABLE IF NOT EXISTS {ks}.revocations (user_id text PRIMARY KEY, before_ms bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.nodes (node_id text PRIMARY KEY, address text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.reactions (room text, user_id text, target_seq bigint, \
+     emoji text, PRIMARY KEY ((room, user_id), target_seq, emoji))",
     "CREATE TABLE IF NOT EXISTS {ks}.outbox (shard int, room text, from_seq bigint, \
      PRIMARY KEY (shard, room)) WITH gc_grace_seconds = 3600",
 ];

@@ -8,6 +8,7 @@ use crate::backend::store::{HistoryAnchor, HistoryQuery};
 use crate::chat::error::ChatError;
 use crate::chat::ids::RoomId;
 use crate::session::core::SessionCore;
+use crate::writer::draft::REACTION_SAMPLE;
 
 /// Room events and messages leave this much room in a server frame for the envelope.
 const FRAME_OVERHEAD: usize = 1024;
@@ -56,9 +57,7 @@ pub(super) async fn history(ctx: Ctx<'_>, r: v1::HistoryRequest) -> Result<Reply
         thread_root_seq: r.thread_root_seq,
     };
     let mut page = ctx.services.store.read_messages(&room, query).await?;
-    for message in &mut page.messages {
-        present_reactions(message, ctx.user.as_str());
-    }
+    present_reactions(&ctx, &room, &mut page.messages).await?;
     Ok(Reply::History(v1::HistoryResponse {
         messages: page.messages,
         has_more: page.has_more,
@@ -67,12 +66,37 @@ pub(super) async fn history(ctx: Ctx<'_>, r: v1::HistoryRequest) -> Result<Reply
     }))
 }
 
-/// Reactions as a reader sees them: at most 10 user ids, `me` set for the reader.
-fn present_reactions(message: &mut v1::Message, reader: &str) {
-    for reaction in &mut message.reactions {
-        reaction.me = reaction.user_ids.iter().any(|u| u == reader);
-        reaction.user_ids.truncate(10);
+/// Reactions as a reader sees them: at most [`REACTION_SAMPLE`] user ids, `me` set for the
+/// reader from the reaction rows, one store read for the page (and only when a message of it
+/// has reactions). A message stored before the rows lists every user: listed counts too.
+async fn present_reactions(
+    ctx: &Ctx<'_>,
+    room: &RoomId,
+    messages: &mut [v1::Message],
+) -> Result<(), ChatError> {
+    let with_reactions = messages.iter().filter(|m| !m.reactions.is_empty());
+    let (Some(low), Some(high)) = (
+        with_reactions.clone().map(|m| m.seq).min(),
+        with_reactions.map(|m| m.seq).max(),
+    ) else {
+        return Ok(());
+    };
+    let mine: std::collections::HashSet<(u64, String)> = ctx
+        .services
+        .store
+        .reactions_of(room, ctx.user, low, high)
+        .await?
+        .into_iter()
+        .collect();
+    let reader = ctx.user.as_str();
+    for message in messages {
+        for reaction in &mut message.reactions {
+            reaction.me = mine.contains(&(message.seq, reaction.emoji.clone()))
+                || reaction.user_ids.iter().any(|u| u == reader);
+            reaction.user_ids.truncate(REACTION_SAMPLE);
+        }
     }
+    Ok(())
 }
 
 /// One replay page; when it reaches the head, the room goes live from its last seq. Live

@@ -22,7 +22,7 @@ use crate::chat::command::{Outcome, RoomCommand, RoomOp};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
 
-pub use self::reactions::MAX_EMOJI_PER_MESSAGE;
+pub use self::reactions::{MAX_EMOJI_PER_MESSAGE, REACTION_SAMPLE};
 
 /// Writer settings that shape batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,8 @@ pub struct Draft<'a> {
     /// MemberLeft included).
     removed: BTreeSet<UserId>,
     messages: HashMap<u64, v1::Message>,
+    /// Reactions this batch recorded (true) or forgot (false): `(message seq, user, emoji)`.
+    reactions: HashMap<(u64, UserId, String), bool>,
     sent: HashMap<(UserId, String), DedupeEntry>,
     /// The command being applied comes from the admin API.
     privileged: bool,
@@ -147,6 +149,7 @@ impl<'a> Draft<'a> {
             user_events: Vec::new(),
             removed: BTreeSet::new(),
             messages: HashMap::new(),
+            reactions: HashMap::new(),
             sent: HashMap::new(),
             privileged: false,
         }

@@ -1,11 +1,24 @@
 //! React: adding and removing a user's reaction to a message.
+//!
+//! Who reacted is kept one row per reaction ([`Write::Reaction`]); the message's state keeps
+//! per emoji a count and at most [`REACTION_SAMPLE`] user ids for display (issue 15 M7: it
+//! kept every reacting user, so a popular message grew without bound and every reaction
+//! rewrote all of them). Messages stored before that keep their longer lists until their next
+//! reaction; a user listed there counts as having reacted.
 
 use chatwire_protocol::v1::{self, room_event::Kind};
 
 use super::Draft;
+use crate::backend::store::Write;
 use crate::chat::command::Outcome;
 use crate::chat::error::ChatError;
 use crate::chat::ids::UserId;
+
+/// Most distinct emoji on one message.
+pub const MAX_EMOJI_PER_MESSAGE: usize = 50;
+
+/// Most user ids a message's state keeps per emoji (readers see them; `count` is the total).
+pub const REACTION_SAMPLE: usize = 10;
 
 impl Draft<'_> {
     pub(super) async fn react(
@@ -21,7 +34,8 @@ impl Draft<'_> {
         if message.deleted {
             return Err(ChatError::FailedPrecondition("the message was deleted"));
         }
-        if !apply_reaction(&mut message.reactions, actor, emoji, add)? {
+        let reacted = self.has_reacted(&message, actor, emoji).await?;
+        if !apply_reaction(&mut message.reactions, actor, emoji, add, reacted)? {
             return Ok(Outcome::Seq(0));
         }
         let seq = self.push(
@@ -32,33 +46,67 @@ impl Draft<'_> {
                 added: add,
             }),
         )?;
+        self.reactions
+            .insert((target_seq, actor.clone(), emoji.to_owned()), add);
+        self.writes.push(Write::Reaction {
+            user: actor.clone(),
+            target_seq,
+            emoji: emoji.to_owned(),
+            added: add,
+        });
         self.put_message(message);
         Ok(Outcome::Seq(seq))
     }
+
+    /// Whether `user` has reacted to `message` with `emoji`: this batch's own changes first,
+    /// then the stored rows, then (for messages stored before the rows) the message's list.
+    async fn has_reacted(
+        &self,
+        message: &v1::Message,
+        user: &UserId,
+        emoji: &str,
+    ) -> Result<bool, ChatError> {
+        let key = (message.seq, user.clone(), emoji.to_owned());
+        if let Some(reacted) = self.reactions.get(&key) {
+            return Ok(*reacted);
+        }
+        let listed = message
+            .reactions
+            .iter()
+            .any(|r| r.emoji == emoji && r.user_ids.iter().any(|u| u == user.as_str()));
+        if listed {
+            return Ok(true);
+        }
+        let stored = self
+            .store
+            .reactions_of(&self.room_id, user, message.seq, message.seq)
+            .await?;
+        Ok(stored.iter().any(|(_, e)| e == emoji))
+    }
 }
 
-/// Most distinct emoji on one message.
-pub const MAX_EMOJI_PER_MESSAGE: usize = 50;
-
-/// Adds or removes `user`'s reaction; false when nothing changed. Stored summaries keep every
-/// reacting user (readers cut the list to 10 and set `me`).
+/// Adds or removes `user`'s reaction (`reacted`: whether it is there now); false when nothing
+/// changed. Keeps the count and a sample of at most [`REACTION_SAMPLE`] user ids.
 fn apply_reaction(
     reactions: &mut Vec<v1::ReactionSummary>,
     user: &UserId,
     emoji: &str,
     add: bool,
+    reacted: bool,
 ) -> Result<bool, ChatError> {
+    if add == reacted {
+        return Ok(false);
+    }
     let position = reactions.iter().position(|r| r.emoji == emoji);
     match (position, add) {
         (Some(index), true) => {
             let Some(entry) = reactions.get_mut(index) else {
                 return Ok(false);
             };
-            if entry.user_ids.iter().any(|u| u == user.as_str()) {
-                return Ok(false);
+            entry.count = entry.count.saturating_add(1);
+            if entry.user_ids.len() < REACTION_SAMPLE {
+                entry.user_ids.push(user.to_string());
             }
-            entry.user_ids.push(user.to_string());
-            entry.count = u32::try_from(entry.user_ids.len()).unwrap_or(u32::MAX);
         }
         (None, true) => {
             if reactions.len() >= MAX_EMOJI_PER_MESSAGE {
@@ -78,13 +126,11 @@ fn apply_reaction(
             let Some(entry) = reactions.get_mut(index) else {
                 return Ok(false);
             };
-            let before = entry.user_ids.len();
             entry.user_ids.retain(|u| u != user.as_str());
-            if entry.user_ids.len() == before {
-                return Ok(false);
-            }
-            entry.count = u32::try_from(entry.user_ids.len()).unwrap_or(u32::MAX);
-            if entry.user_ids.is_empty() {
+            // A list from before the sample (every user) shrinks to the sample.
+            entry.user_ids.truncate(REACTION_SAMPLE);
+            entry.count = entry.count.saturating_sub(1);
+            if entry.count == 0 {
                 reactions.remove(index);
             }
         }
