@@ -484,6 +484,9 @@ pub fn request_kind(request: &v1::client_frame::Request) -> &'static str {
         R::RegisterPushToken(_) => "register_push_token",
         R::UnregisterPushToken(_) => "unregister_push_token",
         R::MuteRoom(_) => "mute_room",
+        R::RestrictMember(_) => "restrict_member",
+        R::GetEditHistory(_) => "get_edit_history",
+        R::ReportMessage(_) => "report_message",
     }
 }
 

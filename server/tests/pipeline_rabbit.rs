@@ -485,7 +485,19 @@ fn every_command() -> Vec<RoomCommand> {
             target_seq: 7,
             content: content("edited"),
         },
-        RoomOp::Delete { target_seq: 7 },
+        RoomOp::Delete {
+            target_seq: 7,
+            reason: String::new(),
+        },
+        RoomOp::Delete {
+            target_seq: 7,
+            reason: "spam".into(),
+        },
+        RoomOp::Restrict {
+            user: user("bob"),
+            until_ms: 1_700_000_000_000,
+            reason: "flood".into(),
+        },
         RoomOp::React {
             target_seq: 7,
             emoji: "👍".into(),
@@ -516,7 +528,7 @@ fn codec_round_trips_every_command_kind() {
         .iter()
         .map(|c| std::mem::discriminant(&c.op))
         .collect();
-    assert_eq!(kinds.len(), 11, "every RoomOp variant");
+    assert_eq!(kinds.len(), 12, "every RoomOp variant");
     for command in commands {
         let decoded = decode_command(&encode_command(&command)).expect("decode");
         assert_eq!(decoded, command);
@@ -581,6 +593,10 @@ fn codec_round_trips_every_answer() {
         }),
         Err(ChatError::Unavailable("store down".into())),
         Err(ChatError::Unsupported("threads")),
+        Err(ChatError::Restricted {
+            retry_after_ms: 5_000,
+            until_ms: 1_700_000_005_000,
+        }),
         Err(ChatError::Internal),
     ];
     for answer in answers {

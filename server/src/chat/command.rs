@@ -51,6 +51,17 @@ pub enum RoomOp {
     Delete {
         /// The message.
         target_seq: u64,
+        /// Why (validated, at most 500 characters; empty for none).
+        reason: String,
+    },
+    /// Restrict a member from sending and reacting until a time (0 lifts it).
+    Restrict {
+        /// The member.
+        user: UserId,
+        /// Until when, Unix milliseconds; 0 lifts the restriction.
+        until_ms: i64,
+        /// Why (validated; empty for none).
+        reason: String,
     },
     /// Add or remove a reaction.
     React {

@@ -66,6 +66,14 @@ pub enum ChatError {
         /// The field holding the value.
         field: &'static str,
     },
+    /// A moderator restricted the caller in this room.
+    #[error("restricted by a moderator until {until_ms}")]
+    Restricted {
+        /// How long the restriction still lasts, in milliseconds (capped).
+        retry_after_ms: u32,
+        /// When it ends, Unix milliseconds.
+        until_ms: i64,
+    },
     /// An unexpected fault.
     #[error("internal error")]
     Internal,
@@ -99,6 +107,9 @@ impl ChatError {
             ChatError::Unavailable(_) => (C::Unavailable, true, 500, ""),
             ChatError::Unsupported(_) => (C::Unsupported, false, 0, ""),
             ChatError::UnknownValue { field } => (C::Unsupported, false, 0, *field),
+            ChatError::Restricted { retry_after_ms, .. } => {
+                (C::Restricted, false, *retry_after_ms, "")
+            }
             ChatError::Internal => (C::Internal, true, 1000, ""),
         };
         v1::Error {

@@ -54,7 +54,10 @@ struct WireCommand {
     trace_id: String,
     #[prost(bool, tag = "4")]
     privileged: bool,
-    #[prost(oneof = "WireOp", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20")]
+    #[prost(
+        oneof = "WireOp",
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22"
+    )]
     op: Option<WireOp>,
 }
 
@@ -82,6 +85,29 @@ enum WireOp {
     Delete(u64),
     #[prost(message, tag = "20")]
     React(WireReact),
+    /// A Delete with a reason (one without keeps tag 19, so older nodes still read it).
+    #[prost(message, tag = "21")]
+    DeleteWithReason(WireDelete),
+    #[prost(message, tag = "22")]
+    Restrict(WireRestrict),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct WireDelete {
+    #[prost(uint64, tag = "1")]
+    target_seq: u64,
+    #[prost(string, tag = "2")]
+    reason: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct WireRestrict {
+    #[prost(string, tag = "1")]
+    user: String,
+    #[prost(int64, tag = "2")]
+    until_ms: i64,
+    #[prost(string, tag = "3")]
+    reason: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -249,6 +275,7 @@ mod kind {
     pub(super) const INTERNAL: u32 = 12;
     pub(super) const TOKEN_REFUSED: u32 = 13;
     pub(super) const UNKNOWN_VALUE: u32 = 14;
+    pub(super) const RESTRICTED: u32 = 15;
 }
 
 // ----- commands -------------------------------------------------------------------------------
@@ -318,7 +345,20 @@ fn op_to_wire(op: &RoomOp) -> WireOp {
             target_seq: *target_seq,
             content: Some(content.clone()),
         }),
-        RoomOp::Delete { target_seq } => WireOp::Delete(*target_seq),
+        RoomOp::Delete { target_seq, reason } if reason.is_empty() => WireOp::Delete(*target_seq),
+        RoomOp::Delete { target_seq, reason } => WireOp::DeleteWithReason(WireDelete {
+            target_seq: *target_seq,
+            reason: reason.clone(),
+        }),
+        RoomOp::Restrict {
+            user,
+            until_ms,
+            reason,
+        } => WireOp::Restrict(WireRestrict {
+            user: user.as_str().to_owned(),
+            until_ms: *until_ms,
+            reason: reason.clone(),
+        }),
         RoomOp::React {
             target_seq,
             emoji,
@@ -373,7 +413,19 @@ fn op_from_wire(op: WireOp) -> Result<RoomOp, CodecError> {
             target_seq: e.target_seq,
             content: e.content.ok_or(CodecError::Missing("content"))?,
         },
-        WireOp::Delete(target_seq) => RoomOp::Delete { target_seq },
+        WireOp::Delete(target_seq) => RoomOp::Delete {
+            target_seq,
+            reason: String::new(),
+        },
+        WireOp::DeleteWithReason(d) => RoomOp::Delete {
+            target_seq: d.target_seq,
+            reason: d.reason,
+        },
+        WireOp::Restrict(r) => RoomOp::Restrict {
+            user: user("user", &r.user)?,
+            until_ms: r.until_ms,
+            reason: r.reason,
+        },
         WireOp::React(r) => RoomOp::React {
             target_seq: r.target_seq,
             emoji: r.emoji,
@@ -516,6 +568,14 @@ fn error_to_wire(err: &ChatError) -> WireError {
             wire.field = (*field).to_owned();
             kind::UNKNOWN_VALUE
         }
+        ChatError::Restricted {
+            retry_after_ms,
+            until_ms,
+        } => {
+            wire.retry_after_ms = *retry_after_ms;
+            wire.text = until_ms.to_string();
+            kind::RESTRICTED
+        }
         ChatError::Internal => kind::INTERNAL,
     };
     wire
@@ -546,6 +606,10 @@ fn error_from_wire(wire: WireError) -> Result<ChatError, CodecError> {
         kind::UNAVAILABLE => ChatError::Unavailable(wire.text.clone()),
         kind::UNSUPPORTED => ChatError::Unsupported(text()),
         kind::UNKNOWN_VALUE => ChatError::UnknownValue { field: field() },
+        kind::RESTRICTED => ChatError::Restricted {
+            retry_after_ms: wire.retry_after_ms,
+            until_ms: wire.text.parse().map_err(|e| invalid("until_ms", e))?,
+        },
         kind::INTERNAL => ChatError::Internal,
         other => return Err(invalid("error kind", other)),
     })

@@ -59,6 +59,7 @@ pub(super) fn delete(ctx: Ctx<'_>, r: v1::DeleteRequest) -> Result<Prepared, Cha
     let room = room_id(&r.room_id)?;
     let op = RoomOp::Delete {
         target_seq: r.target_seq,
+        reason: super::moderation::reason(&r.reason)?,
     };
     Ok(ctx.prepare(room, op, |outcome| match outcome {
         Outcome::Seq(seq) => Ok(Reply::Delete(v1::DeleteResponse { seq })),

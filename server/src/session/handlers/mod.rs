@@ -5,6 +5,7 @@
 mod account;
 mod calls;
 mod messages;
+mod moderation;
 mod reads;
 mod receipts;
 mod rooms;
@@ -163,5 +164,9 @@ pub async fn execute(
         Request::RegisterPushToken(r) => account::register_push_token(ctx, r).await,
         Request::UnregisterPushToken(r) => account::unregister_push_token(ctx, r).await,
         Request::MuteRoom(r) => account::mute_room(ctx, r).await,
+        Request::RestrictMember(r) => moderation::restrict_member(ctx, r).await,
+        Request::GetEditHistory(r) => moderation::get_edit_history(ctx, r).await,
+        // Not offered yet: the `message-reports` capability is not listed.
+        Request::ReportMessage(_) => Err(ChatError::Unsupported("ReportMessage is not offered")),
     }
 }
