@@ -400,6 +400,8 @@ fn limits() -> v1::Limits {
         idempotency_window_s: 86_400,
         typing_throttle_ms: 3000,
         typing_ttl_ms: 5000,
+        room_send_rate_per_second: 40,
+        room_send_burst: 80,
     }
 }
 

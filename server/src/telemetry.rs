@@ -355,7 +355,7 @@ fn describe() {
 }
 
 /// Rate-limit buckets with a series of their own.
-const BUCKETS: [&str; 4] = ["requests", "send", "typing", "connect"];
+const BUCKETS: [&str; 5] = ["requests", "send", "typing", "connect", "room-send"];
 
 /// Handles of the hot paths, registered once.
 struct Hot {

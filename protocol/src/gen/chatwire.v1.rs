@@ -287,6 +287,10 @@ pub enum ErrorCode {
     /// until the restriction ends; `retry_after_ms` says how long that is (capped at 2^32-1).
     /// Only sent by a server offering the `moderation` capability.
     Restricted = 13,
+    /// The server's moderation refused the content of a Send or Edit: a listed word, or a spam
+    /// or abuse score too high. `field` is "content.text". Sending the same content again fails
+    /// the same way.
+    ContentRejected = 14,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -309,6 +313,7 @@ impl ErrorCode {
             Self::FailedPrecondition => "ERROR_CODE_FAILED_PRECONDITION",
             Self::Timeout => "ERROR_CODE_TIMEOUT",
             Self::Restricted => "ERROR_CODE_RESTRICTED",
+            Self::ContentRejected => "ERROR_CODE_CONTENT_REJECTED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -328,6 +333,7 @@ impl ErrorCode {
             "ERROR_CODE_FAILED_PRECONDITION" => Some(Self::FailedPrecondition),
             "ERROR_CODE_TIMEOUT" => Some(Self::Timeout),
             "ERROR_CODE_RESTRICTED" => Some(Self::Restricted),
+            "ERROR_CODE_CONTENT_REJECTED" => Some(Self::ContentRejected),
             _ => None,
         }
     }
@@ -2011,6 +2017,13 @@ pub struct Limits {
     /// How long a typing indicator lasts without being renewed, in milliseconds.
     #[prost(uint32, tag = "16")]
     pub typing_ttl_ms: u32,
+    /// Sustained Sends per second to one room, from all its members together (a room's own
+    /// token bucket, next to the per-user one); a Send over it gets ERROR_CODE_RATE_LIMITED.
+    #[prost(uint32, tag = "110")]
+    pub room_send_rate_per_second: u32,
+    /// The largest burst of Sends one room takes above its sustained rate.
+    #[prost(uint32, tag = "111")]
+    pub room_send_burst: u32,
 }
 /// RefreshRequest replaces the session's token before it expires, without reconnecting.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -74,6 +74,9 @@ pub enum ChatError {
         /// When it ends, Unix milliseconds.
         until_ms: i64,
     },
+    /// The moderation stage refused the content.
+    #[error("content rejected: {0}")]
+    ContentRejected(&'static str),
     /// An unexpected fault.
     #[error("internal error")]
     Internal,
@@ -110,6 +113,7 @@ impl ChatError {
             ChatError::Restricted { retry_after_ms, .. } => {
                 (C::Restricted, false, *retry_after_ms, "")
             }
+            ChatError::ContentRejected(_) => (C::ContentRejected, false, 0, "content.text"),
             ChatError::Internal => (C::Internal, true, 1000, ""),
         };
         v1::Error {

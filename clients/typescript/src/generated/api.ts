@@ -727,6 +727,7 @@ export const ERROR_CODE_NAMES: Readonly<Record<number, string>> = {
   11: "FAILED_PRECONDITION",
   12: "TIMEOUT",
   13: "RESTRICTED",
+  14: "CONTENT_REJECTED",
 };
 
 /** The short names of `chatwire.v1.CloseCode` values (`CLOSE_CODE_` prefix dropped), by number. */

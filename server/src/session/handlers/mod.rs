@@ -40,13 +40,33 @@ pub struct Ctx<'a> {
 pub struct Prepared {
     command: RoomCommand,
     reply: fn(Outcome) -> Result<Reply, ChatError>,
+    /// The moderation stage flagged the content (crate::moderation).
+    flagged: Option<crate::chat::command::Verdict>,
 }
 
 impl Prepared {
     /// Hands the command to its room's writer and waits for the reply. The command takes its
     /// place in the room's order on the first poll (see [`crate::backend::pipeline::Pipeline`]).
     pub async fn run(self, services: &Services) -> Result<Reply, ChatError> {
-        (self.reply)(services.pipeline.execute(self.command).await?)
+        let flagged = self.flagged.map(|verdict| {
+            (
+                self.command.room.clone(),
+                self.command.actor.clone(),
+                verdict,
+            )
+        });
+        let outcome = services.pipeline.execute(self.command).await?;
+        if let Some((room, actor, verdict)) = flagged {
+            let seq = match &outcome {
+                Outcome::Sent(sent) if !sent.duplicate => sent.seq,
+                Outcome::Edited { seq, .. } => *seq,
+                _ => 0,
+            };
+            if seq != 0 {
+                crate::moderation::flagged(&room, &actor, seq, &verdict);
+            }
+        }
+        (self.reply)(outcome)
     }
 }
 
@@ -76,6 +96,7 @@ impl Ctx<'_> {
         Prepared {
             command: self.command(room, op),
             reply,
+            flagged: None,
         }
     }
 

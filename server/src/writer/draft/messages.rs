@@ -13,7 +13,11 @@ impl Draft<'_> {
         &mut self,
         actor: &UserId,
         send: &crate::chat::command::SendOp,
+        masked: Option<&v1::Content>,
     ) -> Result<Outcome, ChatError> {
+        // The moderation stage's masked content is what is stored; dedupe (below) compares the
+        // content the client sent.
+        let stored = masked.unwrap_or(&send.content);
         let state = self.member_state(actor)?;
         let is_direct = state.room.kind() == v1::RoomKind::Direct;
         let peer = state.members.keys().find(|u| *u != actor).cloned();
@@ -69,7 +73,7 @@ impl Draft<'_> {
             Kind::MessageCreated(v1::MessageCreated {
                 ordinal,
                 client_msg_id: send.client_msg_id.clone(),
-                content: Some(send.content.clone()),
+                content: Some(stored.clone()),
                 reply_to_seq: send.reply_to_seq,
                 thread_root_seq: send.thread_root_seq,
                 redacted: false,
@@ -83,7 +87,7 @@ impl Draft<'_> {
             ordinal,
             sender: actor.to_string(),
             client_msg_id: send.client_msg_id.clone(),
-            content: Some(send.content.clone()),
+            content: Some(stored.clone()),
             created_at_ms: ts_ms,
             reply_to_seq: send.reply_to_seq,
             thread_root_seq: send.thread_root_seq,

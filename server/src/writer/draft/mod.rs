@@ -193,7 +193,10 @@ impl<'a> Draft<'a> {
             RoomOp::RemoveMember { user } => self.remove_member(actor, user),
             RoomOp::SetRole { user, role } => self.set_role(actor, user, *role),
             RoomOp::Leave => self.leave(actor),
-            RoomOp::Send(send) => self.send(actor, send).await,
+            RoomOp::Send(send) => self.send(actor, send, None).await,
+            RoomOp::ModeratedSend { send, verdict } => {
+                self.send(actor, send, verdict.masked.as_ref()).await
+            }
             RoomOp::Edit {
                 target_seq,
                 content,

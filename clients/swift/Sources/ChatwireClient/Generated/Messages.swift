@@ -41,11 +41,15 @@ public enum ErrorCode: ProtoEnum {
     /// until the restriction ends; `retry_after_ms` says how long that is (capped at 2^32-1).
     /// Only sent by a server offering the `moderation` capability.
     case restricted
+    /// The server's moderation refused the content of a Send or Edit: a listed word, or a spam
+    /// or abuse score too high. `field` is "content.text". Sending the same content again fails
+    /// the same way.
+    case contentRejected
     /// A number this version of the protocol does not name.
     case unrecognized(Int32)
 
     /// Every value this version names, in declaration order.
-    public static let allKnown: [ErrorCode] = [.unspecified, .unauthenticated, .permissionDenied, .notFound, .invalidArgument, .tooLarge, .rateLimited, .conflict, .unavailable, .unsupported, .`internal`, .failedPrecondition, .timeout, .restricted]
+    public static let allKnown: [ErrorCode] = [.unspecified, .unauthenticated, .permissionDenied, .notFound, .invalidArgument, .tooLarge, .rateLimited, .conflict, .unavailable, .unsupported, .`internal`, .failedPrecondition, .timeout, .restricted, .contentRejected]
 
     public init(number: Int32) {
         switch number {
@@ -63,6 +67,7 @@ public enum ErrorCode: ProtoEnum {
         case 11: self = .failedPrecondition
         case 12: self = .timeout
         case 13: self = .restricted
+        case 14: self = .contentRejected
         default: self = .unrecognized(number)
         }
     }
@@ -83,6 +88,7 @@ public enum ErrorCode: ProtoEnum {
         case "ERROR_CODE_FAILED_PRECONDITION": self = .failedPrecondition
         case "ERROR_CODE_TIMEOUT": self = .timeout
         case "ERROR_CODE_RESTRICTED": self = .restricted
+        case "ERROR_CODE_CONTENT_REJECTED": self = .contentRejected
         default: return nil
         }
     }
@@ -103,6 +109,7 @@ public enum ErrorCode: ProtoEnum {
         case .failedPrecondition: return 11
         case .timeout: return 12
         case .restricted: return 13
+        case .contentRejected: return 14
         case .unrecognized(let number): return number
         }
     }
@@ -123,6 +130,7 @@ public enum ErrorCode: ProtoEnum {
         case .failedPrecondition: return "ERROR_CODE_FAILED_PRECONDITION"
         case .timeout: return "ERROR_CODE_TIMEOUT"
         case .restricted: return "ERROR_CODE_RESTRICTED"
+        case .contentRejected: return "ERROR_CODE_CONTENT_REJECTED"
         case .unrecognized: return nil
         }
     }
@@ -2709,6 +2717,11 @@ public struct Limits: ProtoMessage {
     public var typingThrottleMs: UInt32 = 0
     /// How long a typing indicator lasts without being renewed, in milliseconds.
     public var typingTtlMs: UInt32 = 0
+    /// Sustained Sends per second to one room, from all its members together (a room's own
+    /// token bucket, next to the per-user one); a Send over it gets ERROR_CODE_RATE_LIMITED.
+    public var roomSendRatePerSecond: UInt32 = 0
+    /// The largest burst of Sends one room takes above its sustained rate.
+    public var roomSendBurst: UInt32 = 0
 
     public init() {}
 
@@ -2732,6 +2745,8 @@ public struct Limits: ProtoMessage {
             case 14: self.idempotencyWindowS = UInt32(truncatingIfNeeded: try reader.varint(key))
             case 15: self.typingThrottleMs = UInt32(truncatingIfNeeded: try reader.varint(key))
             case 16: self.typingTtlMs = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 110: self.roomSendRatePerSecond = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 111: self.roomSendBurst = UInt32(truncatingIfNeeded: try reader.varint(key))
             default: try reader.skip(key)
             }
         }
@@ -2787,6 +2802,12 @@ public struct Limits: ProtoMessage {
         if let value = ProtoJSON.field(json, "typingTtlMs", "typing_ttl_ms") {
             self.typingTtlMs = try ProtoJSON.uint32(value, "typing_ttl_ms")
         }
+        if let value = ProtoJSON.field(json, "roomSendRatePerSecond", "room_send_rate_per_second") {
+            self.roomSendRatePerSecond = try ProtoJSON.uint32(value, "room_send_rate_per_second")
+        }
+        if let value = ProtoJSON.field(json, "roomSendBurst", "room_send_burst") {
+            self.roomSendBurst = try ProtoJSON.uint32(value, "room_send_burst")
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -2806,6 +2827,8 @@ public struct Limits: ProtoMessage {
         writer.varint(14, UInt64(self.idempotencyWindowS))
         writer.varint(15, UInt64(self.typingThrottleMs))
         writer.varint(16, UInt64(self.typingTtlMs))
+        writer.varint(110, UInt64(self.roomSendRatePerSecond))
+        writer.varint(111, UInt64(self.roomSendBurst))
     }
 }
 

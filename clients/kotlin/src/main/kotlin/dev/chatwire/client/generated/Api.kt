@@ -825,6 +825,12 @@ public enum class ChatwireErrorCode(
    * Only sent by a server offering the `moderation` capability.
    */
   RESTRICTED(13),
+  /**
+   * The server's moderation refused the content of a Send or Edit: a listed word, or a spam
+   * or abuse score too high. `field` is "content.text". Sending the same content again fails
+   * the same way.
+   */
+  CONTENT_REJECTED(14),
   ;
 
   public companion object {
