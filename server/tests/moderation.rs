@@ -181,3 +181,62 @@ async fn a_room_send_limit_refuses_any_member_once_the_room_bucket_is_empty() {
         .expect("another room");
     server.stop().await;
 }
+
+/// A scorer on loopback: answers `{"score": N}` where N is the number of `!` in the text
+/// times 40, and records the texts it was asked about; a text holding "hang" never gets an
+/// answer.
+async fn scorer() -> (String, tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/score",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let tx = tx.clone();
+            async move {
+                let text = body["text"].as_str().unwrap_or_default().to_owned();
+                let _ = tx.send(body);
+                if text.contains("hang") {
+                    std::future::pending::<()>().await;
+                }
+                let score = 40 * text.matches('!').count();
+                axum::Json(serde_json::json!({ "score": score }))
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/score"), rx)
+}
+
+/// The external scorer over real HTTP: its score counts toward `reject_score`, and a scorer
+/// that does not answer in time fails closed (UNAVAILABLE, retryable) when so configured.
+#[tokio::test]
+async fn an_external_scorer_scores_and_a_silent_one_fails_closed() {
+    let (url, mut asked) = scorer().await;
+    let server = TestServer::start_with(|config| {
+        config.moderation.scorer.url = Some(url);
+        config.moderation.scorer.timeout_ms = 300;
+        config.moderation.scorer.fail_open = false;
+        config.moderation.reject_score = 80;
+    })
+    .await;
+    let a = server.client("alice").await;
+    let room = group(&a, &[]).await;
+    a.send(send(&room, "s1", "calm!")).await.expect("score 40");
+    let body = asked.recv().await.expect("the scorer was asked");
+    assert_eq!(body["text"], "calm!");
+    assert_eq!(body["sender"], "alice");
+    assert_eq!(body["room_id"], room.as_str());
+    let err = refused(a.send(send(&room, "s2", "angry!!")).await);
+    assert_eq!(err.code(), v1::ErrorCode::ContentRejected);
+    let err = refused(a.send(send(&room, "s3", "hang on")).await);
+    assert_eq!(err.code(), v1::ErrorCode::Unavailable);
+    assert!(err.retryable);
+    let texts = texts(&history(&a, &room, None, 50).await);
+    assert_eq!(texts, vec!["calm!"]);
+    server.stop().await;
+}
