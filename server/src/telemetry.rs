@@ -160,7 +160,7 @@ pub const FAMILIES: &[Family] = &[
         "chatwire_rate_limited_total",
         C,
         "bucket",
-        "Refusals by the rate limiter, by bucket (requests, send, typing, connect).",
+        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send).",
     ),
     family(
         "chatwire_store_operation_seconds",

@@ -185,7 +185,10 @@ async fn a_room_send_limit_refuses_any_member_once_the_room_bucket_is_empty() {
 /// A scorer on loopback: answers `{"score": N}` where N is the number of `!` in the text
 /// times 40, and records the texts it was asked about; a text holding "hang" never gets an
 /// answer.
-async fn scorer() -> (String, tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) {
+async fn scorer() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
