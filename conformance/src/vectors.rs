@@ -87,7 +87,7 @@ pub fn descriptor_pool() -> DescriptorPool {
 
 /// Every golden vector, in a fixed order.
 pub fn all() -> Vec<Vector> {
-    let families: [fn() -> Vec<Vector>; 12] = [
+    let families: [fn() -> Vec<Vector>; 13] = [
         session,
         rooms,
         messages,
@@ -96,6 +96,7 @@ pub fn all() -> Vec<Vector> {
         presence,
         calls,
         account,
+        moderation,
         errors,
         room_events,
         user_events,
@@ -338,6 +339,7 @@ fn member(user_id: &str, role: v1::Role, joined_seq: u64) -> v1::Member {
         role: role.into(),
         joined_seq,
         joined_at_ms: event_ts(joined_seq),
+        restricted_until_ms: 0,
     }
 }
 
@@ -398,6 +400,8 @@ fn limits() -> v1::Limits {
         idempotency_window_s: 86_400,
         typing_throttle_ms: 3000,
         typing_ttl_ms: 5000,
+        room_send_rate_per_second: 40,
+        room_send_burst: 80,
     }
 }
 
@@ -668,6 +672,7 @@ fn message_changes() -> Vec<Vector> {
             "delete",
             22,
             Request::Delete(v1::DeleteRequest {
+                reason: String::new(),
                 room_id: room_id(),
                 target_seq: 45,
             }),
@@ -1096,6 +1101,92 @@ fn account() -> Vec<Vector> {
     .concat()
 }
 
+/// Moderation (issue 21): RestrictMember, GetEditHistory, ReportMessage, ROLE_MODERATOR, a
+/// MemberRestricted event and ERROR_CODE_RESTRICTED.
+fn moderation() -> Vec<Vector> {
+    let version = |seq: u64, body: &str| v1::MessageVersion {
+        seq,
+        ts_ms: event_ts(seq),
+        content: Some(text(body)),
+        redacted: false,
+    };
+    let mut vectors: Vec<Vector> = [
+        pair!(
+            "restrict_member",
+            110,
+            Request::RestrictMember(v1::RestrictMemberRequest {
+                room_id: GENERAL.to_owned(),
+                user_id: "mallory".to_owned(),
+                until_ms: 1_767_312_000_000,
+                reason: "flooding the room".to_owned(),
+            }),
+            Outcome::RestrictMember(v1::RestrictMemberResponse { seq: 61 }),
+        ),
+        pair!(
+            "get_edit_history",
+            111,
+            Request::GetEditHistory(v1::GetEditHistoryRequest {
+                room_id: GENERAL.to_owned(),
+                target_seq: 45,
+            }),
+            Outcome::GetEditHistory(v1::GetEditHistoryResponse {
+                versions: vec![
+                    version(45, "Lunch at noon?"),
+                    version(48, "Lunch at 12:30?")
+                ],
+                deleted: false,
+                deleted_seq: 0,
+            }),
+        ),
+        pair!(
+            "report_message",
+            112,
+            Request::ReportMessage(v1::ReportMessageRequest {
+                room_id: GENERAL.to_owned(),
+                target_seq: 45,
+                reason: "spam".to_owned(),
+            }),
+            Outcome::ReportMessage(v1::ReportMessageResponse {
+                report_id: "r-7f3a".to_owned(),
+            }),
+        ),
+    ]
+    .concat();
+    vectors.extend([
+        room_event(
+            "server/event/room/member_restricted",
+            61,
+            "bob",
+            room_event::Kind::MemberRestricted(v1::MemberRestricted {
+                user_id: "mallory".to_owned(),
+                until_ms: 1_767_312_000_000,
+                reason: "flooding the room".to_owned(),
+            }),
+        ),
+        room_event(
+            "server/event/room/member_role_changed/moderator",
+            62,
+            "alice",
+            room_event::Kind::MemberRoleChanged(v1::MemberRoleChanged {
+                user_id: "bob".to_owned(),
+                role: v1::Role::Moderator.into(),
+            }),
+        ),
+        reply(
+            "server/reply/error/restricted",
+            113,
+            Outcome::Error(v1::Error {
+                code: v1::ErrorCode::Restricted.into(),
+                message: "restricted by a moderator until 1767312000000".to_owned(),
+                retryable: false,
+                retry_after_ms: 3_600_000,
+                field: String::new(),
+            }),
+        ),
+    ]);
+    vectors
+}
+
 fn errors() -> Vec<Vector> {
     vec![
         reply(
@@ -1192,7 +1283,10 @@ fn room_events() -> Vec<Vector> {
             "server/event/room/message_deleted",
             51,
             "alice",
-            Kind::MessageDeleted(v1::MessageDeleted { target_seq: 45 }),
+            Kind::MessageDeleted(v1::MessageDeleted {
+                target_seq: 45,
+                reason: String::new(),
+            }),
         ),
         room_event(
             "server/event/room/reaction_changed",

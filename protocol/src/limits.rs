@@ -54,6 +54,12 @@ pub const DEFAULT_SEND_RATE_PER_MINUTE: u32 = 600;
 /// Largest burst of sends per user.
 pub const DEFAULT_SEND_BURST: u32 = 30;
 
+/// Sustained sends to one room (all members together), per minute (advertised per second: 50).
+pub const DEFAULT_ROOM_SEND_RATE_PER_MINUTE: u32 = 3000;
+
+/// Largest burst of sends to one room.
+pub const DEFAULT_ROOM_SEND_BURST: u32 = 100;
+
 /// How long a `client_msg_id` is remembered (24 h; the protocol's minimum).
 pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;
 
@@ -99,5 +105,7 @@ pub fn default_limits() -> crate::v1::Limits {
             .unwrap_or(u32::MAX),
         typing_throttle_ms: DEFAULT_TYPING_THROTTLE_MS,
         typing_ttl_ms: DEFAULT_TYPING_TTL_MS,
+        room_send_rate_per_second: DEFAULT_ROOM_SEND_RATE_PER_MINUTE.div_ceil(60),
+        room_send_burst: DEFAULT_ROOM_SEND_BURST,
     }
 }

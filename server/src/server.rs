@@ -210,6 +210,9 @@ impl Server {
         services.probes = probes;
         services.delivery_queue = config.session.outbound_queue_frames;
         services.rates = crate::session::services::Rates::from_config(&config.limits);
+        services.moderation = Arc::new(
+            crate::moderation::Stage::from_config(&config.moderation).map_err(StartError)?,
+        );
         if let Some(url) = &config.redis.url {
             let limiter =
                 RedisRateLimiter::connect(url, &format!("{}rate:", config.redis.key_prefix))
@@ -574,6 +577,8 @@ pub fn advertised_limits(config: &Config) -> chatwire_protocol::v1::Limits {
         max_in_flight_requests: clamp(l.max_in_flight_requests),
         send_rate_per_second: rate(l.rate_sends.rate_per_minute),
         send_burst: l.rate_sends.burst,
+        room_send_rate_per_second: rate(l.rate_room_sends.rate_per_minute),
+        room_send_burst: l.rate_room_sends.burst,
         idempotency_window_s: u32::try_from(config.storage.idempotency_window_ms / 1000)
             .unwrap_or(u32::MAX),
         ..default_limits()

@@ -61,6 +61,10 @@ impl Admin {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
     async fn get_text(&self, path: &str) -> (StatusCode, String) {
         let response = within(self.http.get(format!("{}{path}", self.base)).send())
             .await
@@ -394,6 +398,186 @@ async fn a_moderation_delete_shows_as_a_tombstone_in_client_history() {
         .delete(&format!("/admin/rooms/{room}/messages/999"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+/// Issue 21: a moderator's deletion and a member's restriction, by a client and by the admin
+/// API, appear in the room's audit with who, when, why and which seq, and never with content;
+/// the restricted member's Send is refused with RESTRICTED until the admin API lifts it.
+#[tokio::test]
+async fn the_audit_lists_deletions_and_restrictions_without_content() {
+    let server = TestServer::start().await;
+    let admin = Admin::new(&server);
+    let alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    let room = group(&alice, &["bob", "carol"]).await;
+    alice
+        .set_role(v1::SetRoleRequest {
+            room_id: room.clone(),
+            user_id: "carol".into(),
+            role: v1::Role::Moderator as i32,
+        })
+        .await
+        .expect("make carol a moderator");
+    let carol = server.client("carol").await;
+    let own = bob.send(send(&room, "b1", "typo")).await.expect("send");
+    let rude = bob
+        .send(send(&room, "b2", "something rude"))
+        .await
+        .expect("send");
+    let by_author = bob
+        .delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: own.seq,
+            reason: String::new(),
+        })
+        .await
+        .expect("own delete");
+    let by_moderator = carol
+        .delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: rude.seq,
+            reason: "insults".into(),
+        })
+        .await
+        .expect("moderator delete");
+    let until = SystemClock.now_ms() + 3_600_000;
+    let (status, restricted) = admin
+        .put(
+            &format!("/admin/rooms/{room}/members/bob/restriction"),
+            json!({ "until_ms": until, "reason": "cool down" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restricted}");
+    let restricted_seq = restricted["seq"].as_u64().expect("seq");
+    let refused = bob
+        .send(send(&room, "b3", "again"))
+        .await
+        .expect_err("restricted");
+    assert!(
+        matches!(&refused, chatwire_conformance::client::ClientError::Server(e) if e.code() == v1::ErrorCode::Restricted),
+        "{refused:?}"
+    );
+    let (_, members) = admin.get(&format!("/admin/rooms/{room}/members")).await;
+    let shown: Vec<(String, String, i64)> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["user_id"].as_str().unwrap_or_default().to_owned(),
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["restricted_until_ms"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        shown.contains(&("bob".into(), "member".into(), until)),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(&("carol".into(), "moderator".into(), 0)),
+        "{shown:?}"
+    );
+    let (status, lifted) = admin
+        .put(
+            &format!("/admin/rooms/{room}/members/bob/restriction"),
+            json!({ "until_ms": 0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{lifted}");
+    bob.send(send(&room, "b3", "again")).await.expect("lifted");
+
+    let (status, audit) = admin.get(&format!("/admin/rooms/{room}/audit")).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let entries: Vec<(u64, String, String, u64, String, String)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap_or_default(),
+                e["action"].as_str().unwrap_or_default().to_owned(),
+                e["actor"].as_str().unwrap_or_default().to_owned(),
+                e["target_seq"].as_u64().unwrap_or_default(),
+                e["user_id"].as_str().unwrap_or_default().to_owned(),
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let row = |seq: u64, action: &str, actor: &str, target: u64, user: &str, reason: &str| {
+        (
+            seq,
+            action.into(),
+            actor.into(),
+            target,
+            user.into(),
+            reason.into(),
+        )
+    };
+    assert_eq!(
+        entries,
+        vec![
+            row(by_author.seq, "message_deleted", "bob", own.seq, "bob", ""),
+            row(
+                by_moderator.seq,
+                "message_removed",
+                "carol",
+                rude.seq,
+                "bob",
+                "insults"
+            ),
+            row(
+                restricted_seq,
+                "member_restricted",
+                "system",
+                0,
+                "bob",
+                "cool down"
+            ),
+            row(
+                lifted["seq"].as_u64().unwrap_or_default(),
+                "member_restricted",
+                "system",
+                0,
+                "bob",
+                ""
+            ),
+        ]
+    );
+    assert!(audit["entries"][0]["ts_ms"].as_i64() > Some(0));
+    assert!(
+        !audit.to_string().contains("rude"),
+        "no content in the audit: {audit}"
+    );
+    assert_eq!(audit["has_more"], false);
+    // Paging: one entry, then the rest after it.
+    let (_, first) = admin
+        .get(&format!("/admin/rooms/{room}/audit?limit=1"))
+        .await;
+    assert_eq!(first["entries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(first["has_more"], true);
+    let next = first["next_after_seq"].as_u64().expect("cursor");
+    let (_, rest) = admin
+        .get(&format!("/admin/rooms/{room}/audit?after_seq={next}"))
+        .await;
+    assert_eq!(rest["entries"].as_array().map(Vec::len), Some(3));
+    // A restriction of an owner is refused; a reason too long is 413.
+    let (status, _) = admin
+        .put(
+            &format!("/admin/rooms/{room}/members/alice/restriction"),
+            json!({ "until_ms": until }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .delete(&format!(
+            "/admin/rooms/{room}/messages/{}?reason={}",
+            rude.seq,
+            "x".repeat(501)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     server.stop().await;
 }
 

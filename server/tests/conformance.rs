@@ -24,6 +24,10 @@ async fn server() -> TestServer {
     TestServer::start_with(|config| {
         // The suite checks the send rate limit (LI-01): keep the production default for sends.
         config.limits.rate_sends = chatwire_server::config::Config::default().limits.rate_sends;
+        // And the per-room send limit at its default too (issue 21: the suite passes under it).
+        config.limits.rate_room_sends = chatwire_server::config::Config::default()
+            .limits
+            .rate_room_sends;
     })
     .await
 }

@@ -63,6 +63,7 @@ async fn sends_beyond_the_rate_are_refused_with_retry_after_and_not_stored() {
     assert_eq!(react.server_code(), Some(v1::ErrorCode::RateLimited));
     alice
         .delete(v1::DeleteRequest {
+            reason: String::new(),
             room_id: room.clone(),
             target_seq: history.messages[0].seq,
         })

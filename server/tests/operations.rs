@@ -62,6 +62,11 @@ impl Serve {
             .env("RUST_LOG", "info")
             .env("CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE", "1000000")
             .env("CHATWIRE_LIMITS__RATE_SENDS__BURST", "100000")
+            .env(
+                "CHATWIRE_LIMITS__RATE_ROOM_SENDS__RATE_PER_MINUTE",
+                "1000000",
+            )
+            .env("CHATWIRE_LIMITS__RATE_ROOM_SENDS__BURST", "100000")
             .env("CHATWIRE_LIMITS__RATE_REQUESTS__RATE_PER_MINUTE", "1000000")
             .env("CHATWIRE_LIMITS__RATE_REQUESTS__BURST", "100000")
             .envs(env.iter().copied())

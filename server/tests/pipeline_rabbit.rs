@@ -29,7 +29,7 @@ use chatwire_server::backend::pipeline_rabbit::codec::{
 use chatwire_server::backend::pipeline_rabbit::{RabbitConfig, RabbitPipeline, assign};
 use chatwire_server::backend::store::Store;
 use chatwire_server::chat::command::{
-    CreateGroup, Outcome, RoomCommand, RoomOp, RoomSettings, SendOp,
+    CreateGroup, Outcome, RoomCommand, RoomOp, RoomSettings, SendOp, Verdict,
 };
 use chatwire_server::chat::error::ChatError;
 use chatwire_server::chat::ids::RoomId;
@@ -485,7 +485,33 @@ fn every_command() -> Vec<RoomCommand> {
             target_seq: 7,
             content: content("edited"),
         },
-        RoomOp::Delete { target_seq: 7 },
+        RoomOp::Delete {
+            target_seq: 7,
+            reason: String::new(),
+        },
+        RoomOp::Delete {
+            target_seq: 7,
+            reason: "spam".into(),
+        },
+        RoomOp::ModeratedSend {
+            send: SendOp {
+                client_msg_id: "c-2".into(),
+                content: content("what the heck"),
+                reply_to_seq: 0,
+                thread_root_seq: 0,
+            },
+            verdict: Verdict {
+                score: 60,
+                flagged: true,
+                reasons: vec!["words.mask".into(), "spam.repeat".into()],
+                masked: Some(content("what the ****")),
+            },
+        },
+        RoomOp::Restrict {
+            user: user("bob"),
+            until_ms: 1_700_000_000_000,
+            reason: "flood".into(),
+        },
         RoomOp::React {
             target_seq: 7,
             emoji: "👍".into(),
@@ -516,7 +542,7 @@ fn codec_round_trips_every_command_kind() {
         .iter()
         .map(|c| std::mem::discriminant(&c.op))
         .collect();
-    assert_eq!(kinds.len(), 11, "every RoomOp variant");
+    assert_eq!(kinds.len(), 13, "every RoomOp variant");
     for command in commands {
         let decoded = decode_command(&encode_command(&command)).expect("decode");
         assert_eq!(decoded, command);
@@ -581,6 +607,11 @@ fn codec_round_trips_every_answer() {
         }),
         Err(ChatError::Unavailable("store down".into())),
         Err(ChatError::Unsupported("threads")),
+        Err(ChatError::ContentRejected("the text holds a listed word")),
+        Err(ChatError::Restricted {
+            retry_after_ms: 5_000,
+            until_ms: 1_700_000_005_000,
+        }),
         Err(ChatError::Internal),
     ];
     for answer in answers {

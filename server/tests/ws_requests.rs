@@ -782,6 +782,7 @@ async fn delete_redacts_the_message_everywhere_and_keeps_a_tombstone() {
         .expect("react");
     subscribe_live(&bob, &room).await;
     let delete = |seq: u64| v1::DeleteRequest {
+        reason: String::new(),
         room_id: room.clone(),
         target_seq: seq,
     };

@@ -16,6 +16,7 @@ export * from "./gen/chatwire/v1/events_pb.js";
 export * from "./gen/chatwire/v1/frames_pb.js";
 export * from "./gen/chatwire/v1/history_pb.js";
 export * from "./gen/chatwire/v1/messages_pb.js";
+export * from "./gen/chatwire/v1/moderation_pb.js";
 export * from "./gen/chatwire/v1/presence_pb.js";
 export * from "./gen/chatwire/v1/receipts_pb.js";
 export * from "./gen/chatwire/v1/rooms_pb.js";

@@ -10,6 +10,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { TestServer, repoRoot, DEADLINE_MS, nextEvent } from "./support.mjs";
+import { Role } from "../dist/index.js";
 
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = process.env.CHATWIRE_ARTIFACTS ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target"), "test-artifacts");
@@ -232,6 +233,69 @@ test("a reply turns the other side's message to read; groups, members, edit, del
     assert.equal(await alice.page.isHidden("#app"), true);
     await alice.context.close();
   } finally {
+    bobSdk.close();
+    await server.stop();
+  }
+});
+
+test("a moderator opens an edited message's versions, removes it with a reason, and after a reload it stays removed; a restricted member sees why its send failed", async () => {
+  const server = await TestServer.start();
+  const alice = await server.client("alice");
+  const bobSdk = await server.client("bob");
+  try {
+    const { room: group } = await alice.createGroup({ name: "mods", memberIds: ["bob", "carol"] });
+    await alice.setRole({ roomId: group.id, userId: "carol", role: Role.MODERATOR });
+    const seq = await bobSdk.sendMessage(group.id, "first draft").sent;
+    await bobSdk.edit({ roomId: group.id, targetSeq: seq, content: { text: "second draft" } });
+    await bobSdk.sendMessage(group.id, "fine message").sent;
+
+    const carol = await login(server, "carol");
+    await carol.page.click(`#rooms li[data-room="${group.id}"]`);
+    const edited = '#messages li.theirs:has-text("second draft")';
+    await carol.page.waitForSelector(`${edited} button.edited`);
+    // "edited" opens every version, oldest first.
+    await carol.page.click(`${edited} button.edited`);
+    await carol.page.waitForSelector(`${edited} ol.versions li:nth-child(2)`);
+    assert.deepEqual(await carol.page.$$eval(`${edited} ol.versions .version-text`, (els) => els.map((e) => e.textContent)), ["first draft", "second draft"]);
+    await shot(carol.page, "versions");
+
+    // The moderator removes bob's message, giving a reason.
+    carol.page.once("dialog", (d) => d.accept("spam"));
+    await carol.page.click(`${edited} .text`);
+    await carol.page.click(`${edited} button[data-action="moderate"]`);
+    await carol.page.waitForSelector('#messages li.theirs.deleted:has-text("message deleted")');
+    assert.deepEqual(await shownTexts(carol.page), ["message deleted", "fine message"]);
+    // The reason is in the log, for the audit; the content is gone for every reader.
+    const history = await bobSdk.history({ roomId: group.id });
+    const removed = history.messages.find((m) => m.seq === seq);
+    assert.equal(removed.deleted, true);
+    assert.equal(removed.content, undefined);
+    const replay = await bobSdk.subscribe({ roomId: group.id, afterSeq: 0n });
+    const deletion = replay.events.find((e) => e.kind.case === "messageDeleted");
+    assert.equal(deletion.kind.value.reason, "spam");
+    assert.equal(deletion.sender, "carol");
+    // A plain member's page offers no Remove on others' messages.
+    const bob = await login(server, "bob");
+    await bob.page.click(`#rooms li[data-room="${group.id}"]`);
+    await bob.page.waitForSelector('#messages li.mine:has-text("fine message")');
+    await carol.page.reload();
+    await connected(carol.page);
+    await carol.page.click(`#rooms li[data-room="${group.id}"]`);
+    await carol.page.waitForSelector('#messages li.theirs.deleted:has-text("message deleted")');
+    assert.deepEqual(await shownTexts(carol.page), ["message deleted", "fine message"]);
+
+    // Carol restricts bob; bob's next send shows the reason in the page.
+    const carolSdk = await server.client("carol");
+    await carolSdk.restrictMember({ roomId: group.id, userId: "bob", untilMs: BigInt(Date.now() + 3_600_000), reason: "cool down" });
+    carolSdk.close();
+    await bob.page.fill("#text", "let me speak");
+    await bob.page.press("#text", "Enter");
+    await bob.page.waitForSelector('#banner:has-text("RESTRICTED")');
+    await shot(bob.page, "restricted");
+    await carol.context.close();
+    await bob.context.close();
+  } finally {
+    alice.close();
     bobSdk.close();
     await server.stop();
   }

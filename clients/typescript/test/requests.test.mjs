@@ -130,6 +130,34 @@ test("presence, blocks and push tokens", async () => {
   done("unregisterPushToken");
 });
 
+test("moderation: a moderator restricts a member, edit history, and ReportMessage unsupported", async () => {
+  const { room } = await alice.createGroup({ name: "moderated", memberIds: ["bob", "carol"] });
+  await alice.setRole({ roomId: room.id, userId: "carol", role: Role.MODERATOR });
+  const carol = await server.client("carol");
+  try {
+    const seq = await bob.sendMessage(room.id, "v1").sent;
+    await bob.edit({ roomId: room.id, targetSeq: seq, content: { text: "v2" } });
+    const history = await carol.getEditHistory({ roomId: room.id, targetSeq: seq });
+    assert.deepEqual(history.versions.map((v) => v.content?.text), ["v1", "v2"]);
+    done("getEditHistory");
+    const restricted = await carol.restrictMember({ roomId: room.id, userId: "bob", untilMs: BigInt(Date.now() + 60_000), reason: "calm down" });
+    assert.ok(restricted.seq > 0n);
+    await assert.rejects(bob.sendMessage(room.id, "v3").sent, (err) => {
+      assert.equal(err.code, ErrorCode.RESTRICTED);
+      assert.ok(err.retryAfterMs > 0);
+      return true;
+    });
+    done("restrictMember");
+    await assert.rejects(bob.reportMessage({ roomId: room.id, targetSeq: seq, reason: "spam" }), (err) => {
+      assert.equal(err.code, ErrorCode.UNSUPPORTED);
+      return true;
+    });
+    done("reportMessage");
+  } finally {
+    carol.close();
+  }
+});
+
 test("errors are typed values", async () => {
   await assert.rejects(alice.getRoom({ roomId: "g:nowhere" }), (err) => {
     assert.ok(err instanceof ChatwireError);
@@ -141,7 +169,7 @@ test("errors are typed values", async () => {
 });
 
 test("every request of the protocol was exercised", () => {
-  assert.equal(REQUESTS.length, 33);
+  assert.equal(REQUESTS.length, 36);
   const missing = REQUESTS.map((r) => r.kind).filter((k) => !used.has(k));
   assert.deepEqual(missing, []);
 });

@@ -64,6 +64,8 @@ fn limits(max_in_flight: u32) -> v1::Limits {
         idempotency_window_s: 86_400,
         typing_throttle_ms: 2000,
         typing_ttl_ms: 6000,
+        room_send_rate_per_second: 100,
+        room_send_burst: 100,
     }
 }
 

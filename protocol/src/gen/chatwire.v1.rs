@@ -283,6 +283,14 @@ pub enum ErrorCode {
     /// The server gave up waiting for a backend; the outcome is unknown. Retry with the same
     /// client_msg_id to learn it without creating a duplicate.
     Timeout = 12,
+    /// A moderator restricted the caller in this room (RestrictMember): Send and React are refused
+    /// until the restriction ends; `retry_after_ms` says how long that is (capped at 2^32-1).
+    /// Only sent by a server offering the `moderation` capability.
+    Restricted = 13,
+    /// The server's moderation refused the content of a Send or Edit: a listed word, or a spam
+    /// or abuse score too high. `field` is "content.text". Sending the same content again fails
+    /// the same way.
+    ContentRejected = 14,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -304,6 +312,8 @@ impl ErrorCode {
             Self::Internal => "ERROR_CODE_INTERNAL",
             Self::FailedPrecondition => "ERROR_CODE_FAILED_PRECONDITION",
             Self::Timeout => "ERROR_CODE_TIMEOUT",
+            Self::Restricted => "ERROR_CODE_RESTRICTED",
+            Self::ContentRejected => "ERROR_CODE_CONTENT_REJECTED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -322,6 +332,8 @@ impl ErrorCode {
             "ERROR_CODE_INTERNAL" => Some(Self::Internal),
             "ERROR_CODE_FAILED_PRECONDITION" => Some(Self::FailedPrecondition),
             "ERROR_CODE_TIMEOUT" => Some(Self::Timeout),
+            "ERROR_CODE_RESTRICTED" => Some(Self::Restricted),
+            "ERROR_CODE_CONTENT_REJECTED" => Some(Self::ContentRejected),
             _ => None,
         }
     }
@@ -625,6 +637,10 @@ pub struct DeleteRequest {
     /// The seq of the message to delete.
     #[prost(uint64, tag = "2")]
     pub target_seq: u64,
+    /// Why it is deleted (optional, at most 500 characters), kept in the MessageDeleted event and
+    /// the room's deletion audit; typically given by moderators.
+    #[prost(string, tag = "110")]
+    pub reason: ::prost::alloc::string::String,
 }
 /// DeleteResponse confirms the deletion.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -657,6 +673,109 @@ pub struct ReactResponse {
     /// The seq of the ReactionChanged event; 0 when nothing changed.
     #[prost(uint64, tag = "1")]
     pub seq: u64,
+}
+/// RestrictMemberRequest stops a member of a group from sending and reacting until a time, or
+/// lifts the restriction. Owners, admins and moderators may restrict plain members; nobody may
+/// restrict an owner, an admin or a moderator. Needs the `moderation` capability.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestrictMemberRequest {
+    /// The group.
+    #[prost(string, tag = "1")]
+    pub room_id: ::prost::alloc::string::String,
+    /// The member to restrict.
+    #[prost(string, tag = "2")]
+    pub user_id: ::prost::alloc::string::String,
+    /// Until when (Unix milliseconds, exclusive) the member may not Send or React; 0 lifts the
+    /// restriction. A time in the past is INVALID_ARGUMENT.
+    #[prost(int64, tag = "3")]
+    pub until_ms: i64,
+    /// Why (optional, at most 500 characters); kept in the MemberRestricted event and the audit.
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// RestrictMemberResponse confirms the restriction.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RestrictMemberResponse {
+    /// The seq of the MemberRestricted event; 0 when nothing changed.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+}
+/// MemberRestricted records a restriction set or lifted by a moderator (the event's sender).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MemberRestricted {
+    /// The restricted member.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    /// Until when the member may not Send or React; 0 when the restriction was lifted.
+    #[prost(int64, tag = "2")]
+    pub until_ms: i64,
+    /// The reason given; empty when none was.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// GetEditHistoryRequest asks for every version of one message, oldest first. Needs the
+/// `edit-history` capability. Whoever may read the message may read its history.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetEditHistoryRequest {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room_id: ::prost::alloc::string::String,
+    /// The seq of the message (its MessageCreated).
+    #[prost(uint64, tag = "2")]
+    pub target_seq: u64,
+}
+/// MessageVersion is one version of a message: the original (its MessageCreated) or an edit
+/// (a MessageEdited).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MessageVersion {
+    /// The seq of the event that made this version.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// When, in Unix milliseconds (the event's ts_ms).
+    #[prost(int64, tag = "2")]
+    pub ts_ms: i64,
+    /// The content of this version; empty when redacted.
+    #[prost(message, optional, tag = "3")]
+    pub content: ::core::option::Option<Content>,
+    /// True once the message was deleted: the content is gone.
+    #[prost(bool, tag = "4")]
+    pub redacted: bool,
+}
+/// GetEditHistoryResponse lists the versions of a message.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetEditHistoryResponse {
+    /// Every version, oldest first: the original, then each edit in log order. For a deleted
+    /// message every version is a tombstone (redacted, no content).
+    #[prost(message, repeated, tag = "1")]
+    pub versions: ::prost::alloc::vec::Vec<MessageVersion>,
+    /// True when the message was deleted.
+    #[prost(bool, tag = "2")]
+    pub deleted: bool,
+    /// The seq of the MessageDeleted event; 0 when not deleted.
+    #[prost(uint64, tag = "3")]
+    pub deleted_seq: u64,
+}
+/// ReportMessageRequest reports a message to the server's moderators (the review queue of the
+/// admin API). Any member who may read the message may report it. Needs the `message-reports`
+/// capability.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportMessageRequest {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room_id: ::prost::alloc::string::String,
+    /// The seq of the message.
+    #[prost(uint64, tag = "2")]
+    pub target_seq: u64,
+    /// Why (required, 1 to 500 characters).
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// ReportMessageResponse confirms the report.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportMessageResponse {
+    /// The id of the review-queue entry; repeated reports of one message by one user share it.
+    #[prost(string, tag = "1")]
+    pub report_id: ::prost::alloc::string::String,
 }
 /// TypingRequest says the caller started or stopped typing in a room. Ephemeral: not logged,
 /// throttled (Limits.typing_throttle_ms) and expiring on its own (Limits.typing_ttl_ms). With
@@ -858,6 +977,10 @@ pub struct Member {
     /// When the member joined, in Unix milliseconds.
     #[prost(int64, tag = "4")]
     pub joined_at_ms: i64,
+    /// Until when (Unix milliseconds, exclusive) the member may not Send or React, set by a
+    /// moderator's RestrictMember; 0 or a past time means not restricted.
+    #[prost(int64, tag = "5")]
+    pub restricted_until_ms: i64,
 }
 /// CreateGroupRequest creates a group room with the caller as owner.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1101,8 +1224,9 @@ impl RoomKind {
 /// Role is a member's role in a group. Owners do everything: change settings, add and remove
 /// anyone but themselves, change any role and delete any message. Admins change settings, add
 /// and remove plain members and delete any message. Members chat, edit and delete their own
-/// messages, react and leave. Only owners add admins and change roles; owners are made only by
-/// SetRole; the last owner can neither be demoted nor leave while other members remain.
+/// messages, react and leave. Moderators (capability `moderation`) are members that also delete
+/// any message and restrict members. Only owners add admins and change roles; owners are made
+/// only by SetRole; the last owner can neither be demoted nor leave while other members remain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum Role {
@@ -1115,6 +1239,10 @@ pub enum Role {
     Admin = 2,
     /// Reads and writes messages, edits and deletes its own, reacts, leaves.
     Member = 3,
+    /// A member that also deletes any message and restricts members (RestrictMember); it cannot
+    /// change settings, add or remove members or change roles. Given only by owners through
+    /// SetRole, and only by a server offering the `moderation` capability.
+    Moderator = 4,
 }
 impl Role {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1127,6 +1255,7 @@ impl Role {
             Self::Owner => "ROLE_OWNER",
             Self::Admin => "ROLE_ADMIN",
             Self::Member => "ROLE_MEMBER",
+            Self::Moderator => "ROLE_MODERATOR",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1136,6 +1265,7 @@ impl Role {
             "ROLE_OWNER" => Some(Self::Owner),
             "ROLE_ADMIN" => Some(Self::Admin),
             "ROLE_MEMBER" => Some(Self::Member),
+            "ROLE_MODERATOR" => Some(Self::Moderator),
             _ => None,
         }
     }
@@ -1254,7 +1384,10 @@ pub struct RoomEvent {
     #[prost(string, tag = "4")]
     pub sender: ::prost::alloc::string::String,
     /// What happened.
-    #[prost(oneof = "room_event::Kind", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18")]
+    #[prost(
+        oneof = "room_event::Kind",
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 110"
+    )]
     pub kind: ::core::option::Option<room_event::Kind>,
 }
 /// Nested message and enum types in `RoomEvent`.
@@ -1289,6 +1422,9 @@ pub mod room_event {
         /// The room's settings changed.
         #[prost(message, tag = "18")]
         RoomUpdated(super::RoomUpdated),
+        /// A moderator restricted a member or lifted a restriction (capability `moderation`).
+        #[prost(message, tag = "110")]
+        MemberRestricted(super::MemberRestricted),
     }
 }
 /// RoomCreated is the first event of every room.
@@ -1334,11 +1470,14 @@ pub struct MessageEdited {
     pub redacted: bool,
 }
 /// MessageDeleted redacts a message.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct MessageDeleted {
     /// The seq of the deleted message.
     #[prost(uint64, tag = "1")]
     pub target_seq: u64,
+    /// The reason given in DeleteRequest.reason; empty when none was given.
+    #[prost(string, tag = "110")]
+    pub reason: ::prost::alloc::string::String,
 }
 /// ReactionChanged adds or removes the sender's reaction.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1878,6 +2017,13 @@ pub struct Limits {
     /// How long a typing indicator lasts without being renewed, in milliseconds.
     #[prost(uint32, tag = "16")]
     pub typing_ttl_ms: u32,
+    /// Sustained Sends per second to one room, from all its members together (a room's own
+    /// token bucket, next to the per-user one); a Send over it gets ERROR_CODE_RATE_LIMITED.
+    #[prost(uint32, tag = "110")]
+    pub room_send_rate_per_second: u32,
+    /// The largest burst of Sends one room takes above its sustained rate.
+    #[prost(uint32, tag = "111")]
+    pub room_send_burst: u32,
 }
 /// RefreshRequest replaces the session's token before it expires, without reconnecting.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1929,7 +2075,7 @@ pub struct ClientFrame {
     /// CLOSE_CODE_PROTOCOL_VIOLATION.
     #[prost(
         oneof = "client_frame::Request",
-        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95"
+        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 110, 111, 112"
     )]
     pub request: ::core::option::Option<client_frame::Request>,
 }
@@ -2040,6 +2186,15 @@ pub mod client_frame {
         /// Mutes or unmutes push for a room.
         #[prost(message, tag = "95")]
         MuteRoom(super::MuteRoomRequest),
+        /// Restricts a member from sending and reacting until a time (capability `moderation`).
+        #[prost(message, tag = "110")]
+        RestrictMember(super::RestrictMemberRequest),
+        /// Returns every version of a message (capability `edit-history`).
+        #[prost(message, tag = "111")]
+        GetEditHistory(super::GetEditHistoryRequest),
+        /// Reports a message to the server's moderators (capability `message-reports`).
+        #[prost(message, tag = "112")]
+        ReportMessage(super::ReportMessageRequest),
     }
 }
 /// ServerFrame is every frame a server sends: a reply to one request, or an event.
@@ -2074,7 +2229,7 @@ pub struct Reply {
     /// The outcome.
     #[prost(
         oneof = "reply::Result",
-        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95"
+        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 110, 111, 112"
     )]
     pub result: ::core::option::Option<reply::Result>,
 }
@@ -2185,5 +2340,14 @@ pub mod reply {
         /// The result of MuteRoomRequest.
         #[prost(message, tag = "95")]
         MuteRoom(super::MuteRoomResponse),
+        /// The result of RestrictMemberRequest.
+        #[prost(message, tag = "110")]
+        RestrictMember(super::RestrictMemberResponse),
+        /// The result of GetEditHistoryRequest.
+        #[prost(message, tag = "111")]
+        GetEditHistory(super::GetEditHistoryResponse),
+        /// The result of ReportMessageRequest.
+        #[prost(message, tag = "112")]
+        ReportMessage(super::ReportMessageResponse),
     }
 }

@@ -40,6 +40,15 @@ pub enum RoomOp {
     Leave,
     /// Post a message.
     Send(SendOp),
+    /// Post a message with the moderation stage's verdict (crate::moderation): the writer
+    /// stores `verdict.masked` when set, and dedupes on `send.content`, the content as the
+    /// client sent it (a retry is recognised whatever the masking).
+    ModeratedSend {
+        /// The Send as the client asked it.
+        send: SendOp,
+        /// The verdict.
+        verdict: Verdict,
+    },
     /// Replace a message's content.
     Edit {
         /// The message.
@@ -51,6 +60,17 @@ pub enum RoomOp {
     Delete {
         /// The message.
         target_seq: u64,
+        /// Why (validated, at most 500 characters; empty for none).
+        reason: String,
+    },
+    /// Restrict a member from sending and reacting until a time (0 lifts it).
+    Restrict {
+        /// The member.
+        user: UserId,
+        /// Until when, Unix milliseconds; 0 lifts the restriction.
+        until_ms: i64,
+        /// Why (validated; empty for none).
+        reason: String,
     },
     /// Add or remove a reaction.
     React {
@@ -106,6 +126,20 @@ pub struct SendOp {
     pub reply_to_seq: u64,
     /// The thread root, 0 for none.
     pub thread_root_seq: u64,
+}
+
+/// What the moderation stage decided about a Send or an Edit before it entered the shard
+/// queue (crate::moderation).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdict {
+    /// The message's score: spam rules' points plus the external scorer's.
+    pub score: u32,
+    /// The message is posted and flagged for review.
+    pub flagged: bool,
+    /// Why (rule names), for logs and review.
+    pub reasons: Vec<String>,
+    /// The content to store instead of the client's, with listed words masked.
+    pub masked: Option<v1::Content>,
 }
 
 /// A command for a room's writer.

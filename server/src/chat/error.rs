@@ -66,6 +66,17 @@ pub enum ChatError {
         /// The field holding the value.
         field: &'static str,
     },
+    /// A moderator restricted the caller in this room.
+    #[error("restricted by a moderator until {until_ms}")]
+    Restricted {
+        /// How long the restriction still lasts, in milliseconds (capped).
+        retry_after_ms: u32,
+        /// When it ends, Unix milliseconds.
+        until_ms: i64,
+    },
+    /// The moderation stage refused the content.
+    #[error("content rejected: {0}")]
+    ContentRejected(&'static str),
     /// An unexpected fault.
     #[error("internal error")]
     Internal,
@@ -99,6 +110,10 @@ impl ChatError {
             ChatError::Unavailable(_) => (C::Unavailable, true, 500, ""),
             ChatError::Unsupported(_) => (C::Unsupported, false, 0, ""),
             ChatError::UnknownValue { field } => (C::Unsupported, false, 0, *field),
+            ChatError::Restricted { retry_after_ms, .. } => {
+                (C::Restricted, false, *retry_after_ms, "")
+            }
+            ChatError::ContentRejected(_) => (C::ContentRejected, false, 0, "content.text"),
             ChatError::Internal => (C::Internal, true, 1000, ""),
         };
         v1::Error {

@@ -122,6 +122,9 @@ pub fn emoji(raw: &str) -> Result<(), ChatError> {
     Ok(())
 }
 
+/// The longest moderation reason (Delete, RestrictMember), in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
 /// Checks a free-text field against a character limit.
 pub fn text(field: &'static str, raw: &str, max_chars: usize) -> Result<(), ChatError> {
     if raw.chars().count() > max_chars {

@@ -41,6 +41,7 @@
 
 mod events;
 mod load;
+mod moderation;
 mod ops;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -60,6 +61,7 @@ pub use load::{
     CliOverrides, ConfigSources, ENV_CONFIG_FILE, ENV_PREFIX, Setting, explain, load,
     misspelled_env,
 };
+pub use moderation::{ModerationConfig, ScorerConfig, SpamConfig, WordAction, WordRule};
 pub use ops::{LogConfig, LogFormat, TlsConfig, parse_listen};
 
 /// Why the configuration could not be loaded.
@@ -140,6 +142,8 @@ pub struct Config {
     pub log: LogConfig,
     /// TLS on the HTTP listener (`https://`, `wss://`).
     pub tls: TlsConfig,
+    /// The moderation stage of Send and Edit: word lists, spam rules, scores.
+    pub moderation: ModerationConfig,
 }
 
 /// Redis (docs/operations.md, "Configuration"). Unset: every concern stays in process.
@@ -205,6 +209,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
             tls: TlsConfig::default(),
+            moderation: ModerationConfig::default(),
         }
     }
 }
@@ -448,6 +453,8 @@ pub struct LimitsConfig {
     /// Typing indicators per connection; excess ones are dropped silently. Default 120/min,
     /// burst 5.
     pub rate_typing: RateLimit,
+    /// Message sends per room (all members together). Default 3000/min, burst 100.
+    pub rate_room_sends: RateLimit,
 }
 
 /// Smallest `max_server_frame_bytes`: a largest event must fit in one frame.
@@ -471,6 +478,10 @@ impl Default for LimitsConfig {
                 limits::DEFAULT_SEND_BURST,
             ),
             rate_typing: RateLimit::new(120, 5),
+            rate_room_sends: RateLimit::new(
+                limits::DEFAULT_ROOM_SEND_RATE_PER_MINUTE,
+                limits::DEFAULT_ROOM_SEND_BURST,
+            ),
         }
     }
 }
@@ -524,6 +535,7 @@ impl LimitsConfig {
             ("rate_requests", self.rate_requests),
             ("rate_sends", self.rate_sends),
             ("rate_typing", self.rate_typing),
+            ("rate_room_sends", self.rate_room_sends),
         ];
         for (name, rate) in rates {
             if rate.rate_per_minute == 0 || rate.burst == 0 {

@@ -101,8 +101,13 @@ pub trait SessionTransport: Send {
 pub const TYPING_DATAGRAMS: &str = "typing-datagrams";
 /// The capability a session on the `chatwire.v1.json` mapping lists (docs/protocol.md §22).
 pub const JSON_FRAMES: &str = "json-frames";
+/// The moderator role, RestrictMember and Delete reasons (docs/protocol.md §6.6, §22).
+pub const MODERATION: &str = "moderation";
+/// GetEditHistory (docs/protocol.md §8.9, §22).
+pub const EDIT_HISTORY: &str = "edit-history";
 /// Every capability this server can list in `ConnectResponse.capabilities`.
-pub const SERVER_CAPABILITIES: [&str; 2] = [TYPING_DATAGRAMS, JSON_FRAMES];
+pub const SERVER_CAPABILITIES: [&str; 4] =
+    [TYPING_DATAGRAMS, JSON_FRAMES, MODERATION, EDIT_HISTORY];
 
 /// What the transport of a session offers, for `ConnectResponse.capabilities`.
 #[derive(Debug, Clone, Copy)]
@@ -663,6 +668,8 @@ async fn connect_session(
     if features.json {
         capabilities.push(JSON_FRAMES.to_owned());
     }
+    // Server-only names this server always offers.
+    capabilities.extend([MODERATION, EDIT_HISTORY].map(str::to_owned));
     let response = v1::ConnectResponse {
         session_id: key.to_string(),
         user_id: user.to_string(),

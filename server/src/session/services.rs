@@ -75,6 +75,8 @@ pub struct Services {
     pub draining: std::sync::atomic::AtomicBool,
     /// Probes of the backends besides the store, for `/readyz` (none on the embedded default).
     pub probes: Vec<Arc<dyn crate::backend::health::Probe>>,
+    /// The moderation stage of Send and Edit (default: no word lists, spam rules flag only).
+    pub moderation: Arc<crate::moderation::Stage>,
     next_session: AtomicU64,
 }
 
@@ -113,6 +115,7 @@ impl Services {
             limiter: Arc::new(LocalRateLimiter::new()),
             rates: Rates::default(),
             probes: Vec::new(),
+            moderation: Arc::default(),
             next_session: AtomicU64::new(first_session_key()),
         }
     }
@@ -140,6 +143,22 @@ impl Services {
             })
     }
 
+    /// Takes a token from the bucket of `kind` for `key` (a room id: per-room send limits).
+    pub async fn rate_limit_key(
+        &self,
+        kind: &str,
+        key: &str,
+        rate: RateLimit,
+    ) -> Result<(), crate::chat::error::ChatError> {
+        self.limiter
+            .take(&format!("{kind}:{key}"), rate, self.clock.now_ms())
+            .await
+            .map_err(|retry_after_ms| {
+                crate::telemetry::rate_limited(kind);
+                crate::chat::error::ChatError::RateLimited { retry_after_ms }
+            })
+    }
+
     /// The largest page a request may ask for.
     pub fn page_limit(&self, asked: u32, default: usize) -> usize {
         let max = (self.limits.max_page_size as usize).max(1);
@@ -159,6 +178,8 @@ pub struct Rates {
     pub sends: RateLimit,
     /// Typing indicators.
     pub typing: RateLimit,
+    /// Sends to one room, from all its members.
+    pub room_sends: RateLimit,
     /// New connections per client address.
     pub connects_per_ip: RateLimit,
 }
@@ -170,6 +191,7 @@ impl Rates {
             requests: limits.rate_requests,
             sends: limits.rate_sends,
             typing: limits.rate_typing,
+            room_sends: limits.rate_room_sends,
             connects_per_ip: limits.rate_connects_per_ip,
         }
     }

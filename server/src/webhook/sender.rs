@@ -68,7 +68,9 @@ pub enum DeliveryError {
 }
 
 /// The TLS client configuration: ring, the system's roots, plus `ca_file`'s certificates.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, WebhookError> {
+pub(crate) fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, WebhookError> {
     let client = |why: String| WebhookError::Client(why);
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are skipped: a `ca_file` may be all a receiver needs.

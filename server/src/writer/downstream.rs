@@ -43,6 +43,7 @@ pub fn kind_of(event: &v1::RoomEvent) -> Option<(&'static str, Lane)> {
         Kind::MemberLeft(_) => "member.left",
         Kind::MemberRoleChanged(_) => "member.role_changed",
         Kind::RoomUpdated(_) => "room.updated",
+        Kind::MemberRestricted(_) => "member.restricted",
     };
     Some((kind, Lane::Medium))
 }

@@ -57,6 +57,7 @@ impl TestServer {
         };
         config.limits.rate_requests = generous;
         config.limits.rate_sends = generous;
+        config.limits.rate_room_sends = generous;
         config.limits.rate_typing = generous;
         config.limits.rate_connects_per_ip = generous;
         change(&mut config);

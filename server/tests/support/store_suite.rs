@@ -53,6 +53,7 @@ macro_rules! store_suite_tests {
             redaction_clears_content_everywhere,
             dedupe_hits_until_expiry,
             members_page_and_removal,
+            moderation_state_is_stored,
             user_rooms_page_and_initial_watermarks,
             watermarks_only_move_forward,
             ordinal_at_skips_other_events,
@@ -131,6 +132,7 @@ pub fn member(user: &UserId, role: v1::Role, joined_seq: u64, joined_at_ms: i64)
         role: role as i32,
         joined_seq,
         joined_at_ms,
+        restricted_until_ms: 0,
     }
 }
 
@@ -337,7 +339,10 @@ impl RoomScript {
         let event = self.next(
             ts_ms,
             sender,
-            Kind::MessageDeleted(v1::MessageDeleted { target_seq }),
+            Kind::MessageDeleted(v1::MessageDeleted {
+                target_seq,
+                reason: String::new(),
+            }),
         );
         if let Some(state) = self.messages.get_mut(&target_seq) {
             state.content = None;
@@ -1002,6 +1007,103 @@ pub async fn members_page_and_removal(factory: &dyn StoreFactory) {
             .expect("advance"),
         None
     );
+}
+
+/// Moderation state lives in the membership and the log (issue 21): a moderator's role, a
+/// member's restriction and the reason of a MemberRestricted event and of a MessageDeleted
+/// come back from every read, and survive a reopen.
+pub async fn moderation_state_is_stored(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let mut script = created_room(factory, &*store, "g:moderation", &alice).await;
+    let room = script.room.clone();
+    for who in [&bob, &carol] {
+        let batch = script.join(at(factory, 0, 1), who, v1::Role::Member);
+        apply(&*store, &room, &batch).await;
+    }
+    let bob_joined = store
+        .member(&room, &bob)
+        .await
+        .expect("member")
+        .expect("bob");
+    let batch = script.set_role(
+        at(factory, 0, 2),
+        &bob,
+        v1::Role::Moderator,
+        bob_joined.joined_seq,
+    );
+    apply(&*store, &room, &batch).await;
+    let mut carol_member = store
+        .member(&room, &carol)
+        .await
+        .expect("member")
+        .expect("carol");
+    carol_member.restricted_until_ms = 1_900_000_000_000;
+    let restricted = v1::MemberRestricted {
+        user_id: carol.as_str().to_owned(),
+        until_ms: carol_member.restricted_until_ms,
+        reason: "flooding".into(),
+    };
+    let event = script.next(
+        at(factory, 0, 3),
+        &bob,
+        Kind::MemberRestricted(restricted.clone()),
+    );
+    let batch = script.batch(vec![event], vec![Write::Member(carol_member.clone())]);
+    apply(&*store, &room, &batch).await;
+    let sent = script.send(at(factory, 0, 4), &carol, "spam", 0);
+    let target_seq = script.head.seq;
+    apply(&*store, &room, &sent).await;
+    let mut deleted = script.delete(at(factory, 0, 5), &bob, target_seq);
+    if let Some(Kind::MessageDeleted(d)) = deleted.events.get_mut(0).and_then(|e| e.kind.as_mut()) {
+        d.reason = "spam".into();
+    }
+    apply(&*store, &room, &deleted).await;
+
+    let check = |store: Arc<dyn Store>| {
+        let (room, bob, carol, carol_member, restricted) = (
+            room.clone(),
+            bob.clone(),
+            carol.clone(),
+            carol_member.clone(),
+            restricted.clone(),
+        );
+        async move {
+            let bob_member = store
+                .member(&room, &bob)
+                .await
+                .expect("member")
+                .expect("bob");
+            assert_eq!(bob_member.role(), v1::Role::Moderator);
+            let bob_room = store
+                .user_room(&bob, &room)
+                .await
+                .expect("user room")
+                .expect("bob");
+            assert_eq!(bob_room.role, v1::Role::Moderator);
+            let carol_now = store.member(&room, &carol).await.expect("member");
+            assert_eq!(carol_now, Some(carol_member.clone()));
+            let snapshot = store.load_room(&room).await.expect("load").expect("exists");
+            assert!(snapshot.members.contains(&carol_member));
+            let events = all_events(&*store, &room).await;
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.kind == Some(Kind::MemberRestricted(restricted.clone())))
+            );
+            let reasons: Vec<String> = events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    Some(Kind::MessageDeleted(d)) => Some(d.reason.clone()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(reasons, vec!["spam".to_owned()]);
+        }
+    };
+    check(Arc::clone(&store)).await;
+    drop(store);
+    check(factory.open().await).await;
 }
 
 /// A user's rooms page in room id order; a new member's watermarks start just before its join

@@ -1,12 +1,14 @@
 // The example web chat on @chatwire/client: rooms with unread counts from the server's
 // watermarks, history (newest page on open, older pages on scroll), direct chats and groups,
-// edit / delete / react, message status, typing and presence, an outbox kept in IndexedDB
+// edit / delete / react, moderation (a moderator's delete with a reason, "edited" opening the
+// message's versions), message status, typing and presence, an outbox kept in IndexedDB
 // and the token kept for the tab (sessionStorage). Build: `npm run build:example` in
 // clients/typescript (scripts/regen does it); `chatwire serve` serves the bundle at `/`.
 import {
   ChatwireClient,
   ConnectionError,
   IndexedDbOutboxStore,
+  Role,
   RoomKind,
   statusFromReceipts,
   type ConnectionStatus,
@@ -28,6 +30,8 @@ interface RoomView {
   kind: RoomKind;
   title: string;
   peer: string | null;
+  /** The caller's role (groups: owners, admins and moderators delete others' messages). */
+  role: Role;
   members: number;
   /** Unread messages as the server counts them (Sync, ReadPositionMoved) plus newer arrivals. */
   unread: number;
@@ -61,6 +65,8 @@ let hasOlder = false;
 let loadingOlder = false;
 let historyLoaded = false;
 let editing: ViewMessage | null = null;
+/** The versions shown under a message (by seq), oldest first; toggled by its "edited". */
+const shownVersions = new Map<bigint, { at: number; text: string }[]>();
 const typingUntil = new Map<string, number>(); // "room user" -> expiry (ms)
 const online = new Map<string, boolean>();
 const saved = new Set<string>(); // client_msg_ids written to the outbox store
@@ -225,6 +231,7 @@ async function onSession(c: ChatwireClient): Promise<void> {
 function applySummary(s: RoomSummary): void {
   const room = addRoom(s.room!.id, s.room!.kind, s.room!.name, s.room!.memberCount, s.unreadCount, s.lastSeq);
   room.members = s.room!.memberCount;
+  room.role = s.role;
   // The server's count covers everything up to its head; keep only arrivals beyond it.
   for (const seq of room.newer) if (seq <= s.lastSeq) room.newer.delete(seq);
   room.countedThrough = s.lastSeq > room.countedThrough ? s.lastSeq : room.countedThrough;
@@ -235,7 +242,7 @@ function applySummary(s: RoomSummary): void {
 function addRoom(id: string, kind: RoomKind, name: string, members: number, unread: number, head: bigint): RoomView {
   let room = rooms.get(id);
   if (!room) {
-    room = { id, kind, title: name || id, peer: null, members, unread, countedThrough: head, newer: new Set(), followed: false };
+    room = { id, kind, title: name || id, peer: null, role: Role.MEMBER, members, unread, countedThrough: head, newer: new Set(), followed: false };
     rooms.set(id, room);
   }
   if (kind === RoomKind.DIRECT && !room.peer && client) void findPeer(room);
@@ -345,6 +352,7 @@ async function select(roomId: string): Promise<void> {
   $("empty").hidden = true;
   cancelEdit();
   messages = new Map();
+  shownVersions.clear();
   oldestLoaded = undefined;
   hasOlder = false;
   historyLoaded = false;
@@ -547,6 +555,9 @@ function onRoomEvent(event: RoomEvent): void {
       if (room) room.members++;
       renderHeader();
       break;
+    case "memberRoleChanged":
+      if (room && kind.value.userId === me) room.role = kind.value.role;
+      break;
     case "memberLeft":
       if (room) room.members = Math.max(0, room.members - 1);
       renderHeader();
@@ -639,7 +650,7 @@ function renderMessage(m: ViewMessage): HTMLLIElement {
   li.innerHTML =
     `<span class="sender">${escape(m.sender)}</span>` +
     `<span class="text">${m.deleted ? "message deleted" : escape(m.text)}</span>` +
-    `<span class="meta"><time datetime="${new Date(m.createdAtMs).toISOString()}">${time}</time>${m.edited && !m.deleted ? " · edited" : ""}` +
+    `<span class="meta"><time datetime="${new Date(m.createdAtMs).toISOString()}">${time}</time>${m.edited && !m.deleted ? ' · <button type="button" class="edited" data-action="versions" title="Show every version">edited</button>' : ""}` +
     (status ? ` <span class="status" data-status="${status}">${STATUS_TEXT[status]}</span>` : "") +
     `</span>` +
     (reactions ? `<div class="reactions">${reactions}</div>` : "");
@@ -650,6 +661,8 @@ function renderMessage(m: ViewMessage): HTMLLIElement {
     if (mine) {
       actions.append(button("Edit", "edit", () => startEdit(m)));
       actions.append(button("Delete", "delete", () => remove(m)));
+    } else if (moderates()) {
+      actions.append(button("Remove", "moderate", () => moderate(m)));
     }
     li.append(actions);
     li.addEventListener("click", (e) => {
@@ -657,7 +670,56 @@ function renderMessage(m: ViewMessage): HTMLLIElement {
       li.classList.toggle("open");
     });
   }
+  const edited = li.querySelector<HTMLButtonElement>("button.edited");
+  if (edited) {
+    edited.addEventListener("click", (e) => {
+      e.stopPropagation();
+      void showVersions(m, li);
+    });
+  }
+  const versions = m.seq !== undefined ? shownVersions.get(m.seq) : undefined;
+  if (versions) li.append(versionsList(versions));
   return li;
+}
+
+/** The caller moderates the open room: a group where it is owner, admin or moderator. */
+function moderates(): boolean {
+  const room = current ? rooms.get(current) : undefined;
+  return room?.kind === RoomKind.GROUP && [Role.OWNER, Role.ADMIN, Role.MODERATOR].includes(room.role);
+}
+
+/** A moderator's delete of someone else's message, with a reason (kept in the room's audit). */
+function moderate(m: ViewMessage): void {
+  if (!current || m.seq === undefined || !client) return;
+  const reason = prompt(`Remove ${m.sender}'s message for everyone? Reason:`);
+  if (reason === null) return;
+  void guard(() => client!.delete({ roomId: current!, targetSeq: m.seq!, reason }));
+}
+
+async function showVersions(m: ViewMessage, li: HTMLLIElement): Promise<void> {
+  if (!current || m.seq === undefined || !client) return;
+  if (shownVersions.delete(m.seq)) {
+    li.querySelector("ol.versions")?.remove();
+    return;
+  }
+  const history = await guard(() => client!.getEditHistory({ roomId: current!, targetSeq: m.seq! }));
+  if (!history) return;
+  const versions = history.versions.map((v) => ({ at: Number(v.tsMs), text: v.redacted ? "(deleted)" : v.content?.text ?? "" }));
+  shownVersions.set(m.seq, versions);
+  li.querySelector("ol.versions")?.remove();
+  li.append(versionsList(versions));
+}
+
+function versionsList(versions: { at: number; text: string }[]): HTMLOListElement {
+  const list = document.createElement("ol");
+  list.className = "versions";
+  for (const v of versions) {
+    const item = document.createElement("li");
+    const time = new Date(v.at).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    item.innerHTML = `<time>${time}</time> <span class="version-text">${escape(v.text)}</span>`;
+    list.append(item);
+  }
+  return list;
 }
 
 function button(label: string, action: string, run: () => void): HTMLButtonElement {
@@ -745,6 +807,8 @@ function send(): void {
   const out = c.sendMessage(current, text);
   put(fromOutgoing(out));
   renderMessages(true);
+  // A refusal (a moderator's restriction, rejected content) says why in the banner.
+  void guard(() => out.sent);
   // Marked once the outbox store holds it: from then on a reload keeps it.
   void c.flushOutbox().then(() => {
     saved.add(out.clientMsgId);

@@ -8,6 +8,7 @@ import { type CallSignalRequest, CallSignalRequestSchema, type CallSignalRespons
 import { type CallSignalReceived, type Degraded, type Disconnect, type Heartbeat, type MemberJoined, type MemberLeft, type MemberRoleChanged, type MessageCreated, type MessageDeleted, type MessageEdited, type ReactionChanged, type ReadPositionMoved, type ReceiptsChanged, type RoomActivity, type RoomAdded, type RoomChanged, type RoomCreated, type RoomEvent, type RoomRemoved, type RoomUpdated, type TokenExpiring, type TypingChanged } from "../gen/chatwire/v1/events_pb.js";
 import { type HistoryRequest, HistoryRequestSchema, type HistoryResponse, type SubscribeRequest, SubscribeRequestSchema, type SubscribeResponse, type SyncRequest, SyncRequestSchema, type SyncResponse, type UnsubscribeRequest, UnsubscribeRequestSchema, type UnsubscribeResponse } from "../gen/chatwire/v1/history_pb.js";
 import { type DeleteRequest, DeleteRequestSchema, type DeleteResponse, type EditRequest, EditRequestSchema, type EditResponse, type ReactRequest, ReactRequestSchema, type ReactResponse, type SendRequest, SendRequestSchema, type SendResponse } from "../gen/chatwire/v1/messages_pb.js";
+import { type GetEditHistoryRequest, GetEditHistoryRequestSchema, type GetEditHistoryResponse, type MemberRestricted, type ReportMessageRequest, ReportMessageRequestSchema, type ReportMessageResponse, type RestrictMemberRequest, RestrictMemberRequestSchema, type RestrictMemberResponse } from "../gen/chatwire/v1/moderation_pb.js";
 import { type Presence, type TypingRequest, TypingRequestSchema, type TypingResponse, type UnwatchPresenceRequest, UnwatchPresenceRequestSchema, type UnwatchPresenceResponse, type WatchPresenceRequest, WatchPresenceRequestSchema, type WatchPresenceResponse } from "../gen/chatwire/v1/presence_pb.js";
 import { type GetReceiptsRequest, GetReceiptsRequestSchema, type GetReceiptsResponse, type MarkDeliveredRequest, MarkDeliveredRequestSchema, type MarkDeliveredResponse, type MarkReadRequest, MarkReadRequestSchema, type MarkReadResponse } from "../gen/chatwire/v1/receipts_pb.js";
 import { type AddMembersRequest, AddMembersRequestSchema, type AddMembersResponse, type CreateGroupRequest, CreateGroupRequestSchema, type CreateGroupResponse, type GetRoomRequest, GetRoomRequestSchema, type GetRoomResponse, type LeaveRoomRequest, LeaveRoomRequestSchema, type LeaveRoomResponse, type ListMembersRequest, ListMembersRequestSchema, type ListMembersResponse, type OpenDirectRequest, OpenDirectRequestSchema, type OpenDirectResponse, type RemoveMemberRequest, RemoveMemberRequestSchema, type RemoveMemberResponse, type SetRoleRequest, SetRoleRequestSchema, type SetRoleResponse, type UpdateRoomRequest, UpdateRoomRequestSchema, type UpdateRoomResponse } from "../gen/chatwire/v1/rooms_pb.js";
@@ -150,6 +151,18 @@ export interface Requests {
    * Mutes or unmutes push for a room.
    */
   muteRoom: { request: MuteRoomRequest; response: MuteRoomResponse };
+  /**
+   * Restricts a member from sending and reacting until a time (capability `moderation`).
+   */
+  restrictMember: { request: RestrictMemberRequest; response: RestrictMemberResponse };
+  /**
+   * Returns every version of a message (capability `edit-history`).
+   */
+  getEditHistory: { request: GetEditHistoryRequest; response: GetEditHistoryResponse };
+  /**
+   * Reports a message to the server's moderators (capability `message-reports`).
+   */
+  reportMessage: { request: ReportMessageRequest; response: ReportMessageResponse };
 }
 
 /** The name of a request: its `ClientFrame.request` (and `Reply.result`) case. */
@@ -201,6 +214,9 @@ export const REQUESTS: readonly RequestInfo[] = [
   { kind: "registerPushToken", rpc: "RegisterPushToken", number: 93 },
   { kind: "unregisterPushToken", rpc: "UnregisterPushToken", number: 94 },
   { kind: "muteRoom", rpc: "MuteRoom", number: 95 },
+  { kind: "restrictMember", rpc: "RestrictMember", number: 110 },
+  { kind: "getEditHistory", rpc: "GetEditHistory", number: 111 },
+  { kind: "reportMessage", rpc: "ReportMessage", number: 112 },
 ];
 
 /** Options of one request. */
@@ -552,6 +568,36 @@ export abstract class ChatwireRequests {
   ): Promise<MuteRoomResponse> {
     return this.call("muteRoom", create(MuteRoomRequestSchema, request), options);
   }
+
+  /**
+   * Restricts a member from sending and reacting until a time (capability `moderation`).
+   */
+  restrictMember(
+    request: MessageInitShape<typeof RestrictMemberRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<RestrictMemberResponse> {
+    return this.call("restrictMember", create(RestrictMemberRequestSchema, request), options);
+  }
+
+  /**
+   * Returns every version of a message (capability `edit-history`).
+   */
+  getEditHistory(
+    request: MessageInitShape<typeof GetEditHistoryRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<GetEditHistoryResponse> {
+    return this.call("getEditHistory", create(GetEditHistoryRequestSchema, request), options);
+  }
+
+  /**
+   * Reports a message to the server's moderators (capability `message-reports`).
+   */
+  reportMessage(
+    request: MessageInitShape<typeof ReportMessageRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<ReportMessageResponse> {
+    return this.call("reportMessage", create(ReportMessageRequestSchema, request), options);
+  }
 }
 
 /** The events of the user stream (`Event.kind`), by case. */
@@ -656,10 +702,14 @@ export interface RoomEvents {
    * The room's settings changed.
    */
   roomUpdated: RoomUpdated;
+  /**
+   * A moderator restricted a member or lifted a restriction (capability `moderation`).
+   */
+  memberRestricted: MemberRestricted;
 }
 
 /** Every case of `RoomEvents`, in field order. */
-export const ROOM_EVENTS_KINDS: readonly (keyof RoomEvents)[] = ["roomCreated", "messageCreated", "messageEdited", "messageDeleted", "reactionChanged", "memberJoined", "memberLeft", "memberRoleChanged", "roomUpdated"];
+export const ROOM_EVENTS_KINDS: readonly (keyof RoomEvents)[] = ["roomCreated", "messageCreated", "messageEdited", "messageDeleted", "reactionChanged", "memberJoined", "memberLeft", "memberRoleChanged", "roomUpdated", "memberRestricted"];
 
 /** The short names of `chatwire.v1.ErrorCode` values (`ERROR_CODE_` prefix dropped), by number. */
 export const ERROR_CODE_NAMES: Readonly<Record<number, string>> = {
@@ -676,6 +726,8 @@ export const ERROR_CODE_NAMES: Readonly<Record<number, string>> = {
   10: "INTERNAL",
   11: "FAILED_PRECONDITION",
   12: "TIMEOUT",
+  13: "RESTRICTED",
+  14: "CONTENT_REJECTED",
 };
 
 /** The short names of `chatwire.v1.CloseCode` values (`CLOSE_CODE_` prefix dropped), by number. */

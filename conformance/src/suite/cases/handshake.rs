@@ -292,6 +292,9 @@ async fn capabilities(ctx: Ctx) -> Check {
         "json-frames",
         "member-invites",
         "presence-room-watch",
+        "moderation",
+        "edit-history",
+        "message-reports",
         "typing-datagrams",
     ];
     ensure(

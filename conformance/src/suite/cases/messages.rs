@@ -241,6 +241,7 @@ async fn delete(ctx: Ctx) -> Check {
     let room = super::group(&a, &[]).await?;
     let sent = super::send(&a, &room, "d-1", "secret").await?;
     let del = v1::DeleteRequest {
+        reason: String::new(),
         room_id: room.clone(),
         target_seq: sent.seq,
     };
@@ -362,6 +363,7 @@ async fn threads(ctx: Ctx) -> Check {
     within(
         "DeleteResponse",
         b.delete(v1::DeleteRequest {
+            reason: String::new(),
             room_id: room.clone(),
             target_seq: t2.seq,
         }),
@@ -504,6 +506,7 @@ async fn log_stable(ctx: Ctx) -> Check {
     let deleted = within(
         "DeleteResponse",
         a.delete(v1::DeleteRequest {
+            reason: String::new(),
             room_id: room.clone(),
             target_seq: one.seq,
         }),

@@ -12,6 +12,7 @@
 //! | `subscribe` | 10 |
 //! | `receipts`, `typing`, `presence`, `calls`, `account` | 12, 13, 14, 15, 17 |
 //! | `limits` | 18, 21 |
+//! | `moderation` | 5.7, 6.6, 8.9 |
 //! | `quic` | 2.5 |
 
 mod account;
@@ -20,6 +21,7 @@ mod framing;
 mod handshake;
 mod history;
 mod messages;
+mod moderation;
 mod quic;
 mod requests;
 mod rooms;
@@ -64,6 +66,7 @@ pub fn all() -> Vec<Case> {
         subscribe::cases(),
         social::cases(),
         account::cases(),
+        moderation::cases(),
         quic::cases(),
     ]
     .concat()

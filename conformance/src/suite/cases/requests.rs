@@ -95,7 +95,10 @@ pub(super) fn cases() -> Vec<Case> {
                 "ListBlocked",
                 "RegisterPushToken",
                 "UnregisterPushToken",
-                "MuteRoom"
+                "MuteRoom",
+                "RestrictMember",
+                "GetEditHistory",
+                "ReportMessage"
             ],
             None,
             false,
@@ -283,6 +286,9 @@ fn empty_request(name: &str) -> Option<Request> {
             Request::UnregisterPushToken(UnregisterPushTokenRequest::default())
         }
         "MuteRoom" => Request::MuteRoom(MuteRoomRequest::default()),
+        "RestrictMember" => Request::RestrictMember(RestrictMemberRequest::default()),
+        "GetEditHistory" => Request::GetEditHistory(GetEditHistoryRequest::default()),
+        "ReportMessage" => Request::ReportMessage(ReportMessageRequest::default()),
         _ => return None,
     })
 }

@@ -351,6 +351,7 @@ async fn read_position(ctx: Ctx) -> Check {
     within(
         "DeleteResponse",
         a.delete(v1::DeleteRequest {
+            reason: String::new(),
             room_id: room.clone(),
             target_seq: m2.seq,
         }),

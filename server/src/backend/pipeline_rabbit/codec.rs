@@ -13,7 +13,9 @@ use std::sync::{Mutex, OnceLock};
 use chatwire_protocol::v1;
 use prost::Message;
 
-use crate::chat::command::{CreateGroup, Outcome, RoomCommand, RoomOp, RoomSettings, SendOp};
+use crate::chat::command::{
+    CreateGroup, Outcome, RoomCommand, RoomOp, RoomSettings, SendOp, Verdict,
+};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
 
@@ -54,7 +56,10 @@ struct WireCommand {
     trace_id: String,
     #[prost(bool, tag = "4")]
     privileged: bool,
-    #[prost(oneof = "WireOp", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20")]
+    #[prost(
+        oneof = "WireOp",
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
+    )]
     op: Option<WireOp>,
 }
 
@@ -82,6 +87,45 @@ enum WireOp {
     Delete(u64),
     #[prost(message, tag = "20")]
     React(WireReact),
+    /// A Delete with a reason (one without keeps tag 19, so older nodes still read it).
+    #[prost(message, tag = "21")]
+    DeleteWithReason(WireDelete),
+    #[prost(message, tag = "22")]
+    Restrict(WireRestrict),
+    #[prost(message, tag = "23")]
+    ModeratedSend(WireModeratedSend),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct WireModeratedSend {
+    #[prost(message, optional, tag = "1")]
+    send: Option<WireSend>,
+    #[prost(uint32, tag = "2")]
+    score: u32,
+    #[prost(bool, tag = "3")]
+    flagged: bool,
+    #[prost(string, repeated, tag = "4")]
+    reasons: Vec<String>,
+    #[prost(message, optional, tag = "5")]
+    masked: Option<v1::Content>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct WireDelete {
+    #[prost(uint64, tag = "1")]
+    target_seq: u64,
+    #[prost(string, tag = "2")]
+    reason: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct WireRestrict {
+    #[prost(string, tag = "1")]
+    user: String,
+    #[prost(int64, tag = "2")]
+    until_ms: i64,
+    #[prost(string, tag = "3")]
+    reason: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -249,6 +293,8 @@ mod kind {
     pub(super) const INTERNAL: u32 = 12;
     pub(super) const TOKEN_REFUSED: u32 = 13;
     pub(super) const UNKNOWN_VALUE: u32 = 14;
+    pub(super) const RESTRICTED: u32 = 15;
+    pub(super) const CONTENT_REJECTED: u32 = 16;
 }
 
 // ----- commands -------------------------------------------------------------------------------
@@ -305,11 +351,13 @@ fn op_to_wire(op: &RoomOp) -> WireOp {
             role: (*role).into(),
         }),
         RoomOp::Leave => WireOp::Leave(WireEmpty {}),
-        RoomOp::Send(s) => WireOp::Send(WireSend {
-            client_msg_id: s.client_msg_id.clone(),
-            content: Some(s.content.clone()),
-            reply_to_seq: s.reply_to_seq,
-            thread_root_seq: s.thread_root_seq,
+        RoomOp::Send(s) => WireOp::Send(send_to_wire(s)),
+        RoomOp::ModeratedSend { send, verdict } => WireOp::ModeratedSend(WireModeratedSend {
+            send: Some(send_to_wire(send)),
+            score: verdict.score,
+            flagged: verdict.flagged,
+            reasons: verdict.reasons.clone(),
+            masked: verdict.masked.clone(),
         }),
         RoomOp::Edit {
             target_seq,
@@ -318,7 +366,20 @@ fn op_to_wire(op: &RoomOp) -> WireOp {
             target_seq: *target_seq,
             content: Some(content.clone()),
         }),
-        RoomOp::Delete { target_seq } => WireOp::Delete(*target_seq),
+        RoomOp::Delete { target_seq, reason } if reason.is_empty() => WireOp::Delete(*target_seq),
+        RoomOp::Delete { target_seq, reason } => WireOp::DeleteWithReason(WireDelete {
+            target_seq: *target_seq,
+            reason: reason.clone(),
+        }),
+        RoomOp::Restrict {
+            user,
+            until_ms,
+            reason,
+        } => WireOp::Restrict(WireRestrict {
+            user: user.as_str().to_owned(),
+            until_ms: *until_ms,
+            reason: reason.clone(),
+        }),
         RoomOp::React {
             target_seq,
             emoji,
@@ -363,22 +424,56 @@ fn op_from_wire(op: WireOp) -> Result<RoomOp, CodecError> {
             role: role(s.role)?,
         },
         WireOp::Leave(_) => RoomOp::Leave,
-        WireOp::Send(s) => RoomOp::Send(SendOp {
-            client_msg_id: s.client_msg_id,
-            content: s.content.ok_or(CodecError::Missing("content"))?,
-            reply_to_seq: s.reply_to_seq,
-            thread_root_seq: s.thread_root_seq,
-        }),
+        WireOp::Send(s) => RoomOp::Send(send_from_wire(s)?),
+        WireOp::ModeratedSend(m) => RoomOp::ModeratedSend {
+            send: send_from_wire(m.send.ok_or(CodecError::Missing("send"))?)?,
+            verdict: Verdict {
+                score: m.score,
+                flagged: m.flagged,
+                reasons: m.reasons,
+                masked: m.masked,
+            },
+        },
         WireOp::Edit(e) => RoomOp::Edit {
             target_seq: e.target_seq,
             content: e.content.ok_or(CodecError::Missing("content"))?,
         },
-        WireOp::Delete(target_seq) => RoomOp::Delete { target_seq },
+        WireOp::Delete(target_seq) => RoomOp::Delete {
+            target_seq,
+            reason: String::new(),
+        },
+        WireOp::DeleteWithReason(d) => RoomOp::Delete {
+            target_seq: d.target_seq,
+            reason: d.reason,
+        },
+        WireOp::Restrict(r) => RoomOp::Restrict {
+            user: user("user", &r.user)?,
+            until_ms: r.until_ms,
+            reason: r.reason,
+        },
         WireOp::React(r) => RoomOp::React {
             target_seq: r.target_seq,
             emoji: r.emoji,
             add: r.add,
         },
+    })
+}
+
+fn send_to_wire(s: &SendOp) -> WireSend {
+    WireSend {
+        client_msg_id: s.client_msg_id.clone(),
+        content: Some(s.content.clone()),
+        reply_to_seq: s.reply_to_seq,
+        thread_root_seq: s.thread_root_seq,
+    }
+}
+
+fn send_from_wire(s: WireSend) -> Result<SendOp, CodecError> {
+    Ok(SendOp {
+        client_msg_id: s.client_msg_id,
+        content: s.content.ok_or(CodecError::Missing("content"))?,
+        reply_to_seq: s.reply_to_seq,
+        thread_root_seq: s.thread_root_seq,
     })
 }
 
@@ -516,6 +611,18 @@ fn error_to_wire(err: &ChatError) -> WireError {
             wire.field = (*field).to_owned();
             kind::UNKNOWN_VALUE
         }
+        ChatError::Restricted {
+            retry_after_ms,
+            until_ms,
+        } => {
+            wire.retry_after_ms = *retry_after_ms;
+            wire.text = until_ms.to_string();
+            kind::RESTRICTED
+        }
+        ChatError::ContentRejected(text) => {
+            wire.text = (*text).to_owned();
+            kind::CONTENT_REJECTED
+        }
         ChatError::Internal => kind::INTERNAL,
     };
     wire
@@ -546,6 +653,11 @@ fn error_from_wire(wire: WireError) -> Result<ChatError, CodecError> {
         kind::UNAVAILABLE => ChatError::Unavailable(wire.text.clone()),
         kind::UNSUPPORTED => ChatError::Unsupported(text()),
         kind::UNKNOWN_VALUE => ChatError::UnknownValue { field: field() },
+        kind::RESTRICTED => ChatError::Restricted {
+            retry_after_ms: wire.retry_after_ms,
+            until_ms: wire.text.parse().map_err(|e| invalid("until_ms", e))?,
+        },
+        kind::CONTENT_REJECTED => ChatError::ContentRejected(text()),
         kind::INTERNAL => ChatError::Internal,
         other => return Err(invalid("error kind", other)),
     })

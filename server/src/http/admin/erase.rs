@@ -125,6 +125,7 @@ async fn redact_messages(services: &Services, user: &UserId, room: &RoomId) -> A
             if message.sender == user.as_str() && !message.deleted {
                 let op = RoomOp::Delete {
                     target_seq: message.seq,
+                    reason: "erasure".to_owned(),
                 };
                 match write(services, room.clone(), user.clone(), op, true).await {
                     Ok(_) => redacted += 1,

@@ -81,7 +81,7 @@ fn status_of(code: v1::ErrorCode) -> StatusCode {
     match code {
         C::InvalidArgument | C::Unsupported => StatusCode::BAD_REQUEST,
         C::Unauthenticated => StatusCode::UNAUTHORIZED,
-        C::PermissionDenied => StatusCode::FORBIDDEN,
+        C::PermissionDenied | C::Restricted => StatusCode::FORBIDDEN,
         C::NotFound => StatusCode::NOT_FOUND,
         C::Conflict | C::FailedPrecondition => StatusCode::CONFLICT,
         C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -155,21 +155,32 @@ pub(super) async fn history(
     }))
 }
 
+/// The optional reason of a moderator's deletion.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeleteParams {
+    /// Why (at most 500 characters); kept in the MessageDeleted event and the room's audit.
+    pub(super) reason: Option<String>,
+}
+
 /// Deletes (redacts) a message as a moderator: privileged, as `system`. The message stays as
 /// a tombstone; its content and edits are cleared. In direct rooms only the author deletes,
 /// so there this answers 403.
 #[utoipa::path(delete, path = "/rooms/{room_id}/messages/{seq}", tag = "messages",
     params(("room_id" = String, Path, description = "The room"),
-        ("seq" = u64, Path, description = "The message's seq")),
+        ("seq" = u64, Path, description = "The message's seq"), DeleteParams),
     responses((status = 200, description = "The MessageDeleted seq; 0 when already deleted", body = Changed),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path((room_id, seq)): Path<(String, String)>,
+    Query(p): Query<DeleteParams>,
 ) -> ApiResult<Json<Changed>> {
     let room = extract::room(&room_id)?;
     let target_seq = extract::seq(&seq)?;
-    let op = RoomOp::Delete { target_seq };
+    let reason = p.reason.unwrap_or_default();
+    validate::text("reason", &reason, validate::MAX_REASON_CHARS)?;
+    let op = RoomOp::Delete { target_seq, reason };
     expect_seq(write(&state.services, room, system_user(), op, true).await?)
 }
 

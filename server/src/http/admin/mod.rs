@@ -27,6 +27,7 @@ mod events;
 mod extract;
 mod health;
 mod messages;
+mod moderation;
 mod ops;
 mod rooms;
 mod tokens;
@@ -206,6 +207,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .routes(routes!(messages::history))
         .routes(routes!(messages::delete))
         .routes(routes!(messages::retention))
+        .routes(routes!(moderation::restrict))
+        .routes(routes!(moderation::audit))
         .routes(routes!(users::rooms))
         .routes(routes!(users::presence))
         .routes(routes!(users::revoke))

@@ -20,6 +20,8 @@ pub(super) enum RoleName {
     Admin,
     /// A plain member.
     Member,
+    /// A member that deletes any message and restricts members.
+    Moderator,
 }
 
 impl From<RoleName> for v1::Role {
@@ -28,6 +30,7 @@ impl From<RoleName> for v1::Role {
             RoleName::Owner => v1::Role::Owner,
             RoleName::Admin => v1::Role::Admin,
             RoleName::Member => v1::Role::Member,
+            RoleName::Moderator => v1::Role::Moderator,
         }
     }
 }
@@ -37,6 +40,7 @@ impl From<v1::Role> for RoleName {
         match role {
             v1::Role::Owner => RoleName::Owner,
             v1::Role::Admin => RoleName::Admin,
+            v1::Role::Moderator => RoleName::Moderator,
             _ => RoleName::Member,
         }
     }
@@ -130,6 +134,9 @@ pub(super) struct MemberView {
     pub(super) joined_seq: u64,
     /// When the member joined, Unix ms.
     pub(super) joined_at_ms: i64,
+    /// Until when a moderator restricted the member from sending and reacting, Unix ms; 0
+    /// when never restricted or lifted.
+    pub(super) restricted_until_ms: i64,
 }
 
 impl From<v1::Member> for MemberView {
@@ -139,6 +146,7 @@ impl From<v1::Member> for MemberView {
             user_id: member.user_id,
             joined_seq: member.joined_seq,
             joined_at_ms: member.joined_at_ms,
+            restricted_until_ms: member.restricted_until_ms,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod account;
 mod calls;
 mod messages;
+mod moderation;
 mod reads;
 mod receipts;
 mod rooms;
@@ -39,13 +40,33 @@ pub struct Ctx<'a> {
 pub struct Prepared {
     command: RoomCommand,
     reply: fn(Outcome) -> Result<Reply, ChatError>,
+    /// The moderation stage flagged the content (crate::moderation).
+    flagged: Option<crate::chat::command::Verdict>,
 }
 
 impl Prepared {
     /// Hands the command to its room's writer and waits for the reply. The command takes its
     /// place in the room's order on the first poll (see [`crate::backend::pipeline::Pipeline`]).
     pub async fn run(self, services: &Services) -> Result<Reply, ChatError> {
-        (self.reply)(services.pipeline.execute(self.command).await?)
+        let flagged = self.flagged.map(|verdict| {
+            (
+                self.command.room.clone(),
+                self.command.actor.clone(),
+                verdict,
+            )
+        });
+        let outcome = services.pipeline.execute(self.command).await?;
+        if let Some((room, actor, verdict)) = flagged {
+            let seq = match &outcome {
+                Outcome::Sent(sent) if !sent.duplicate => sent.seq,
+                Outcome::Edited { seq, .. } => *seq,
+                _ => 0,
+            };
+            if seq != 0 {
+                crate::moderation::flagged(&room, &actor, seq, &verdict);
+            }
+        }
+        (self.reply)(outcome)
     }
 }
 
@@ -75,6 +96,7 @@ impl Ctx<'_> {
         Prepared {
             command: self.command(room, op),
             reply,
+            flagged: None,
         }
     }
 
@@ -163,5 +185,9 @@ pub async fn execute(
         Request::RegisterPushToken(r) => account::register_push_token(ctx, r).await,
         Request::UnregisterPushToken(r) => account::unregister_push_token(ctx, r).await,
         Request::MuteRoom(r) => account::mute_room(ctx, r).await,
+        Request::RestrictMember(r) => moderation::restrict_member(ctx, r).await,
+        Request::GetEditHistory(r) => moderation::get_edit_history(ctx, r).await,
+        // Not offered yet: the `message-reports` capability is not listed.
+        Request::ReportMessage(_) => Err(ChatError::Unsupported("ReportMessage is not offered")),
     }
 }

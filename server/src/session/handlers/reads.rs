@@ -24,7 +24,7 @@ pub(super) fn first_visible(room: &v1::Room, joined_seq: u64) -> u64 {
 /// The caller's first visible seq (R-6.5.1): the visibility setting's, raised to the lowest
 /// seq retention kept ("If retention removed older events, it is the larger of that and the
 /// lowest retained seq"). NotFound for a room the caller is not in.
-async fn readable(ctx: &Ctx<'_>, room: &RoomId) -> Result<u64, ChatError> {
+pub(super) async fn readable(ctx: &Ctx<'_>, room: &RoomId) -> Result<u64, ChatError> {
     let member = ctx.member(room).await?;
     let store = &ctx.services.store;
     let settings = store.room(room).await?.ok_or(ChatError::NotFound)?;

@@ -20,7 +20,7 @@ fn expect_room(outcome: Outcome) -> Result<(v1::Room, Option<v1::Member>, bool),
     }
 }
 
-fn expect_seq(outcome: Outcome) -> Result<u64, ChatError> {
+pub(super) fn expect_seq(outcome: Outcome) -> Result<u64, ChatError> {
     match outcome {
         Outcome::Seq(seq) => Ok(seq),
         _ => Err(ChatError::Internal),

@@ -27,8 +27,12 @@ impl Draft<'_> {
         if role == v1::Role::Owner {
             return Err(ChatError::invalid("role", "owners are made by SetRole"));
         }
-        if role == v1::Role::Admin && self.acting_role(state, actor) != Some(v1::Role::Owner) {
-            return Err(ChatError::PermissionDenied("only owners add admins"));
+        if matches!(role, v1::Role::Admin | v1::Role::Moderator)
+            && self.acting_role(state, actor) != Some(v1::Role::Owner)
+        {
+            return Err(ChatError::PermissionDenied(
+                "only owners add admins and moderators",
+            ));
         }
         let new: BTreeSet<&UserId> = users
             .iter()
@@ -107,12 +111,12 @@ impl Draft<'_> {
         let target = state.role_of(user).ok_or(ChatError::NotFound)?;
         let can = match self.acting_role(state, actor) {
             Some(v1::Role::Owner) => true,
-            Some(v1::Role::Admin) => target == v1::Role::Member,
+            Some(v1::Role::Admin) => matches!(target, v1::Role::Member | v1::Role::Moderator),
             _ => false,
         };
         if !can {
             return Err(ChatError::PermissionDenied(
-                "admins remove only plain members",
+                "admins remove only members and moderators",
             ));
         }
         Ok(Outcome::Seq(self.remove(

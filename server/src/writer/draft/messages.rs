@@ -13,7 +13,11 @@ impl Draft<'_> {
         &mut self,
         actor: &UserId,
         send: &crate::chat::command::SendOp,
+        masked: Option<&v1::Content>,
     ) -> Result<Outcome, ChatError> {
+        // The moderation stage's masked content is what is stored; dedupe (below) compares the
+        // content the client sent.
+        let stored = masked.unwrap_or(&send.content);
         let state = self.member_state(actor)?;
         let is_direct = state.room.kind() == v1::RoomKind::Direct;
         let peer = state.members.keys().find(|u| *u != actor).cloned();
@@ -40,6 +44,8 @@ impl Draft<'_> {
                 duplicate: true,
             }));
         }
+        // A restricted member's retries still learn their outcome.
+        self.check_not_restricted(self.member_state(actor)?, actor)?;
         if let (true, Some(peer)) = (is_direct, &peer)
             && self.store.either_blocked(actor, peer).await?
         {
@@ -67,7 +73,7 @@ impl Draft<'_> {
             Kind::MessageCreated(v1::MessageCreated {
                 ordinal,
                 client_msg_id: send.client_msg_id.clone(),
-                content: Some(send.content.clone()),
+                content: Some(stored.clone()),
                 reply_to_seq: send.reply_to_seq,
                 thread_root_seq: send.thread_root_seq,
                 redacted: false,
@@ -81,7 +87,7 @@ impl Draft<'_> {
             ordinal,
             sender: actor.to_string(),
             client_msg_id: send.client_msg_id.clone(),
-            content: Some(send.content.clone()),
+            content: Some(stored.clone()),
             created_at_ms: ts_ms,
             reply_to_seq: send.reply_to_seq,
             thread_root_seq: send.thread_root_seq,
@@ -161,21 +167,16 @@ impl Draft<'_> {
         &mut self,
         actor: &UserId,
         target_seq: u64,
+        reason: &str,
     ) -> Result<Outcome, ChatError> {
         let mut message = self
             .visible_message(actor, target_seq, "target_seq")
             .await?;
         let state = self.member_state(actor)?;
-        // The admin API moderates every room; in groups, owners and admins do too.
-        let moderator = self.privileged
-            || state.room.kind() == v1::RoomKind::Group
-                && matches!(
-                    self.acting_role(state, actor),
-                    Some(v1::Role::Owner | v1::Role::Admin)
-                );
-        if message.sender != actor.as_str() && !moderator {
+        // The admin API moderates every room; in groups, owners, admins and moderators do too.
+        if message.sender != actor.as_str() && !self.moderates(state, actor) {
             return Err(ChatError::PermissionDenied(
-                "only the author or a group admin deletes a message",
+                "only the author or a group moderator deletes a message",
             ));
         }
         if message.deleted {
@@ -183,7 +184,10 @@ impl Draft<'_> {
         }
         let seq = self.push(
             actor,
-            Kind::MessageDeleted(v1::MessageDeleted { target_seq }),
+            Kind::MessageDeleted(v1::MessageDeleted {
+                target_seq,
+                reason: reason.to_owned(),
+            }),
         )?;
         message.deleted = true;
         message.content = None;

@@ -4,10 +4,12 @@
 //!
 //! One file per command family, each an `impl Draft` block over the shared helpers here:
 //! `rooms.rs` (CreateGroup, OpenDirect, UpdateRoom), `members.rs` (AddMembers, RemoveMember,
-//! SetRole, Leave), `messages.rs` (Send, Edit, Delete) and `reactions.rs` (React).
+//! SetRole, Leave), `messages.rs` (Send, Edit, Delete), `reactions.rs` (React) and
+//! `moderation.rs` (RestrictMember, the moderator checks).
 
 mod members;
 mod messages;
+mod moderation;
 mod reactions;
 mod rooms;
 
@@ -195,12 +197,20 @@ impl<'a> Draft<'a> {
             RoomOp::RemoveMember { user } => self.remove_member(actor, user),
             RoomOp::SetRole { user, role } => self.set_role(actor, user, *role),
             RoomOp::Leave => self.leave(actor),
-            RoomOp::Send(send) => self.send(actor, send).await,
+            RoomOp::Send(send) => self.send(actor, send, None).await,
+            RoomOp::ModeratedSend { send, verdict } => {
+                self.send(actor, send, verdict.masked.as_ref()).await
+            }
             RoomOp::Edit {
                 target_seq,
                 content,
             } => self.edit(actor, *target_seq, content).await,
-            RoomOp::Delete { target_seq } => self.delete(actor, *target_seq).await,
+            RoomOp::Delete { target_seq, reason } => self.delete(actor, *target_seq, reason).await,
+            RoomOp::Restrict {
+                user,
+                until_ms,
+                reason,
+            } => self.restrict(actor, user, *until_ms, reason),
             RoomOp::React {
                 target_seq,
                 emoji,
@@ -269,6 +279,7 @@ impl<'a> Draft<'a> {
             role: role.into(),
             joined_seq: joined_seq.unwrap_or(seq),
             joined_at_ms: self.now_ms,
+            restricted_until_ms: 0,
         };
         Arc::make_mut(&mut self.state_mut()?.members).insert(user.clone(), member.clone());
         self.writes.push(Write::Member(member.clone()));

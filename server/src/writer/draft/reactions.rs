@@ -31,6 +31,7 @@ impl Draft<'_> {
         let mut message = self
             .visible_message(actor, target_seq, "target_seq")
             .await?;
+        self.check_not_restricted(self.member_state(actor)?, actor)?;
         if message.deleted {
             return Err(ChatError::FailedPrecondition("the message was deleted"));
         }

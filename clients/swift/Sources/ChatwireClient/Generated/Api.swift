@@ -71,6 +71,12 @@ public enum RequestKind: String, CaseIterable, Sendable {
     case unregisterPushToken = "unregister_push_token"
     /// Mutes or unmutes push for a room.
     case muteRoom = "mute_room"
+    /// Restricts a member from sending and reacting until a time (capability `moderation`).
+    case restrictMember = "restrict_member"
+    /// Returns every version of a message (capability `edit-history`).
+    case getEditHistory = "get_edit_history"
+    /// Reports a message to the server's moderators (capability `message-reports`).
+    case reportMessage = "report_message"
 
     /// The rpc of `ChatwireService`.
     public var rpc: String {
@@ -108,6 +114,9 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .registerPushToken: return "RegisterPushToken"
         case .unregisterPushToken: return "UnregisterPushToken"
         case .muteRoom: return "MuteRoom"
+        case .restrictMember: return "RestrictMember"
+        case .getEditHistory: return "GetEditHistory"
+        case .reportMessage: return "ReportMessage"
         }
     }
 
@@ -147,6 +156,9 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .registerPushToken: return 93
         case .unregisterPushToken: return 94
         case .muteRoom: return 95
+        case .restrictMember: return 110
+        case .getEditHistory: return 111
+        case .reportMessage: return 112
         }
     }
 }
@@ -188,6 +200,9 @@ extension ClientFrame.Request {
         case .registerPushToken: return .registerPushToken
         case .unregisterPushToken: return .unregisterPushToken
         case .muteRoom: return .muteRoom
+        case .restrictMember: return .restrictMember
+        case .getEditHistory: return .getEditHistory
+        case .reportMessage: return .reportMessage
         }
     }
 }
@@ -312,6 +327,8 @@ public enum RoomEventKind: String, CaseIterable, Sendable {
     case memberRoleChanged = "member_role_changed"
     /// The room's settings changed.
     case roomUpdated = "room_updated"
+    /// A moderator restricted a member or lifted a restriction (capability `moderation`).
+    case memberRestricted = "member_restricted"
 }
 
 extension RoomEvent.Kind {
@@ -327,6 +344,7 @@ extension RoomEvent.Kind {
         case .memberLeft: return .memberLeft
         case .memberRoleChanged: return .memberRoleChanged
         case .roomUpdated: return .roomUpdated
+        case .memberRestricted: return .memberRestricted
         }
     }
 }
@@ -630,6 +648,33 @@ extension ChatwireClient {
         let result = try await call(.muteRoom(request), options: options)
         guard case .muteRoom(let response) = result else {
             throw ChatwireError.unexpectedReply(request: .muteRoom)
+        }
+        return response
+    }
+
+    /// Restricts a member from sending and reacting until a time (capability `moderation`).
+    public func restrictMember(_ request: RestrictMemberRequest, options: CallOptions = CallOptions()) async throws -> RestrictMemberResponse {
+        let result = try await call(.restrictMember(request), options: options)
+        guard case .restrictMember(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .restrictMember)
+        }
+        return response
+    }
+
+    /// Returns every version of a message (capability `edit-history`).
+    public func getEditHistory(_ request: GetEditHistoryRequest, options: CallOptions = CallOptions()) async throws -> GetEditHistoryResponse {
+        let result = try await call(.getEditHistory(request), options: options)
+        guard case .getEditHistory(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .getEditHistory)
+        }
+        return response
+    }
+
+    /// Reports a message to the server's moderators (capability `message-reports`).
+    public func reportMessage(_ request: ReportMessageRequest, options: CallOptions = CallOptions()) async throws -> ReportMessageResponse {
+        let result = try await call(.reportMessage(request), options: options)
+        guard case .reportMessage(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .reportMessage)
         }
         return response
     }

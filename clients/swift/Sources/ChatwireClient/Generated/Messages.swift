@@ -37,11 +37,19 @@ public enum ErrorCode: ProtoEnum {
     /// The server gave up waiting for a backend; the outcome is unknown. Retry with the same
     /// client_msg_id to learn it without creating a duplicate.
     case timeout
+    /// A moderator restricted the caller in this room (RestrictMember): Send and React are refused
+    /// until the restriction ends; `retry_after_ms` says how long that is (capped at 2^32-1).
+    /// Only sent by a server offering the `moderation` capability.
+    case restricted
+    /// The server's moderation refused the content of a Send or Edit: a listed word, or a spam
+    /// or abuse score too high. `field` is "content.text". Sending the same content again fails
+    /// the same way.
+    case contentRejected
     /// A number this version of the protocol does not name.
     case unrecognized(Int32)
 
     /// Every value this version names, in declaration order.
-    public static let allKnown: [ErrorCode] = [.unspecified, .unauthenticated, .permissionDenied, .notFound, .invalidArgument, .tooLarge, .rateLimited, .conflict, .unavailable, .unsupported, .`internal`, .failedPrecondition, .timeout]
+    public static let allKnown: [ErrorCode] = [.unspecified, .unauthenticated, .permissionDenied, .notFound, .invalidArgument, .tooLarge, .rateLimited, .conflict, .unavailable, .unsupported, .`internal`, .failedPrecondition, .timeout, .restricted, .contentRejected]
 
     public init(number: Int32) {
         switch number {
@@ -58,6 +66,8 @@ public enum ErrorCode: ProtoEnum {
         case 10: self = .`internal`
         case 11: self = .failedPrecondition
         case 12: self = .timeout
+        case 13: self = .restricted
+        case 14: self = .contentRejected
         default: self = .unrecognized(number)
         }
     }
@@ -77,6 +87,8 @@ public enum ErrorCode: ProtoEnum {
         case "ERROR_CODE_INTERNAL": self = .`internal`
         case "ERROR_CODE_FAILED_PRECONDITION": self = .failedPrecondition
         case "ERROR_CODE_TIMEOUT": self = .timeout
+        case "ERROR_CODE_RESTRICTED": self = .restricted
+        case "ERROR_CODE_CONTENT_REJECTED": self = .contentRejected
         default: return nil
         }
     }
@@ -96,6 +108,8 @@ public enum ErrorCode: ProtoEnum {
         case .`internal`: return 10
         case .failedPrecondition: return 11
         case .timeout: return 12
+        case .restricted: return 13
+        case .contentRejected: return 14
         case .unrecognized(let number): return number
         }
     }
@@ -115,6 +129,8 @@ public enum ErrorCode: ProtoEnum {
         case .`internal`: return "ERROR_CODE_INTERNAL"
         case .failedPrecondition: return "ERROR_CODE_FAILED_PRECONDITION"
         case .timeout: return "ERROR_CODE_TIMEOUT"
+        case .restricted: return "ERROR_CODE_RESTRICTED"
+        case .contentRejected: return "ERROR_CODE_CONTENT_REJECTED"
         case .unrecognized: return nil
         }
     }
@@ -420,8 +436,9 @@ public enum PushPlatform: ProtoEnum {
 /// Role is a member's role in a group. Owners do everything: change settings, add and remove
 /// anyone but themselves, change any role and delete any message. Admins change settings, add
 /// and remove plain members and delete any message. Members chat, edit and delete their own
-/// messages, react and leave. Only owners add admins and change roles; owners are made only by
-/// SetRole; the last owner can neither be demoted nor leave while other members remain.
+/// messages, react and leave. Moderators (capability `moderation`) are members that also delete
+/// any message and restrict members. Only owners add admins and change roles; owners are made
+/// only by SetRole; the last owner can neither be demoted nor leave while other members remain.
 public enum Role: ProtoEnum {
     /// No role given. A Member never has it; in a request it means the default, ROLE_MEMBER.
     case unspecified
@@ -432,11 +449,15 @@ public enum Role: ProtoEnum {
     case admin
     /// Reads and writes messages, edits and deletes its own, reacts, leaves.
     case member
+    /// A member that also deletes any message and restricts members (RestrictMember); it cannot
+    /// change settings, add or remove members or change roles. Given only by owners through
+    /// SetRole, and only by a server offering the `moderation` capability.
+    case moderator
     /// A number this version of the protocol does not name.
     case unrecognized(Int32)
 
     /// Every value this version names, in declaration order.
-    public static let allKnown: [Role] = [.unspecified, .owner, .admin, .member]
+    public static let allKnown: [Role] = [.unspecified, .owner, .admin, .member, .moderator]
 
     public init(number: Int32) {
         switch number {
@@ -444,6 +465,7 @@ public enum Role: ProtoEnum {
         case 1: self = .owner
         case 2: self = .admin
         case 3: self = .member
+        case 4: self = .moderator
         default: self = .unrecognized(number)
         }
     }
@@ -454,6 +476,7 @@ public enum Role: ProtoEnum {
         case "ROLE_OWNER": self = .owner
         case "ROLE_ADMIN": self = .admin
         case "ROLE_MEMBER": self = .member
+        case "ROLE_MODERATOR": self = .moderator
         default: return nil
         }
     }
@@ -464,6 +487,7 @@ public enum Role: ProtoEnum {
         case .owner: return 1
         case .admin: return 2
         case .member: return 3
+        case .moderator: return 4
         case .unrecognized(let number): return number
         }
     }
@@ -474,6 +498,7 @@ public enum Role: ProtoEnum {
         case .owner: return "ROLE_OWNER"
         case .admin: return "ROLE_ADMIN"
         case .member: return "ROLE_MEMBER"
+        case .moderator: return "ROLE_MODERATOR"
         case .unrecognized: return nil
         }
     }
@@ -1180,6 +1205,12 @@ public struct ClientFrame: ProtoMessage {
         case unregisterPushToken(UnregisterPushTokenRequest)
         /// Mutes or unmutes push for a room.
         case muteRoom(MuteRoomRequest)
+        /// Restricts a member from sending and reacting until a time (capability `moderation`).
+        case restrictMember(RestrictMemberRequest)
+        /// Returns every version of a message (capability `edit-history`).
+        case getEditHistory(GetEditHistoryRequest)
+        /// Reports a message to the server's moderators (capability `message-reports`).
+        case reportMessage(ReportMessageRequest)
     }
 
     public init() {}
@@ -1223,6 +1254,9 @@ public struct ClientFrame: ProtoMessage {
             case 93: self.request = .registerPushToken(try reader.message(key, as: RegisterPushTokenRequest.self))
             case 94: self.request = .unregisterPushToken(try reader.message(key, as: UnregisterPushTokenRequest.self))
             case 95: self.request = .muteRoom(try reader.message(key, as: MuteRoomRequest.self))
+            case 110: self.request = .restrictMember(try reader.message(key, as: RestrictMemberRequest.self))
+            case 111: self.request = .getEditHistory(try reader.message(key, as: GetEditHistoryRequest.self))
+            case 112: self.request = .reportMessage(try reader.message(key, as: ReportMessageRequest.self))
             default: try reader.skip(key)
             }
         }
@@ -1335,6 +1369,15 @@ public struct ClientFrame: ProtoMessage {
         if let value = ProtoJSON.field(json, "muteRoom", "mute_room") {
             self.request = .muteRoom(try ProtoJSON.message(value, "mute_room", as: MuteRoomRequest.self))
         }
+        if let value = ProtoJSON.field(json, "restrictMember", "restrict_member") {
+            self.request = .restrictMember(try ProtoJSON.message(value, "restrict_member", as: RestrictMemberRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "getEditHistory", "get_edit_history") {
+            self.request = .getEditHistory(try ProtoJSON.message(value, "get_edit_history", as: GetEditHistoryRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "reportMessage", "report_message") {
+            self.request = .reportMessage(try ProtoJSON.message(value, "report_message", as: ReportMessageRequest.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -1373,6 +1416,9 @@ public struct ClientFrame: ProtoMessage {
         if case .registerPushToken(let value)? = self.request { writer.message(93, value) }
         if case .unregisterPushToken(let value)? = self.request { writer.message(94, value) }
         if case .muteRoom(let value)? = self.request { writer.message(95, value) }
+        if case .restrictMember(let value)? = self.request { writer.message(110, value) }
+        if case .getEditHistory(let value)? = self.request { writer.message(111, value) }
+        if case .reportMessage(let value)? = self.request { writer.message(112, value) }
     }
 }
 
@@ -1770,6 +1816,9 @@ public struct DeleteRequest: ProtoMessage {
     public var roomId: String = ""
     /// The seq of the message to delete.
     public var targetSeq: UInt64 = 0
+    /// Why it is deleted (optional, at most 500 characters), kept in the MessageDeleted event and
+    /// the room's deletion audit; typically given by moderators.
+    public var reason: String = ""
 
     public init() {}
 
@@ -1779,6 +1828,7 @@ public struct DeleteRequest: ProtoMessage {
             switch key.field {
             case 1: self.roomId = try reader.string(key)
             case 2: self.targetSeq = try reader.varint(key)
+            case 110: self.reason = try reader.string(key)
             default: try reader.skip(key)
             }
         }
@@ -1792,11 +1842,15 @@ public struct DeleteRequest: ProtoMessage {
         if let value = ProtoJSON.field(json, "targetSeq", "target_seq") {
             self.targetSeq = try ProtoJSON.uint64(value, "target_seq")
         }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
         writer.string(1, self.roomId)
         writer.varint(2, self.targetSeq)
+        writer.string(110, self.reason)
     }
 }
 
@@ -2146,6 +2200,87 @@ public struct Event: ProtoMessage {
         if case .disconnect(let value)? = self.kind { writer.message(12, value) }
         if case .degraded(let value)? = self.kind { writer.message(13, value) }
         if case .tokenExpiring(let value)? = self.kind { writer.message(14, value) }
+    }
+}
+
+/// GetEditHistoryRequest asks for every version of one message, oldest first. Needs the
+/// `edit-history` capability. Whoever may read the message may read its history.
+public struct GetEditHistoryRequest: ProtoMessage {
+    /// The room.
+    public var roomId: String = ""
+    /// The seq of the message (its MessageCreated).
+    public var targetSeq: UInt64 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.roomId = try reader.string(key)
+            case 2: self.targetSeq = try reader.varint(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "targetSeq", "target_seq") {
+            self.targetSeq = try ProtoJSON.uint64(value, "target_seq")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.roomId)
+        writer.varint(2, self.targetSeq)
+    }
+}
+
+/// GetEditHistoryResponse lists the versions of a message.
+public struct GetEditHistoryResponse: ProtoMessage {
+    /// Every version, oldest first: the original, then each edit in log order. For a deleted
+    /// message every version is a tombstone (redacted, no content).
+    public var versions: [MessageVersion] = []
+    /// True when the message was deleted.
+    public var deleted: Bool = false
+    /// The seq of the MessageDeleted event; 0 when not deleted.
+    public var deletedSeq: UInt64 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.versions.append(try reader.message(key, as: MessageVersion.self))
+            case 2: self.deleted = (try reader.varint(key) != 0)
+            case 3: self.deletedSeq = try reader.varint(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "versions", "versions") {
+            self.versions = try ProtoJSON.list(value, "versions").map { try ProtoJSON.message($0, "versions", as: MessageVersion.self) }
+        }
+        if let value = ProtoJSON.field(json, "deleted", "deleted") {
+            self.deleted = try ProtoJSON.bool(value, "deleted")
+        }
+        if let value = ProtoJSON.field(json, "deletedSeq", "deleted_seq") {
+            self.deletedSeq = try ProtoJSON.uint64(value, "deleted_seq")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        for value in self.versions { writer.message(1, value) }
+        writer.varint(2, (self.deleted ? 1 : 0))
+        writer.varint(3, self.deletedSeq)
     }
 }
 
@@ -2582,6 +2717,11 @@ public struct Limits: ProtoMessage {
     public var typingThrottleMs: UInt32 = 0
     /// How long a typing indicator lasts without being renewed, in milliseconds.
     public var typingTtlMs: UInt32 = 0
+    /// Sustained Sends per second to one room, from all its members together (a room's own
+    /// token bucket, next to the per-user one); a Send over it gets ERROR_CODE_RATE_LIMITED.
+    public var roomSendRatePerSecond: UInt32 = 0
+    /// The largest burst of Sends one room takes above its sustained rate.
+    public var roomSendBurst: UInt32 = 0
 
     public init() {}
 
@@ -2605,6 +2745,8 @@ public struct Limits: ProtoMessage {
             case 14: self.idempotencyWindowS = UInt32(truncatingIfNeeded: try reader.varint(key))
             case 15: self.typingThrottleMs = UInt32(truncatingIfNeeded: try reader.varint(key))
             case 16: self.typingTtlMs = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 110: self.roomSendRatePerSecond = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 111: self.roomSendBurst = UInt32(truncatingIfNeeded: try reader.varint(key))
             default: try reader.skip(key)
             }
         }
@@ -2660,6 +2802,12 @@ public struct Limits: ProtoMessage {
         if let value = ProtoJSON.field(json, "typingTtlMs", "typing_ttl_ms") {
             self.typingTtlMs = try ProtoJSON.uint32(value, "typing_ttl_ms")
         }
+        if let value = ProtoJSON.field(json, "roomSendRatePerSecond", "room_send_rate_per_second") {
+            self.roomSendRatePerSecond = try ProtoJSON.uint32(value, "room_send_rate_per_second")
+        }
+        if let value = ProtoJSON.field(json, "roomSendBurst", "room_send_burst") {
+            self.roomSendBurst = try ProtoJSON.uint32(value, "room_send_burst")
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -2679,6 +2827,8 @@ public struct Limits: ProtoMessage {
         writer.varint(14, UInt64(self.idempotencyWindowS))
         writer.varint(15, UInt64(self.typingThrottleMs))
         writer.varint(16, UInt64(self.typingTtlMs))
+        writer.varint(110, UInt64(self.roomSendRatePerSecond))
+        writer.varint(111, UInt64(self.roomSendBurst))
     }
 }
 
@@ -2966,6 +3116,9 @@ public struct Member: ProtoMessage {
     public var joinedSeq: UInt64 = 0
     /// When the member joined, in Unix milliseconds.
     public var joinedAtMs: Int64 = 0
+    /// Until when (Unix milliseconds, exclusive) the member may not Send or React, set by a
+    /// moderator's RestrictMember; 0 or a past time means not restricted.
+    public var restrictedUntilMs: Int64 = 0
 
     public init() {}
 
@@ -2977,6 +3130,7 @@ public struct Member: ProtoMessage {
             case 2: self.role = Role(number: Int32(truncatingIfNeeded: try reader.varint(key)))
             case 3: self.joinedSeq = try reader.varint(key)
             case 4: self.joinedAtMs = Int64(bitPattern: try reader.varint(key))
+            case 5: self.restrictedUntilMs = Int64(bitPattern: try reader.varint(key))
             default: try reader.skip(key)
             }
         }
@@ -2996,6 +3150,9 @@ public struct Member: ProtoMessage {
         if let value = ProtoJSON.field(json, "joinedAtMs", "joined_at_ms") {
             self.joinedAtMs = try ProtoJSON.int64(value, "joined_at_ms")
         }
+        if let value = ProtoJSON.field(json, "restrictedUntilMs", "restricted_until_ms") {
+            self.restrictedUntilMs = try ProtoJSON.int64(value, "restricted_until_ms")
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -3003,6 +3160,7 @@ public struct Member: ProtoMessage {
         writer.varint(2, UInt64(bitPattern: Int64(self.role.number)))
         writer.varint(3, self.joinedSeq)
         writer.varint(4, UInt64(bitPattern: self.joinedAtMs))
+        writer.varint(5, UInt64(bitPattern: self.restrictedUntilMs))
     }
 }
 
@@ -3075,6 +3233,49 @@ public struct MemberLeft: ProtoMessage {
     public func encode(to writer: inout ProtoWriter) {
         writer.string(1, self.userId)
         writer.varint(2, UInt64(bitPattern: Int64(self.reason.number)))
+    }
+}
+
+/// MemberRestricted records a restriction set or lifted by a moderator (the event's sender).
+public struct MemberRestricted: ProtoMessage {
+    /// The restricted member.
+    public var userId: String = ""
+    /// Until when the member may not Send or React; 0 when the restriction was lifted.
+    public var untilMs: Int64 = 0
+    /// The reason given; empty when none was.
+    public var reason: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            case 2: self.untilMs = Int64(bitPattern: try reader.varint(key))
+            case 3: self.reason = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+        if let value = ProtoJSON.field(json, "untilMs", "until_ms") {
+            self.untilMs = try ProtoJSON.int64(value, "until_ms")
+        }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+        writer.varint(2, UInt64(bitPattern: self.untilMs))
+        writer.string(3, self.reason)
     }
 }
 
@@ -3297,6 +3498,8 @@ public struct MessageCreated: ProtoMessage {
 public struct MessageDeleted: ProtoMessage {
     /// The seq of the deleted message.
     public var targetSeq: UInt64 = 0
+    /// The reason given in DeleteRequest.reason; empty when none was given.
+    public var reason: String = ""
 
     public init() {}
 
@@ -3305,6 +3508,7 @@ public struct MessageDeleted: ProtoMessage {
         while let key = try reader.nextField() {
             switch key.field {
             case 1: self.targetSeq = try reader.varint(key)
+            case 110: self.reason = try reader.string(key)
             default: try reader.skip(key)
             }
         }
@@ -3315,10 +3519,14 @@ public struct MessageDeleted: ProtoMessage {
         if let value = ProtoJSON.field(json, "targetSeq", "target_seq") {
             self.targetSeq = try ProtoJSON.uint64(value, "target_seq")
         }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
         writer.varint(1, self.targetSeq)
+        writer.string(110, self.reason)
     }
 }
 
@@ -3433,6 +3641,57 @@ public struct MessagePreview: ProtoMessage {
         writer.varint(5, UInt64(bitPattern: self.createdAtMs))
         writer.varint(6, UInt64(self.attachmentCount))
         writer.varint(7, (self.deleted ? 1 : 0))
+    }
+}
+
+/// MessageVersion is one version of a message: the original (its MessageCreated) or an edit
+/// (a MessageEdited).
+public struct MessageVersion: ProtoMessage {
+    /// The seq of the event that made this version.
+    public var seq: UInt64 = 0
+    /// When, in Unix milliseconds (the event's ts_ms).
+    public var tsMs: Int64 = 0
+    /// The content of this version; empty when redacted.
+    public var content: Content? = nil
+    /// True once the message was deleted: the content is gone.
+    public var redacted: Bool = false
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.seq = try reader.varint(key)
+            case 2: self.tsMs = Int64(bitPattern: try reader.varint(key))
+            case 3: self.content = try reader.message(key, as: Content.self)
+            case 4: self.redacted = (try reader.varint(key) != 0)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "seq", "seq") {
+            self.seq = try ProtoJSON.uint64(value, "seq")
+        }
+        if let value = ProtoJSON.field(json, "tsMs", "ts_ms") {
+            self.tsMs = try ProtoJSON.int64(value, "ts_ms")
+        }
+        if let value = ProtoJSON.field(json, "content", "content") {
+            self.content = try ProtoJSON.message(value, "content", as: Content.self)
+        }
+        if let value = ProtoJSON.field(json, "redacted", "redacted") {
+            self.redacted = try ProtoJSON.bool(value, "redacted")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.varint(1, self.seq)
+        writer.varint(2, UInt64(bitPattern: self.tsMs))
+        if let value = self.content { writer.message(3, value) }
+        writer.varint(4, (self.redacted ? 1 : 0))
     }
 }
 
@@ -4241,6 +4500,12 @@ public struct Reply: ProtoMessage {
         case unregisterPushToken(UnregisterPushTokenResponse)
         /// The result of MuteRoomRequest.
         case muteRoom(MuteRoomResponse)
+        /// The result of RestrictMemberRequest.
+        case restrictMember(RestrictMemberResponse)
+        /// The result of GetEditHistoryRequest.
+        case getEditHistory(GetEditHistoryResponse)
+        /// The result of ReportMessageRequest.
+        case reportMessage(ReportMessageResponse)
     }
 
     public init() {}
@@ -4284,6 +4549,9 @@ public struct Reply: ProtoMessage {
             case 93: self.result = .registerPushToken(try reader.message(key, as: RegisterPushTokenResponse.self))
             case 94: self.result = .unregisterPushToken(try reader.message(key, as: UnregisterPushTokenResponse.self))
             case 95: self.result = .muteRoom(try reader.message(key, as: MuteRoomResponse.self))
+            case 110: self.result = .restrictMember(try reader.message(key, as: RestrictMemberResponse.self))
+            case 111: self.result = .getEditHistory(try reader.message(key, as: GetEditHistoryResponse.self))
+            case 112: self.result = .reportMessage(try reader.message(key, as: ReportMessageResponse.self))
             default: try reader.skip(key)
             }
         }
@@ -4396,6 +4664,15 @@ public struct Reply: ProtoMessage {
         if let value = ProtoJSON.field(json, "muteRoom", "mute_room") {
             self.result = .muteRoom(try ProtoJSON.message(value, "mute_room", as: MuteRoomResponse.self))
         }
+        if let value = ProtoJSON.field(json, "restrictMember", "restrict_member") {
+            self.result = .restrictMember(try ProtoJSON.message(value, "restrict_member", as: RestrictMemberResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "getEditHistory", "get_edit_history") {
+            self.result = .getEditHistory(try ProtoJSON.message(value, "get_edit_history", as: GetEditHistoryResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "reportMessage", "report_message") {
+            self.result = .reportMessage(try ProtoJSON.message(value, "report_message", as: ReportMessageResponse.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -4434,6 +4711,165 @@ public struct Reply: ProtoMessage {
         if case .registerPushToken(let value)? = self.result { writer.message(93, value) }
         if case .unregisterPushToken(let value)? = self.result { writer.message(94, value) }
         if case .muteRoom(let value)? = self.result { writer.message(95, value) }
+        if case .restrictMember(let value)? = self.result { writer.message(110, value) }
+        if case .getEditHistory(let value)? = self.result { writer.message(111, value) }
+        if case .reportMessage(let value)? = self.result { writer.message(112, value) }
+    }
+}
+
+/// ReportMessageRequest reports a message to the server's moderators (the review queue of the
+/// admin API). Any member who may read the message may report it. Needs the `message-reports`
+/// capability.
+public struct ReportMessageRequest: ProtoMessage {
+    /// The room.
+    public var roomId: String = ""
+    /// The seq of the message.
+    public var targetSeq: UInt64 = 0
+    /// Why (required, 1 to 500 characters).
+    public var reason: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.roomId = try reader.string(key)
+            case 2: self.targetSeq = try reader.varint(key)
+            case 3: self.reason = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "targetSeq", "target_seq") {
+            self.targetSeq = try ProtoJSON.uint64(value, "target_seq")
+        }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.roomId)
+        writer.varint(2, self.targetSeq)
+        writer.string(3, self.reason)
+    }
+}
+
+/// ReportMessageResponse confirms the report.
+public struct ReportMessageResponse: ProtoMessage {
+    /// The id of the review-queue entry; repeated reports of one message by one user share it.
+    public var reportId: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.reportId = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "reportId", "report_id") {
+            self.reportId = try ProtoJSON.string(value, "report_id")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.reportId)
+    }
+}
+
+/// RestrictMemberRequest stops a member of a group from sending and reacting until a time, or
+/// lifts the restriction. Owners, admins and moderators may restrict plain members; nobody may
+/// restrict an owner, an admin or a moderator. Needs the `moderation` capability.
+public struct RestrictMemberRequest: ProtoMessage {
+    /// The group.
+    public var roomId: String = ""
+    /// The member to restrict.
+    public var userId: String = ""
+    /// Until when (Unix milliseconds, exclusive) the member may not Send or React; 0 lifts the
+    /// restriction. A time in the past is INVALID_ARGUMENT.
+    public var untilMs: Int64 = 0
+    /// Why (optional, at most 500 characters); kept in the MemberRestricted event and the audit.
+    public var reason: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.roomId = try reader.string(key)
+            case 2: self.userId = try reader.string(key)
+            case 3: self.untilMs = Int64(bitPattern: try reader.varint(key))
+            case 4: self.reason = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+        if let value = ProtoJSON.field(json, "untilMs", "until_ms") {
+            self.untilMs = try ProtoJSON.int64(value, "until_ms")
+        }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.roomId)
+        writer.string(2, self.userId)
+        writer.varint(3, UInt64(bitPattern: self.untilMs))
+        writer.string(4, self.reason)
+    }
+}
+
+/// RestrictMemberResponse confirms the restriction.
+public struct RestrictMemberResponse: ProtoMessage {
+    /// The seq of the MemberRestricted event; 0 when nothing changed.
+    public var seq: UInt64 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.seq = try reader.varint(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "seq", "seq") {
+            self.seq = try ProtoJSON.uint64(value, "seq")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.varint(1, self.seq)
     }
 }
 
@@ -4717,6 +5153,8 @@ public struct RoomEvent: ProtoMessage {
         case memberRoleChanged(MemberRoleChanged)
         /// The room's settings changed.
         case roomUpdated(RoomUpdated)
+        /// A moderator restricted a member or lifted a restriction (capability `moderation`).
+        case memberRestricted(MemberRestricted)
     }
 
     public init() {}
@@ -4738,6 +5176,7 @@ public struct RoomEvent: ProtoMessage {
             case 16: self.kind = .memberLeft(try reader.message(key, as: MemberLeft.self))
             case 17: self.kind = .memberRoleChanged(try reader.message(key, as: MemberRoleChanged.self))
             case 18: self.kind = .roomUpdated(try reader.message(key, as: RoomUpdated.self))
+            case 110: self.kind = .memberRestricted(try reader.message(key, as: MemberRestricted.self))
             default: try reader.skip(key)
             }
         }
@@ -4784,6 +5223,9 @@ public struct RoomEvent: ProtoMessage {
         if let value = ProtoJSON.field(json, "roomUpdated", "room_updated") {
             self.kind = .roomUpdated(try ProtoJSON.message(value, "room_updated", as: RoomUpdated.self))
         }
+        if let value = ProtoJSON.field(json, "memberRestricted", "member_restricted") {
+            self.kind = .memberRestricted(try ProtoJSON.message(value, "member_restricted", as: MemberRestricted.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -4800,6 +5242,7 @@ public struct RoomEvent: ProtoMessage {
         if case .memberLeft(let value)? = self.kind { writer.message(16, value) }
         if case .memberRoleChanged(let value)? = self.kind { writer.message(17, value) }
         if case .roomUpdated(let value)? = self.kind { writer.message(18, value) }
+        if case .memberRestricted(let value)? = self.kind { writer.message(110, value) }
     }
 }
 

@@ -148,6 +148,18 @@ public enum class RequestKind(
    * Mutes or unmutes push for a room.
    */
   MUTE_ROOM("MuteRoom", "mute_room", 95),
+  /**
+   * Restricts a member from sending and reacting until a time (capability `moderation`).
+   */
+  RESTRICT_MEMBER("RestrictMember", "restrict_member", 110),
+  /**
+   * Returns every version of a message (capability `edit-history`).
+   */
+  GET_EDIT_HISTORY("GetEditHistory", "get_edit_history", 111),
+  /**
+   * Reports a message to the server's moderators (capability `message-reports`).
+   */
+  REPORT_MESSAGE("ReportMessage", "report_message", 112),
   ;
 }
 
@@ -538,6 +550,39 @@ public abstract class ChatwireRequests {
     val reply = call(RequestKind.MUTE_ROOM, chatwire.v1.ClientFrame(mute_room = request), options)
     return reply.mute_room ?: throw unexpectedReply(RequestKind.MUTE_ROOM, reply)
   }
+
+  /**
+   * Restricts a member from sending and reacting until a time (capability `moderation`).
+   */
+  public suspend fun restrictMember(
+    request: chatwire.v1.RestrictMemberRequest = chatwire.v1.RestrictMemberRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.RestrictMemberResponse {
+    val reply = call(RequestKind.RESTRICT_MEMBER, chatwire.v1.ClientFrame(restrict_member = request), options)
+    return reply.restrict_member ?: throw unexpectedReply(RequestKind.RESTRICT_MEMBER, reply)
+  }
+
+  /**
+   * Returns every version of a message (capability `edit-history`).
+   */
+  public suspend fun getEditHistory(
+    request: chatwire.v1.GetEditHistoryRequest = chatwire.v1.GetEditHistoryRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.GetEditHistoryResponse {
+    val reply = call(RequestKind.GET_EDIT_HISTORY, chatwire.v1.ClientFrame(get_edit_history = request), options)
+    return reply.get_edit_history ?: throw unexpectedReply(RequestKind.GET_EDIT_HISTORY, reply)
+  }
+
+  /**
+   * Reports a message to the server's moderators (capability `message-reports`).
+   */
+  public suspend fun reportMessage(
+    request: chatwire.v1.ReportMessageRequest = chatwire.v1.ReportMessageRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.ReportMessageResponse {
+    val reply = call(RequestKind.REPORT_MESSAGE, chatwire.v1.ClientFrame(report_message = request), options)
+    return reply.report_message ?: throw unexpectedReply(RequestKind.REPORT_MESSAGE, reply)
+  }
 }
 
 /** The events of the user stream (`Event.kind`): one subclass per case, in field order. */
@@ -684,6 +729,11 @@ public sealed class ChatwireRoomEvent {
    */
   public data class RoomUpdated(val value: chatwire.v1.RoomUpdated) : ChatwireRoomEvent()
 
+  /**
+   * A moderator restricted a member or lifted a restriction (capability `moderation`).
+   */
+  public data class MemberRestricted(val value: chatwire.v1.MemberRestricted) : ChatwireRoomEvent()
+
   public companion object {
     /** The case `event` carries, or null when it carries none this SDK knows. */
     public fun of(event: chatwire.v1.RoomEvent): ChatwireRoomEvent? {
@@ -696,6 +746,7 @@ public sealed class ChatwireRoomEvent {
       event.member_left?.let { return MemberLeft(it) }
       event.member_role_changed?.let { return MemberRoleChanged(it) }
       event.room_updated?.let { return RoomUpdated(it) }
+      event.member_restricted?.let { return MemberRestricted(it) }
       return null
     }
   }
@@ -768,6 +819,18 @@ public enum class ChatwireErrorCode(
    * client_msg_id to learn it without creating a duplicate.
    */
   TIMEOUT(12),
+  /**
+   * A moderator restricted the caller in this room (RestrictMember): Send and React are refused
+   * until the restriction ends; `retry_after_ms` says how long that is (capped at 2^32-1).
+   * Only sent by a server offering the `moderation` capability.
+   */
+  RESTRICTED(13),
+  /**
+   * The server's moderation refused the content of a Send or Edit: a listed word, or a spam
+   * or abuse score too high. `field` is "content.text". Sending the same content again fails
+   * the same way.
+   */
+  CONTENT_REJECTED(14),
   ;
 
   public companion object {

@@ -1,0 +1,105 @@
+//! RestrictMember and GetEditHistory (docs/protocol.md sections 6.6 and 8.9), and the reason
+//! field of Delete.
+
+use chatwire_protocol::v1::{self, room_event::Kind};
+use v1::reply::Result as Reply;
+
+use super::rooms::expect_seq;
+use super::{Ctx, reads, room_id};
+use crate::chat::command::RoomOp;
+use crate::chat::error::ChatError;
+use crate::chat::validate;
+
+/// Log events read per page while collecting a message's versions.
+const HISTORY_SCAN_PAGE: usize = 1000;
+
+/// A reason field: at most [`validate::MAX_REASON_CHARS`] characters.
+pub(super) fn reason(raw: &str) -> Result<String, ChatError> {
+    validate::text("reason", raw, validate::MAX_REASON_CHARS)?;
+    Ok(raw.to_owned())
+}
+
+pub(super) async fn restrict_member(
+    ctx: Ctx<'_>,
+    r: v1::RestrictMemberRequest,
+) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    let user = validate::user_id("user_id", &r.user_id)?;
+    if r.until_ms < 0 {
+        return Err(ChatError::invalid("until_ms", "negative time"));
+    }
+    let op = RoomOp::Restrict {
+        user,
+        until_ms: r.until_ms,
+        reason: reason(&r.reason)?,
+    };
+    let seq = expect_seq(ctx.write(room, op).await?)?;
+    Ok(Reply::RestrictMember(v1::RestrictMemberResponse { seq }))
+}
+
+/// Every version of a message from the log: its MessageCreated, then each
+/// MessageEdited of it, up to its MessageDeleted. Redaction already emptied the
+/// content of every one of them once the message is deleted, so a deleted message's history is
+/// tombstones only. The scan reads the log from the message to the head.
+pub(super) async fn get_edit_history(
+    ctx: Ctx<'_>,
+    r: v1::GetEditHistoryRequest,
+) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    let min_seq = reads::readable(&ctx, &room).await?;
+    let not_found = ChatError::MessageNotFound {
+        field: "target_seq",
+    };
+    if r.target_seq < min_seq {
+        return Err(not_found);
+    }
+    let store = &ctx.services.store;
+    let Some(message) = store.message(&room, r.target_seq).await? else {
+        return Err(not_found);
+    };
+    let head = store.head(&room).await?.map_or(0, |h| h.seq);
+    let mut response = v1::GetEditHistoryResponse::default();
+    let mut after = r.target_seq - 1;
+    'scan: while after < head {
+        let events = store
+            .read_events(&room, after, HISTORY_SCAN_PAGE, usize::MAX)
+            .await?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for event in events {
+            let version = |content: Option<v1::Content>, redacted: bool| v1::MessageVersion {
+                seq: event.seq,
+                ts_ms: event.ts_ms,
+                content,
+                redacted,
+            };
+            match event.kind {
+                Some(Kind::MessageCreated(created)) if event.seq == r.target_seq => {
+                    response
+                        .versions
+                        .push(version(created.content, created.redacted));
+                }
+                Some(Kind::MessageEdited(edited)) if edited.target_seq == r.target_seq => {
+                    response
+                        .versions
+                        .push(version(edited.content, edited.redacted));
+                }
+                Some(Kind::MessageDeleted(deleted)) if deleted.target_seq == r.target_seq => {
+                    response.deleted = true;
+                    response.deleted_seq = event.seq;
+                    break 'scan;
+                }
+                _ => {}
+            }
+        }
+    }
+    if message.deleted || response.deleted {
+        // Tombstones only, whatever a racing redaction left behind in this read.
+        response.deleted = true;
+        for version in &mut response.versions {
+            version.content = None;
+            version.redacted = true;
+        }
+    }
+    Ok(Reply::GetEditHistory(response))
+}
