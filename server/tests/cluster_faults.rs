@@ -165,13 +165,14 @@ async fn service_fault_cassandra_killed_then_frozen_keeps_every_acknowledged_mes
         let mut cluster = Cluster::new(services.clone());
         let count = scaled(40, 400);
         let rounds = scaled(1, 3);
-        let (_, _, check, _nodes) = burst_through_service_fault(&mut cluster, count, 15, async || {
-            for _ in 0..rounds {
-                cassandra.kill("cassandra");
-                cassandra.restart();
-            }
-        })
-        .await;
+        let (_, _, check, _nodes) =
+            burst_through_service_fault(&mut cluster, count, 15, async || {
+                for _ in 0..rounds {
+                    cassandra.kill("cassandra");
+                    cassandra.restart();
+                }
+            })
+            .await;
         report("cassandra SIGKILL", count, &check);
     }
     let mut cluster = Cluster::new(services);
@@ -305,8 +306,11 @@ async fn burst_through_a_freeze(
     })
     .await;
     let probe_room = probe_room.expect("the fault ran");
-    let probe_seq =
-        send_until_acked(&prober, send(&probe_room, "probe", "sent during the freeze")).await;
+    let probe_seq = send_until_acked(
+        &prober,
+        send(&probe_room, "probe", "sent during the freeze"),
+    )
+    .await;
     // The burst's room: what the sender was told against the log.
     let reader = cluster.client(&nodes[1], "bob").await;
     let log = subscribe_live(&reader, &room).await;
@@ -325,7 +329,10 @@ async fn burst_through_a_freeze(
             matches!(&e.kind, Some(chatwire_protocol::v1::room_event::Kind::MessageCreated(m)) if m.client_msg_id == "probe")
         })
         .count();
-    assert_eq!(probes, 1, "the refused send was logged once after the resume");
+    assert_eq!(
+        probes, 1,
+        "the refused send was logged once after the resume"
+    );
     report(
         &format!("{service} SIGSTOP (refused send)"),
         1,
@@ -542,4 +549,102 @@ async fn service_fault_poison_command_dead_letters_once_and_its_shard_keeps_flow
         bodies, expected,
         "each poison dead-lettered exactly once, in order"
     );
+}
+
+/// Runs `redis-cli -u URL ARGS...`; returns its output.
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("redis-cli runs (scripts/services install puts it there)");
+    assert!(output.status.success(), "redis-cli {args:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// How many pub/sub connections Redis holds (`CLIENT LIST TYPE pubsub`). A frozen node never
+/// closes its own, and the idle timeout is off: when one goes, Redis cut it at its
+/// `client-output-buffer-limit` (Redis 7.0 has no counter of those cuts).
+fn pubsub_connections(url: &str) -> usize {
+    redis_cli(url, &["CLIENT", "LIST", "TYPE", "pubsub"])
+        .lines()
+        .filter(|line| line.starts_with("id="))
+        .count()
+}
+
+/// Scenario 5: a slow Redis subscriber. The node serving bob stops reading (SIGSTOP) while
+/// alice keeps sending through another node; Redis cuts the node's pub/sub connection at its
+/// `client-output-buffer-limit` (the test asserts it did), and when the node resumes, bob's
+/// stream is healed from the log: every seq once, in order, no gap. The long variant sends ten
+/// times as much after the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_slow_redis_subscriber_cut_off_is_healed_from_the_log() {
+    let redis = PrivateServices::start("redis");
+    let url = redis.var("CHATWIRE_TEST_REDIS_URL");
+    redis_cli(
+        &url,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 64kb 32kb 1",
+        ],
+    );
+    let services = Services {
+        redis_url: url.clone(),
+        ..Services::shared()
+    };
+    let mut cluster = Cluster::new(services);
+    let (a, b) = (cluster.node().await, cluster.node().await);
+    let alice = cluster.client(&a, "alice").await;
+    let room = group(&alice, &["bob"]).await;
+    let bob = cluster.client(&b, "bob").await;
+    let seqs: Vec<u64> = subscribe_live(&bob, &room)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    // Large bodies (3,900 characters of 3 bytes: under the 4,000-character limit) fill the
+    // subscriber's socket and output buffer quickly.
+    let body = "€".repeat(3_900);
+    let mut sent = 0usize;
+    let mut send_next = async |n: usize| {
+        let mut head = 0;
+        for _ in 0..n {
+            let id = format!("m{sent}");
+            head = send_until_acked(&alice, send(&room, &id, &body)).await;
+            sent += 1;
+        }
+        head
+    };
+    let head = send_next(5).await;
+    let seqs = live_until(&bob, &room, seqs, head).await;
+
+    let subscribed = pubsub_connections(&url);
+    b.signal("STOP");
+    // Send until Redis has cut the frozen node's subscription (kernel socket buffers first,
+    // then the 64 KiB output buffer), bounded.
+    let mut frozen_sends = 0;
+    while pubsub_connections(&url) >= subscribed {
+        assert!(
+            frozen_sends < 4000,
+            "Redis never cut the stopped subscriber off"
+        );
+        send_next(20).await;
+        frozen_sends += 20;
+    }
+    b.signal("CONT");
+    let head = send_next(scaled(20, 200)).await;
+    let seqs = live_until(&bob, &room, seqs, head).await;
+    let (bad_order, gaps) = check_stream(&seqs);
+    let expected: Vec<u64> = (1..=head).collect();
+    let lost = expected.iter().filter(|s| !seqs.contains(s)).count();
+    let duplicated = seqs.len() + lost - expected.len();
+    eprintln!(
+        "fault scenario slow redis subscriber cut off ({frozen_sends} sends while it was frozen): {} events, lost {lost}, duplicated {duplicated}, out of order {bad_order}, gaps {gaps}",
+        seqs.len()
+    );
+    assert_eq!((lost, duplicated, bad_order, gaps), (0, 0, 0, 0));
+    assert_eq!(seqs, expected);
 }
