@@ -73,10 +73,10 @@ async fn service_fault_redis_killed_during_fanout_loses_no_event() {
     let seqs = live_until(&bob, &room, seqs, head).await;
     assert_eq!(check_stream(&seqs), (0, 0), "in order, no gap: {seqs:?}");
     assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
-    eprintln!(
-        "redis kill: {} events delivered, 0 lost, 0 duplicated",
+    print_line(&format!(
+        "fault scenario redis SIGKILL: {} events delivered, lost 0, duplicated 0, out of order 0, gaps 0",
         seqs.len()
-    );
+    ));
 }
 
 /// What a burst left: the room, the acknowledgements, the log check, and the nodes (still
@@ -201,12 +201,32 @@ fn scaled(ci: usize, long_value: usize) -> usize {
     if long() { long_value } else { ci }
 }
 
+/// Prints one line of a scenario's figures to stderr and, when `CHATWIRE_FAULTS_REPORT` names a
+/// file, appends it there (scripts/test and scripts/faults print that file after the run, since
+/// the test harness hides the output of passing tests).
+fn print_line(line: &str) {
+    use std::io::Write;
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("CHATWIRE_FAULTS_REPORT") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        writeln!(file, "{line}").unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}
+
 /// Prints a scenario's counts in the one format every scenario uses, and asserts they are zero.
 fn report(scenario: &str, messages: usize, check: &LogCheck) {
-    eprintln!(
-        "fault scenario {scenario}: {messages} messages, lost {}, duplicated {}, out of order {}, skipped seqs {}",
-        check.lost, check.duplicated, check.out_of_order, check.skipped_seqs
-    );
+    print_line(&format!(
+        "fault scenario {scenario}{}: {messages} messages, lost {}, duplicated {}, out of order {}, skipped seqs {}",
+        if long() { " (long)" } else { "" },
+        check.lost,
+        check.duplicated,
+        check.out_of_order,
+        check.skipped_seqs
+    ));
     assert_eq!(check, &LogCheck::default(), "{scenario}");
 }
 
@@ -540,11 +560,10 @@ async fn service_fault_poison_command_dead_letters_once_and_its_shard_keeps_flow
     let expected: Vec<String> = (0..poisons)
         .map(|n| format!("poison {n}: not a command"))
         .collect();
-    eprintln!(
-        "fault scenario poison command: {} poisons, {} dead letters, {total} messages of the same shard acknowledged",
-        poisons,
+    print_line(&format!(
+        "fault scenario poison command: {poisons} poisons, {} dead letters, {total} messages of the same shard acknowledged",
         bodies.len()
-    );
+    ));
     assert_eq!(
         bodies, expected,
         "each poison dead-lettered exactly once, in order"
@@ -641,10 +660,196 @@ async fn service_fault_slow_redis_subscriber_cut_off_is_healed_from_the_log() {
     let expected: Vec<u64> = (1..=head).collect();
     let lost = expected.iter().filter(|s| !seqs.contains(s)).count();
     let duplicated = seqs.len() + lost - expected.len();
-    eprintln!(
+    print_line(&format!(
         "fault scenario slow redis subscriber cut off ({frozen_sends} sends while it was frozen): {} events, lost {lost}, duplicated {duplicated}, out of order {bad_order}, gaps {gaps}",
         seqs.len()
-    );
+    ));
     assert_eq!((lost, duplicated, bad_order, gaps), (0, 0, 0, 0));
     assert_eq!(seqs, expected);
+}
+
+/// Scenario 7: a reader resumes from a cursor inside a range that retention removed, while
+/// another user keeps sending through the cut. The answer is explicit, never a silent gap:
+/// Subscribe reports `first_visible_seq` above the cursor and replays from exactly there, every
+/// retained event once and in order; a live reader sees the burst through the cut with no gap.
+/// Retention is time-based, so the old history is written into the store (ten minutes back,
+/// one-minute buckets) before the real `chatwire serve` process starts on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_resume_after_retention_removed_the_range_is_explicit() {
+    use chatwire_server::backend::embedded::{EmbeddedOptions, EmbeddedStore};
+    use chatwire_server::backend::store::Write;
+    use chatwire_server::clock::{Clock, SystemClock};
+    use support::store_suite::{RoomScript, apply, merge, room_id, user};
+
+    const WIDTH_MS: i64 = 60_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let now = SystemClock.now_ms();
+    let old = (now.div_euclid(WIDTH_MS) - 10) * WIDTH_MS;
+    let room = room_id("g:retention-fault");
+    let (alice, bob) = (user("alice"), user("bob"));
+    let old_messages = scaled(20, 200);
+    {
+        let store = EmbeddedStore::open(
+            &dir.path().join("store"),
+            EmbeddedOptions {
+                bucket_width_ms: WIDTH_MS,
+                sync: true,
+            },
+        )
+        .expect("open store");
+        let mut script = RoomScript::new(&room);
+        let mut batches = vec![
+            script.create(old, &alice),
+            script.join(old, &bob, chatwire_protocol::v1::Role::Member),
+        ];
+        for i in 0..old_messages {
+            let ts = old + 1 + i64::try_from(i).expect("small");
+            batches.push(script.send(ts, &alice, &format!("old {i}"), 0));
+        }
+        let mut batch = merge(batches);
+        batch.writes.push(Write::Room(chatwire_protocol::v1::Room {
+            member_count: 2,
+            history_visibility: chatwire_protocol::v1::HistoryVisibility::Full as i32,
+            ..script.settings.clone()
+        }));
+        apply(&store, &room, &batch).await;
+    }
+    let server = ServerProcess::spawn_with(
+        dir.path(),
+        &[(
+            "CHATWIRE_STORAGE__BUCKET_WIDTH_MS".to_owned(),
+            WIDTH_MS.to_string(),
+        )],
+    )
+    .await;
+    let token = |who: &str| support::server::dev_token(dir.path(), who);
+    let room = room.to_string();
+
+    // Bob read the start of the old history, then went away with his cursor there.
+    let reader = support::cluster::connect(server.addr, &token("bob")).await;
+    let old_log = subscribe_live(&reader, &room).await;
+    let old_head = old_log.last().expect("old history").seq;
+    let cursor = old_log[old_log.len() / 3].seq;
+    drop(reader);
+
+    // A live reader stays connected through the cut; alice sends before, during and after it.
+    let live = support::cluster::connect(server.addr, &token("bob")).await;
+    let live_seqs: Vec<u64> = subscribe_live(&live, &room)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let count = scaled(60, 600);
+    let addrs = Arc::new(Mutex::new(vec![server.addr]));
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(vec![0usize]);
+    let sender = tokio::spawn(send_through_faults(
+        addrs,
+        token("alice"),
+        room.clone(),
+        "new".to_owned(),
+        count,
+        (Arc::new(progress_tx), 0),
+    ));
+    within(progress.wait_for(|acks| acks[0] >= count / 3))
+        .await
+        .expect("sender alive");
+    let admin_key = std::fs::read_to_string(
+        dir.path()
+            .join(chatwire_server::devdefaults::ADMIN_KEY_FILE),
+    )
+    .expect("admin key");
+    let cut = within(
+        support::http_client()
+            .post(format!(
+                "http://{}/admin/rooms/{room}/retention",
+                server.addr
+            ))
+            .bearer_auth(admin_key.trim())
+            .json(&serde_json::json!({ "keep_after_ms": now - 5 * WIDTH_MS }))
+            .send(),
+    )
+    .await
+    .expect("retention request");
+    assert_eq!(cut.status(), 200);
+    let cut: serde_json::Value = within(cut.json()).await.expect("JSON");
+    assert_eq!(
+        cut,
+        serde_json::json!({ "dropped_buckets": 1, "first_retained_seq": old_head + 1 }),
+        "the old bucket, and only it"
+    );
+    let acked = tokio::time::timeout(std::time::Duration::from_secs(120), sender)
+        .await
+        .expect("the burst went through the cut")
+        .expect("sender");
+    assert_eq!(acked.len(), count);
+    let head = acked.iter().map(|(_, seq)| *seq).max().expect("acked");
+    let live_seqs = live_until(&live, &room, live_seqs, head).await;
+    let (bad_order, gaps) = check_stream(&live_seqs);
+    assert_eq!(
+        (bad_order, gaps),
+        (0, 0),
+        "the live reader saw the burst through the cut in order, without a gap"
+    );
+
+    // Bob comes back with his old cursor: an explicit first visible seq, and a replay from it.
+    let resumed = support::cluster::connect(server.addr, &token("bob")).await;
+    let page = within(resumed.subscribe(chatwire_protocol::v1::SubscribeRequest {
+        room_id: room.clone(),
+        after_seq: cursor,
+        limit: 0,
+    }))
+    .await
+    .expect("subscribe");
+    assert_eq!(
+        page.first_visible_seq,
+        old_head + 1,
+        "the answer names where the retained history starts"
+    );
+    assert!(page.first_visible_seq > cursor + 1, "above the cursor");
+    let mut replay: Vec<chatwire_protocol::v1::RoomEvent> = page.events.clone();
+    if !page.complete {
+        let after = replay.last().map_or(cursor, |e| e.seq);
+        replay.extend(support::server::subscribe_from(&resumed, &room, after).await);
+    }
+    let silent_gap = usize::from(
+        replay
+            .first()
+            .is_none_or(|first| first.seq != page.first_visible_seq),
+    );
+    // The replay against what alice was told: only the retained part of the log is expected
+    // (check_log counts seqs from 1, so compare from the first visible seq on).
+    let mut logged = std::collections::BTreeMap::new();
+    let mut duplicated = 0;
+    let mut out_of_order = 0;
+    let mut previous = cursor;
+    for event in &replay {
+        if event.seq <= previous {
+            out_of_order += 1;
+        } else if event.seq != previous + 1 && previous != cursor {
+            out_of_order += 1;
+        }
+        previous = previous.max(event.seq);
+        if let Some(chatwire_protocol::v1::room_event::Kind::MessageCreated(m)) = &event.kind
+            && logged.insert(m.client_msg_id.clone(), event.seq).is_some()
+        {
+            duplicated += 1;
+        }
+    }
+    let lost = acked
+        .iter()
+        .filter(|(id, seq)| logged.get(id) != Some(seq))
+        .count();
+    let below = replay
+        .iter()
+        .filter(|e| e.seq < page.first_visible_seq)
+        .count();
+    print_line(&format!(
+        "fault scenario resume after retention: cursor {cursor}, first visible {}, {} events replayed, {count} messages sent through the cut, lost {lost}, duplicated {duplicated}, out of order {out_of_order}, silent gaps {silent_gap}, below the first visible seq {below}",
+        page.first_visible_seq,
+        replay.len()
+    ));
+    assert_eq!(
+        (lost, duplicated, out_of_order, silent_gap, below),
+        (0, 0, 0, 0, 0)
+    );
 }
