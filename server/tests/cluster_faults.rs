@@ -853,3 +853,116 @@ async fn service_fault_resume_after_retention_removed_the_range_is_explicit() {
         (0, 0, 0, 0, 0)
     );
 }
+
+/// Scenario 8: one node partitioned from RabbitMQ and Redis (a TCP proxy on loopback between
+/// them stops moving bytes; heartbeats of 1 s), then healed. While it is cut off, a Send through
+/// it fails fast with a retryable UNAVAILABLE (never a hang) and a burst through the other node
+/// keeps going (the broker hands the cut node's shards to the standby consumers); after the
+/// heal the cut node drains: the refused send is acknowledged once, and a reader on the cut
+/// node receives the whole burst live, in order, without a gap. The long variant partitions it
+/// three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_node_partitioned_from_its_services_fails_fast_and_drains_after() {
+    use support::proxy::{TcpProxy, url_addr};
+
+    let shared = Services::shared();
+    let services = Services {
+        amqp_url: format!("{}?heartbeat=1", shared.amqp_url),
+        ..shared
+    };
+    let rabbit_link = TcpProxy::start(url_addr(&services.amqp_url), None).await;
+    let redis_link = TcpProxy::start(url_addr(&services.redis_url), None).await;
+    let mut cluster = Cluster::new(services.clone());
+    let free = cluster.node().await;
+    let cut = cluster
+        .node_with(&[
+            (
+                "CHATWIRE_CLUSTER__AMQP_URL",
+                rabbit_link.rewrite_url(&services.amqp_url),
+            ),
+            (
+                "CHATWIRE_REDIS__URL",
+                redis_link.rewrite_url(&services.redis_url),
+            ),
+        ])
+        .await;
+    assert!(
+        rabbit_link.accepted() > 0 && redis_link.accepted() > 0,
+        "the cut node reaches its services through the proxies"
+    );
+    let alice = cluster.client(&free, "alice").await;
+    let room = group(&alice, &["bob", "carol"]).await;
+    let bob = cluster.client(&cut, "bob").await;
+    let seqs: Vec<u64> = subscribe_live(&bob, &room)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let carol = cluster.client(&cut, "carol").await;
+
+    let count = scaled(80, 800);
+    let rounds = scaled(1, 3);
+    let addrs = Arc::new(Mutex::new(vec![free.addr]));
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(vec![0usize]);
+    let sender = tokio::spawn(send_through_faults(
+        addrs,
+        cluster.token("alice"),
+        room.clone(),
+        "m".to_owned(),
+        count,
+        (Arc::new(progress_tx), 0),
+    ));
+    let mut acked_probes = Vec::new();
+    for round in 0..rounds {
+        let wanted = (round + 1) * count / (rounds + 2);
+        within(progress.wait_for(|acks| acks[0] >= wanted))
+            .await
+            .expect("sender alive");
+        rabbit_link.partition();
+        redis_link.partition();
+        let id = format!("probe-{round}");
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            carol.send(send(&room, &id, "sent through the cut node")),
+        )
+        .await
+        .expect("a send through the cut node is answered while it is cut off");
+        match answer {
+            Err(chatwire_conformance::client::ClientError::Server(error)) => {
+                assert_eq!(
+                    error.code(),
+                    chatwire_protocol::v1::ErrorCode::Unavailable,
+                    "{error:?}"
+                );
+                assert!(error.retryable, "{error:?}");
+            }
+            other => panic!("a send through the cut node got {other:?}"),
+        }
+        // The other node keeps serving while this one is cut off.
+        let during = progress.borrow().clone()[0];
+        within(progress.wait_for(|acks| acks[0] >= (during + 5).min(count)))
+            .await
+            .expect("the burst went on through the other node during the partition");
+        rabbit_link.heal();
+        redis_link.heal();
+        let seq = send_until_acked(&carol, send(&room, &id, "sent through the cut node")).await;
+        acked_probes.push((id, seq));
+    }
+    let mut acked = tokio::time::timeout(std::time::Duration::from_secs(180), sender)
+        .await
+        .expect("the burst finished")
+        .expect("sender");
+    assert_eq!(acked.len(), count);
+    acked.extend(acked_probes);
+    let head = acked.iter().map(|(_, seq)| *seq).max().expect("acked");
+    // Drain: the reader on the cut node gets everything live, in order, without a gap.
+    let seqs = live_until(&bob, &room, seqs, head).await;
+    let (bad_order, gaps) = check_stream(&seqs);
+    assert_eq!((bad_order, gaps), (0, 0), "live stream on the healed node");
+    let log = subscribe_live(&bob, &room).await;
+    report(
+        "node partitioned from rabbitmq and redis",
+        acked.len(),
+        &check_log(&log, &acked),
+    );
+}

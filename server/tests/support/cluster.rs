@@ -310,8 +310,22 @@ impl Cluster {
         self.node_in(&dir).await
     }
 
+    /// Starts one more node with settings of its own on top of the cluster's (such as service
+    /// URLs through a fault proxy).
+    pub async fn node_with(&mut self, overrides: &[(&str, String)]) -> ServerProcess {
+        self.next += 1;
+        let dir = self.nodes.path().join(format!("node{}", self.next));
+        let mut envs = self.envs();
+        envs.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        self.node_in_with(&dir, &envs).await
+    }
+
     /// Starts a node on `dir` (again, after a kill: same folder).
     pub async fn node_in(&self, dir: &Path) -> ServerProcess {
+        self.node_in_with(dir, &self.envs()).await
+    }
+
+    async fn node_in_with(&self, dir: &Path, envs: &[(String, String)]) -> ServerProcess {
         std::fs::create_dir_all(dir).expect("node dir");
         for file in [
             chatwire_server::devdefaults::JWT_SECRET_FILE,
@@ -324,7 +338,7 @@ impl Cluster {
                 std::fs::copy(self.seed.path().join(file), to).expect("copy secret");
             }
         }
-        ServerProcess::spawn_with(dir, &self.envs()).await
+        ServerProcess::spawn_with(dir, envs).await
     }
 
     /// The data folder of node `n` (1-based, in start order).

@@ -9,6 +9,7 @@ pub mod conformance_run;
 pub mod events_suite;
 pub mod fanout_suite;
 pub mod pipeline_suite;
+pub mod proxy;
 pub mod ratelimit_suite;
 pub mod server;
 pub mod store_suite;
