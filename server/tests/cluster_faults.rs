@@ -966,3 +966,120 @@ async fn service_fault_node_partitioned_from_its_services_fails_fast_and_drains_
         &check_log(&log, &acked),
     );
 }
+
+/// `chatwire_slow_consumer_closes_total` of a server's `/metrics` (no key needed).
+async fn slow_consumer_closes(addr: std::net::SocketAddr) -> u64 {
+    let text = within(async {
+        support::http_client()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    })
+    .await;
+    text.lines()
+        .filter(|line| line.starts_with("chatwire_slow_consumer_closes_total"))
+        .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Scenario 10: one client behind a 1 mbit link (a TCP proxy on loopback pacing what the server
+/// sends it) while another floods its room with large messages. The server's queue for that
+/// session stays bounded (16 frames here): when a delivery does not fit, the session is closed
+/// with 4004 (slow consumer) rather than buffered without end; the client resumes from its last
+/// seq and has every event once, in order. The long variant floods ten times as long after the
+/// resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_client_on_a_1_mbit_link_is_closed_as_slow_consumer_and_resumes() {
+    use support::proxy::TcpProxy;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::spawn_with(
+        dir.path(),
+        &[(
+            "CHATWIRE_SESSION__OUTBOUND_QUEUE_FRAMES".to_owned(),
+            "16".to_owned(),
+        )],
+    )
+    .await;
+    let token = |who: &str| support::server::dev_token(dir.path(), who);
+    let link = TcpProxy::start(server.addr, Some(125_000)).await;
+    let alice = support::cluster::connect(server.addr, &token("alice")).await;
+    let room = group(&alice, &["bob"]).await;
+    let bob = support::cluster::connect(link.addr, &token("bob")).await;
+    let mut received: Vec<u64> = subscribe_live(&bob, &room)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    // 3,900 three-byte characters: about 12 KB a message, under the 4,000-character limit.
+    let body = "€".repeat(3_900);
+    let mut sent = 0usize;
+    let closes_before = slow_consumer_closes(server.addr).await;
+    while slow_consumer_closes(server.addr).await == closes_before {
+        assert!(sent < 3_000, "the slow session was never closed");
+        for _ in 0..10 {
+            send_until_acked(&alice, send(&room, &format!("m{sent}"), &body)).await;
+            sent += 1;
+        }
+    }
+    // The link comes back to full speed: bob reads what reached him, then the close.
+    link.set_rate(None);
+    let close = loop {
+        match within(bob.next_event()).await {
+            Ok(event) => {
+                if let Some(chatwire_protocol::v1::event::Kind::Room(e)) = event.kind
+                    && e.room_id == room
+                {
+                    received.push(e.seq);
+                }
+            }
+            Err(chatwire_conformance::client::ClientError::Closed(info)) => break info,
+            Err(other) => panic!("bob: {other}"),
+        }
+    };
+    // The server closed the session with 4004 (its close counter of that code moved by one:
+    // bob's session, no other). Whether the close frame itself reaches bob depends on the link:
+    // the server gives a peer that is not reading CLOSE_WRITE_TIMEOUT (2 s) to take what is
+    // queued ahead of it, and the 1 mbit link holds more than that; then bob sees the
+    // connection end without a close frame. Either way he resumes from his last seq.
+    assert_eq!(
+        slow_consumer_closes(server.addr).await,
+        closes_before + 1,
+        "exactly one session closed as a slow consumer"
+    );
+    assert!(
+        close.code == chatwire_protocol::v1::CloseCode::SlowConsumer as u16
+            || close.by == chatwire_conformance::client::ClosedBy::Abnormal,
+        "closed as a slow consumer, or the connection ended: {close:?}"
+    );
+    let before_close = received.len();
+    // Resume from the last seq bob saw, then stay live while alice sends more.
+    let last = received.last().copied().unwrap_or(0);
+    let bob = support::cluster::connect(link.addr, &token("bob")).await;
+    received.extend(
+        support::server::subscribe_from(&bob, &room, last)
+            .await
+            .iter()
+            .map(|e| e.seq),
+    );
+    let mut head = 0;
+    for _ in 0..scaled(10, 100) {
+        head = send_until_acked(&alice, send(&room, &format!("m{sent}"), "after the resume")).await;
+        sent += 1;
+    }
+    let received = live_until(&bob, &room, received, head).await;
+    let expected: Vec<u64> = (1..=head).collect();
+    let lost = expected.iter().filter(|s| !received.contains(s)).count();
+    let duplicated = received.len() + lost - expected.len();
+    let (out_of_order, gaps) = check_stream(&received);
+    print_line(&format!(
+        "fault scenario 1 mbit client link: {sent} messages, the server closed the session with 4004, the client saw close code {} after {before_close} events, lost {lost}, duplicated {duplicated}, out of order {out_of_order}, gaps {gaps}",
+        close.code
+    ));
+    assert_eq!((lost, duplicated, out_of_order, gaps), (0, 0, 0, 0));
+}

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +36,7 @@ pub struct TcpProxy {
     /// Where the proxy listens (connect here instead of the upstream).
     pub addr: SocketAddr,
     mode: watch::Sender<Mode>,
+    rate: Arc<AtomicU64>,
     accepted: watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -42,15 +44,20 @@ pub struct TcpProxy {
 /// Bytes per second toward the downstream side (upstream ─▶ client), `None` for unbounded.
 pub type Rate = Option<u64>;
 
+/// The rate as the pumps read it: 0 is unbounded.
+fn encode_rate(rate: Rate) -> u64 {
+    rate.unwrap_or(0)
+}
+
 impl TcpProxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `upstream`.
     pub async fn start(upstream: SocketAddr, downstream_rate: Rate) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind port 0");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (mode, watch_mode) = watch::channel(Mode::Open);
         let (accepted_tx, accepted) = watch::channel(0usize);
+        let rate = Arc::new(AtomicU64::new(encode_rate(downstream_rate)));
+        let pump_rate = Arc::clone(&rate);
         let task = tokio::spawn(async move {
             let accepted_tx = Arc::new(accepted_tx);
             while let Ok((downstream, _)) = listener.accept().await {
@@ -59,16 +66,23 @@ impl TcpProxy {
                     downstream,
                     upstream,
                     watch_mode.clone(),
-                    downstream_rate,
+                    Arc::clone(&pump_rate),
                 ));
             }
         });
         Self {
             addr,
             mode,
+            rate,
             accepted,
             task,
         }
+    }
+
+    /// Changes the downstream rate of every connection, current and new.
+    pub fn set_rate(&self, downstream_rate: Rate) {
+        self.rate
+            .store(encode_rate(downstream_rate), Ordering::SeqCst);
     }
 
     /// Stops all traffic (see [`Mode::Partitioned`]).
@@ -133,20 +147,34 @@ async fn relay(
     downstream: TcpStream,
     upstream: SocketAddr,
     mut mode: watch::Receiver<Mode>,
-    downstream_rate: Rate,
+    downstream_rate: Arc<AtomicU64>,
 ) {
     // A connection made during a partition is held: no upstream until it heals.
     if until_not_partitioned(&mut mode).await == Mode::Reset {
         return;
     }
-    let Ok(upstream) = TcpStream::connect(upstream).await else {
+    // A paced link holds little in flight: a small receive buffer toward the upstream, so the
+    // sender's data waits on its side (where its own bounded queue sees it) rather than here.
+    let socket = match tokio::net::TcpSocket::new_v4() {
+        Ok(socket) => socket,
+        Err(_) => return,
+    };
+    if downstream_rate.load(Ordering::SeqCst) > 0 {
+        let _ = socket.set_recv_buffer_size(16 * 1024);
+    }
+    let Ok(upstream) = socket.connect(upstream).await else {
         return;
     };
     let _ = downstream.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let (down_read, down_write) = downstream.into_split();
     let (up_read, up_write) = upstream.into_split();
-    let to_upstream = pump(down_read, up_write, mode.clone(), None);
+    let to_upstream = pump(
+        down_read,
+        up_write,
+        mode.clone(),
+        Arc::new(AtomicU64::new(0)),
+    );
     let to_downstream = pump(up_read, down_write, mode, downstream_rate);
     // Either direction ending (EOF, error, reset) ends the connection.
     tokio::select! {
@@ -159,12 +187,17 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
-    rate: Rate,
+    rate: Arc<AtomicU64>,
 ) {
-    // With a rate, move at most a tenth of a second's worth per step, then wait out its time.
-    let chunk = rate.map_or(64 * 1024, |r| usize::try_from(r / 10).unwrap_or(1024).max(512));
-    let mut buf = vec![0u8; chunk];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
+        // With a rate, move at most a tenth of a second's worth per step, then wait out its time.
+        let rate = Some(rate.load(Ordering::SeqCst)).filter(|r| *r > 0);
+        let chunk = rate.map_or(buf.len(), |r| {
+            usize::try_from(r / 10)
+                .unwrap_or(1024)
+                .clamp(512, buf.len())
+        });
         let current = *mode.borrow_and_update();
         match current {
             Mode::Reset => return,
@@ -183,7 +216,7 @@ async fn pump(
                 }
                 continue;
             }
-            read = from.read(&mut buf) => match read {
+            read = from.read(&mut buf[..chunk]) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             },
@@ -192,7 +225,10 @@ async fn pump(
             return;
         }
         if let Some(rate) = rate {
-            let micros = u64::try_from(n).unwrap_or(u64::MAX).saturating_mul(1_000_000) / rate;
+            let micros = u64::try_from(n)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(1_000_000)
+                / rate;
             // The link's own pace, not a synchronisation: a 1 mbit link takes this long.
             tokio::time::sleep(Duration::from_micros(micros)).await;
         }
