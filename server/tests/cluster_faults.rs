@@ -1083,3 +1083,66 @@ async fn service_fault_client_on_a_1_mbit_link_is_closed_as_slow_consumer_and_re
     ));
     assert_eq!((lost, duplicated, out_of_order, gaps), (0, 0, 0, 0));
 }
+
+/// Scenario 9: 10% of the datagrams lost each way on a QUIC client's path (a UDP relay on
+/// loopback). The client's request stream and its live events complete, in order: every send
+/// it makes is acknowledged and logged once, and it receives every event of a burst another
+/// user sends, without a gap. The long variant sends ten times as much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_quic_client_with_10_percent_udp_loss_completes_in_order() {
+    use chatwire_conformance::client::QuicTarget;
+    use support::proxy::LossyUdpProxy;
+    use support::server::TestServer;
+
+    let server = TestServer::start().await;
+    let quic = server.quic_addr.expect("the server serves QUIC");
+    let lossy = LossyUdpProxy::start(quic, 10).await;
+    let target = QuicTarget::new(lossy.addr, "localhost", server.cert_der.clone())
+        .expect("QUIC client endpoint");
+    let alice = server.client("alice").await;
+    let room = group(&alice, &["bob"]).await;
+    let bob = within(Client::open(&target)).await.expect("QUIC opens");
+    within(bob.connect(&server.token("bob")))
+        .await
+        .expect("connect over a lossy path");
+    let seqs: Vec<u64> = subscribe_live(&bob, &room)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let count = scaled(50, 500);
+    // Alice's burst (some large messages: several datagrams each) reaches bob live...
+    let mut acked = Vec::new();
+    for i in 0..count {
+        let id = format!("a{i}");
+        let body = if i % 5 == 0 {
+            "€".repeat(3_000)
+        } else {
+            format!("from alice {i}")
+        };
+        acked.push((id.clone(), send_until_acked(&alice, send(&room, &id, &body)).await));
+    }
+    // ...while bob's own sends go over the lossy path.
+    for i in 0..count {
+        let id = format!("b{i}");
+        acked.push((
+            id.clone(),
+            send_until_acked(&bob, send(&room, &id, &format!("from bob {i}"))).await,
+        ));
+    }
+    let head = acked.iter().map(|(_, seq)| *seq).max().expect("acked");
+    let seqs = live_until(&bob, &room, seqs, head).await;
+    let (out_of_order, gaps) = check_stream(&seqs);
+    let log = subscribe_live(&bob, &room).await;
+    let check = check_log(&log, &acked);
+    print_line(&format!(
+        "fault scenario quic with 10% udp loss: {} datagrams dropped of {}, live stream of {} events: out of order {out_of_order}, gaps {gaps}",
+        lossy.dropped(),
+        lossy.dropped() + lossy.forwarded(),
+        seqs.len()
+    ));
+    assert!(lossy.dropped() > 0, "the path lost datagrams");
+    assert_eq!((out_of_order, gaps), (0, 0), "bob's live stream");
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    report("quic with 10% udp loss (log)", acked.len(), &check);
+}

@@ -234,3 +234,111 @@ async fn pump(
         }
     }
 }
+
+/// A UDP relay on loopback between one client and a server that drops a share of the
+/// datagrams in each direction (a pseudo-random but reproducible choice), for QUIC under loss.
+pub struct LossyUdpProxy {
+    /// Where the client sends (instead of the server).
+    pub addr: SocketAddr,
+    dropped: Arc<AtomicU64>,
+    forwarded: Arc<AtomicU64>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl LossyUdpProxy {
+    /// Relays to `server`, dropping `loss_percent` of the datagrams each way.
+    pub async fn start(server: SocketAddr, loss_percent: u64) -> Self {
+        let front = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind udp port 0"),
+        );
+        let back = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind udp port 0"),
+        );
+        back.connect(server).await.expect("udp connect");
+        let addr = front.local_addr().expect("local addr");
+        let (dropped, forwarded) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (client_tx, client_rx) = watch::channel(None::<SocketAddr>);
+        let counters = (Arc::clone(&dropped), Arc::clone(&forwarded));
+        let to_server = {
+            let (front, back, counters) = (Arc::clone(&front), Arc::clone(&back), counters.clone());
+            tokio::spawn(async move {
+                let mut lose = Loss::new(0x5eed_0001, loss_percent);
+                let mut buf = vec![0u8; 65_536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    client_tx.send_replace(Some(from));
+                    if lose.next() {
+                        counters.0.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        counters.1.fetch_add(1, Ordering::Relaxed);
+                        let _ = back.send(&buf[..n]).await;
+                    }
+                }
+            })
+        };
+        let to_client = tokio::spawn(async move {
+            let mut lose = Loss::new(0x5eed_0002, loss_percent);
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(n) = back.recv(&mut buf).await {
+                let Some(client) = *client_rx.borrow() else {
+                    continue;
+                };
+                if lose.next() {
+                    counters.0.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counters.1.fetch_add(1, Ordering::Relaxed);
+                    let _ = front.send_to(&buf[..n], client).await;
+                }
+            }
+        });
+        Self {
+            addr,
+            dropped,
+            forwarded,
+            tasks: [to_server, to_client],
+        }
+    }
+
+    /// Datagrams dropped so far (both ways).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams forwarded so far (both ways).
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for LossyUdpProxy {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A reproducible coin (xorshift64) that comes up "drop" `percent` times in a hundred.
+struct Loss {
+    state: u64,
+    percent: u64,
+}
+
+impl Loss {
+    fn new(seed: u64, percent: u64) -> Self {
+        Self {
+            state: seed,
+            percent,
+        }
+    }
+
+    fn next(&mut self) -> bool {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % 100 < self.percent
+    }
+}
