@@ -1120,7 +1120,10 @@ async fn service_fault_quic_client_with_10_percent_udp_loss_completes_in_order()
         } else {
             format!("from alice {i}")
         };
-        acked.push((id.clone(), send_until_acked(&alice, send(&room, &id, &body)).await));
+        acked.push((
+            id.clone(),
+            send_until_acked(&alice, send(&room, &id, &body)).await,
+        ));
     }
     // ...while bob's own sends go over the lossy path.
     for i in 0..count {
@@ -1145,4 +1148,100 @@ async fn service_fault_quic_client_with_10_percent_udp_loss_completes_in_order()
     assert_eq!((out_of_order, gaps), (0, 0), "bob's live stream");
     assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
     report("quic with 10% udp loss (log)", acked.len(), &check);
+}
+
+/// Scenario 2: a room's shard queue deleted under load (by hand, a policy, a broken
+/// deployment). A Send published while the queue is gone is returned by the broker (`mandatory`)
+/// and surfaced to the client as a retryable UNAVAILABLE, never acknowledged; the nodes declare
+/// the queue again and the room flows on: every acknowledged send is logged once, in order.
+/// The long variant deletes it three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_shard_queue_deleted_under_load_surfaces_and_recovers() {
+    use lapin::options::QueueDeleteOptions;
+
+    let mut cluster = Cluster::new(Services::shared());
+    let nodes = [cluster.node().await, cluster.node().await];
+    let alice = cluster.client(&nodes[0], "alice").await;
+    let room = group(&alice, &["bob"]).await;
+    let prober = cluster.client(&nodes[1], "alice").await;
+    let queue = format!(
+        "{}shard.{}",
+        cluster.queue_prefix(),
+        chatwire_server::backend::pipeline::shard_of(&room, 8)
+    );
+    let broker = lapin::Connection::connect(
+        &cluster.services.amqp_url,
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("connect to RabbitMQ");
+    let channel = broker.create_channel().await.expect("channel");
+
+    let count = scaled(60, 600);
+    let rounds = scaled(1, 3);
+    let addrs = Arc::new(Mutex::new(nodes.iter().map(|n| n.addr).collect::<Vec<_>>()));
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(vec![0usize]);
+    let sender = tokio::spawn(send_through_faults(
+        addrs,
+        cluster.token("alice"),
+        room.clone(),
+        "m".to_owned(),
+        count,
+        (Arc::new(progress_tx), 0),
+    ));
+    let mut probes = Vec::new();
+    let mut deletions = 0;
+    for round in 0..rounds {
+        let wanted = (round + 1) * count / (rounds + 2);
+        within(progress.wait_for(|acks| acks[0] >= wanted))
+            .await
+            .expect("sender alive");
+        // Delete the queue, then send at once; the nodes may declare it again before the
+        // send is published, so repeat (bounded) until a send met the missing queue.
+        let refusal = loop {
+            assert!(deletions < 50, "no send ever met the deleted queue");
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .expect("delete the shard queue");
+            deletions += 1;
+            let id = format!("probe-{round}-{deletions}");
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                prober.send(send(&room, &id, "sent while the queue is gone")),
+            )
+            .await
+            .expect("a send to a deleted queue is answered");
+            match answer {
+                Ok(reply) => probes.push((id, reply.seq)),
+                Err(chatwire_conformance::client::ClientError::Server(error)) => {
+                    probes.push((
+                        id.clone(),
+                        send_until_acked(&prober, send(&room, &id, "sent while the queue is gone"))
+                            .await,
+                    ));
+                    break error;
+                }
+                Err(other) => panic!("{id}: {other}"),
+            }
+        };
+        assert_eq!(
+            refusal.code(),
+            chatwire_protocol::v1::ErrorCode::Unavailable,
+            "{refusal:?}"
+        );
+        assert!(refusal.retryable, "{refusal:?}");
+    }
+    let mut acked = tokio::time::timeout(std::time::Duration::from_secs(180), sender)
+        .await
+        .expect("the room flowed again after the queue was deleted")
+        .expect("sender");
+    assert_eq!(acked.len(), count);
+    acked.extend(probes);
+    let log = subscribe_live(&alice, &room).await;
+    report(
+        &format!("shard queue deleted under load ({deletions} deletions)"),
+        acked.len(),
+        &check_log(&log, &acked),
+    );
 }
