@@ -823,9 +823,9 @@ async fn service_fault_resume_after_retention_removed_the_range_is_explicit() {
     let mut out_of_order = 0;
     let mut previous = cursor;
     for event in &replay {
-        if event.seq <= previous {
-            out_of_order += 1;
-        } else if event.seq != previous + 1 && previous != cursor {
+        // The first event may start above the cursor (at the first visible seq); every later
+        // one must follow its predecessor.
+        if event.seq <= previous || (event.seq != previous + 1 && previous != cursor) {
             out_of_order += 1;
         }
         previous = previous.max(event.seq);
