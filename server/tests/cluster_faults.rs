@@ -1397,3 +1397,220 @@ async fn service_fault_clock_skew_of_5_minutes_keeps_tokens_and_order() {
     report("clock skew +-5 min (log)", acked.len(), &check);
     assert_eq!((history_missing, history_out_of_order), (0, 0));
 }
+
+/// Open file descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// Resident memory of process `pid` in MiB (printed, never asserted).
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// Scenario 13: a soak. Many connections in rooms of ten, every room's owner sending, every
+/// member reading live: every member receives every event of its room once, in order, and when
+/// the clients are gone the server's open file descriptors return to their count before the
+/// clients came. The CI variant runs 200 connections and 10 messages per room; the long variant
+/// 2,000 connections at 200 messages a second for `CHATWIRE_SOAK_SECONDS` (default 120) and
+/// prints RSS and descriptors every 10 seconds (docs/benchmarks.md records a run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_soak_delivers_everything_and_returns_its_file_descriptors() {
+    const ROOM_SIZE: usize = 10;
+    let connections = scaled(200, 2_000);
+    let rooms_count = connections / ROOM_SIZE;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every client comes from 127.0.0.1: lift the per-address caps (as behind a proxy).
+    let server = ServerProcess::spawn_with(
+        dir.path(),
+        &[
+            ("CHATWIRE_LIMITS__MAX_CONNECTIONS_PER_IP", "100000"),
+            (
+                "CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__RATE_PER_MINUTE",
+                "1000000",
+            ),
+            ("CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__BURST", "100000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .await;
+    let pid = server.pid();
+    let fds_before = open_fds(pid);
+    let token = |who: &str| support::server::dev_token(dir.path(), who);
+
+    // Rooms of ten: u{10r} owns room r with u{10r+1} .. u{10r+9}.
+    let mut rooms = Vec::new();
+    let mut clients: Vec<(usize, Client)> = Vec::new();
+    for r in 0..rooms_count {
+        let owner =
+            support::cluster::connect(server.addr, &token(&format!("u{}", r * ROOM_SIZE))).await;
+        let members: Vec<String> = (1..ROOM_SIZE)
+            .map(|m| format!("u{}", r * ROOM_SIZE + m))
+            .collect();
+        let member_refs: Vec<&str> = members.iter().map(String::as_str).collect();
+        rooms.push(group(&owner, &member_refs).await);
+        clients.push((r, owner));
+        for member in &members {
+            clients.push((
+                r,
+                support::cluster::connect(server.addr, &token(member)).await,
+            ));
+        }
+    }
+    // Everyone subscribes, then a collector per client reads its room's live events until the
+    // room's head (published once the senders are done).
+    let heads: Vec<tokio::sync::watch::Sender<Option<u64>>> = (0..rooms_count)
+        .map(|_| tokio::sync::watch::channel(None).0)
+        .collect();
+    let clients: Vec<(usize, Arc<Client>)> =
+        clients.into_iter().map(|(r, c)| (r, Arc::new(c))).collect();
+    let mut collectors = tokio::task::JoinSet::new();
+    for (r, client) in &clients {
+        let room = rooms[*r].clone();
+        let start: Vec<u64> = subscribe_live(client, &room)
+            .await
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let (client, mut head) = (Arc::clone(client), heads[*r].subscribe());
+        collectors.spawn(async move {
+            let mut seqs = start;
+            loop {
+                if let Some(h) = *head.borrow_and_update()
+                    && seqs.last().copied().unwrap_or(0) >= h
+                {
+                    return seqs;
+                }
+                tokio::select! {
+                    event = client.next_event() => {
+                        if let Some(chatwire_protocol::v1::event::Kind::Room(e)) =
+                            event.expect("the soak connection stays open").kind
+                            && e.room_id == room
+                        {
+                            seqs.push(e.seq);
+                        }
+                    }
+                    _ = head.changed() => {}
+                }
+            }
+        });
+    }
+    // Traffic: CI, ten messages per room from its owner, all rooms at once; long, 200 messages
+    // a second round-robin over the rooms for the soak's duration.
+    // Each room's owner came first among its ten clients.
+    let owners: Vec<Arc<Client>> = clients
+        .iter()
+        .step_by(ROOM_SIZE)
+        .map(|(_, c)| Arc::clone(c))
+        .collect();
+    let sent_per_room: Vec<Arc<std::sync::atomic::AtomicU64>> =
+        (0..rooms_count).map(|_| Arc::default()).collect();
+    let soak_start = tokio::time::Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    if long() {
+        let seconds: u64 = std::env::var("CHATWIRE_SOAK_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(120);
+        let total = seconds * 200;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
+        let mut next_report = 0;
+        for n in 0..total {
+            tick.tick().await;
+            let r = usize::try_from(n).expect("small") % rooms_count;
+            let (owner, room, count) = (
+                Arc::clone(&owners[r]),
+                rooms[r].clone(),
+                Arc::clone(&sent_per_room[r]),
+            );
+            senders.spawn(async move {
+                let seq = send_until_acked(&owner, send(&room, &format!("s{n}"), "soak")).await;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (r, seq)
+            });
+            let elapsed = soak_start.elapsed().as_secs();
+            if elapsed >= next_report {
+                print_line(&format!(
+                    "soak (long) t={elapsed}s connections={connections} sent={n} rss_mib={} fds={}",
+                    rss_mib(pid),
+                    open_fds(pid)
+                ));
+                next_report += 10;
+            }
+        }
+    } else {
+        for (r, owner) in owners.iter().enumerate() {
+            let (owner, room, count) = (
+                Arc::clone(owner),
+                rooms[r].clone(),
+                Arc::clone(&sent_per_room[r]),
+            );
+            senders.spawn(async move {
+                let mut seq = 0;
+                for i in 0..10 {
+                    seq = send_until_acked(&owner, send(&room, &format!("s{i}"), "soak")).await;
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                (r, seq)
+            });
+        }
+    }
+    let mut room_heads = vec![0u64; rooms_count];
+    while let Some(done) = senders.join_next().await {
+        let (r, seq) = done.expect("sender");
+        room_heads[r] = room_heads[r].max(seq);
+    }
+    for (r, head) in room_heads.iter().enumerate() {
+        heads[r].send_replace(Some(*head));
+    }
+    let (mut deliveries, mut lost, mut duplicated, mut out_of_order) = (0, 0, 0, 0);
+    while let Some(seqs) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), collectors.join_next())
+            .await
+            .expect("every member reached its room's head")
+    {
+        let seqs = seqs.expect("collector");
+        let head = seqs.last().copied().unwrap_or(0);
+        let (bad_order, _) = check_stream(&seqs);
+        out_of_order += bad_order;
+        let distinct: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+        duplicated += seqs.len() - distinct.len();
+        lost += usize::try_from(head).expect("small") - distinct.len();
+        deliveries += seqs.len();
+    }
+    let sent: u64 = sent_per_room
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        .sum();
+    let rss = rss_mib(pid);
+    let fds_loaded = open_fds(pid);
+    drop(owners);
+    drop(clients);
+    // The server closes its side as the clients go: wait (bounded) for its descriptors to
+    // come back to their count before the clients.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut fds_after = open_fds(pid);
+    while fds_after > fds_before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        fds_after = open_fds(pid);
+    }
+    print_line(&format!(
+        "fault scenario soak{}: {connections} connections, {sent} messages, {deliveries} deliveries, lost {lost}, duplicated {duplicated}, out of order {out_of_order}; fds {fds_before} before, {fds_loaded} loaded, {fds_after} after; rss {rss} MiB",
+        if long() { " (long)" } else { "" }
+    ));
+    assert_eq!((lost, duplicated, out_of_order), (0, 0, 0));
+    assert_eq!(
+        fds_after, fds_before,
+        "the server's open file descriptors return to their count before the clients"
+    );
+}
