@@ -1485,6 +1485,9 @@ async fn service_fault_soak_delivers_everything_and_returns_its_file_descriptors
         let (client, mut head) = (Arc::clone(client), heads[*r].subscribe());
         collectors.spawn(async move {
             let mut seqs = start;
+            // A reading client's keepalive: the server closes a session that sends nothing for
+            // two heartbeat intervals (4008).
+            let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 if let Some(h) = *head.borrow_and_update()
                     && seqs.last().copied().unwrap_or(0) >= h
@@ -1501,6 +1504,14 @@ async fn service_fault_soak_delivers_everything_and_returns_its_file_descriptors
                         }
                     }
                     _ = head.changed() => {}
+                    _ = keepalive.tick() => {
+                        let client = Arc::clone(&client);
+                        tokio::spawn(async move {
+                            let _ = client
+                                .ping(chatwire_protocol::v1::PingRequest { client_time_ms: 0 })
+                                .await;
+                        });
+                    }
                 }
             }
         });
