@@ -253,36 +253,54 @@ async fn send_until_acked(client: &Client, request: chatwire_protocol::v1::SendR
     }
 }
 
-/// Scenario 1a: RabbitMQ SIGKILLed during a burst (no clean shutdown, no flush) and started
-/// again on its ports: every acknowledged message is logged once, in order, and its downstream
-/// event is delivered. The long variant kills it three times during a longer burst.
+/// Scenario 1, on one private RabbitMQ (it takes a while to start). 1a: RabbitMQ SIGKILLed
+/// during a burst (no clean shutdown, no flush) and started again on its ports: every
+/// acknowledged message is logged once, in order, and its downstream event is delivered. 1b:
+/// RabbitMQ frozen (SIGSTOP) during another burst: a Send during the freeze gets a retryable
+/// UNAVAILABLE before the broker resumes (the request timeout, then the breaker); nothing is
+/// lost. The long variant kills it three times and keeps it frozen for five refused sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_fault_rabbitmq_sigkilled_during_a_burst_loses_nothing() {
+async fn service_fault_rabbitmq_sigkilled_then_sigstopped_loses_nothing() {
     let mut rabbit = PrivateServices::start("rabbitmq");
-    let sink = EventSink::start().await;
     let services = Services {
         amqp_url: rabbit.var("CHATWIRE_TEST_AMQP_URL"),
         ..Services::shared()
     };
+    {
+        let sink = EventSink::start().await;
+        let mut cluster = Cluster::new(services.clone());
+        cluster.with_config(&sink.app_webhook_toml());
+        let count = scaled(60, 600);
+        let rounds = scaled(1, 3);
+        let (room, acked, check, _nodes) =
+            burst_through_service_fault(&mut cluster, count, 15, async || {
+                for _ in 0..rounds {
+                    rabbit.kill("rabbitmq");
+                    rabbit.restart();
+                }
+            })
+            .await;
+        report("rabbitmq SIGKILL", count, &check);
+        let expected: BTreeSet<String> = acked
+            .iter()
+            .map(|(_, seq)| format!("{room}:{seq}:message.created"))
+            .collect();
+        let delivered = sink.wait_for_all(&expected).await;
+        assert!(delivered >= expected.len());
+    }
+    let services = Services {
+        amqp_url: rabbit.var("CHATWIRE_TEST_AMQP_URL"),
+        ..services
+    };
     let mut cluster = Cluster::new(services);
-    cluster.with_config(&sink.app_webhook_toml());
-    let count = scaled(60, 600);
-    let rounds = scaled(1, 3);
-    let (room, acked, check, _nodes) =
-        burst_through_service_fault(&mut cluster, count, 15, async || {
-            for _ in 0..rounds {
-                rabbit.kill("rabbitmq");
-                rabbit.restart();
-            }
-        })
-        .await;
-    report("rabbitmq SIGKILL", count, &check);
-    let expected: BTreeSet<String> = acked
-        .iter()
-        .map(|(_, seq)| format!("{room}:{seq}:message.created"))
-        .collect();
-    let delivered = sink.wait_for_all(&expected).await;
-    assert!(delivered >= expected.len());
+    burst_through_a_freeze(
+        &mut cluster,
+        &rabbit,
+        "rabbitmq",
+        scaled(60, 600),
+        scaled(1, 5),
+    )
+    .await;
 }
 
 /// A burst through a frozen service: while `service` of `services` is stopped (SIGSTOP), a
@@ -358,27 +376,6 @@ async fn burst_through_a_freeze(
         1,
         &check_log(&log, &acked),
     );
-}
-
-/// Scenario 1b: RabbitMQ frozen (SIGSTOP) during a burst: a Send during the freeze gets a
-/// retryable UNAVAILABLE before the broker resumes (the request timeout, then the breaker);
-/// nothing is lost. The long variant keeps it frozen for several refused sends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_fault_rabbitmq_sigstopped_answers_retryable_unavailable_and_loses_nothing() {
-    let rabbit = PrivateServices::start("rabbitmq");
-    let services = Services {
-        amqp_url: rabbit.var("CHATWIRE_TEST_AMQP_URL"),
-        ..Services::shared()
-    };
-    let mut cluster = Cluster::new(services);
-    burst_through_a_freeze(
-        &mut cluster,
-        &rabbit,
-        "rabbitmq",
-        scaled(60, 600),
-        scaled(1, 5),
-    )
-    .await;
 }
 
 /// Scenario 11: the same client_msg_id sent 100 times at once by one user through two
