@@ -57,6 +57,10 @@ const SHARD_QUEUE: usize = 4096;
 pub struct StartError(String);
 
 impl Authenticate for TokenVerifier {
+    fn leeway_ms(&self) -> i64 {
+        TokenVerifier::leeway_ms(self)
+    }
+
     fn authenticate(&self, token: &str, now_ms: i64) -> Result<Identity, TokenRefusal> {
         match self.verify(token, now_ms) {
             Ok(verified) => Ok(Identity {

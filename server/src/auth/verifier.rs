@@ -53,6 +53,11 @@ impl TokenVerifier {
         check(data.claims, &self.expect, now_ms)
     }
 
+    /// The clock-skew leeway on `exp` and `nbf`, in ms (`auth.leeway_ms`).
+    pub fn leeway_ms(&self) -> i64 {
+        self.expect.leeway_ms
+    }
+
     /// The accepted algorithms.
     pub fn algorithms(&self) -> &[JwtAlgorithm] {
         &self.algorithms

@@ -101,6 +101,8 @@ pub struct SessionCore {
     token_expires_at: Option<Instant>,
     /// The token's `exp` in ms, as `ConnectResponse.token_expires_at_ms` said.
     token_expires_at_ms: Option<i64>,
+    /// How long past the token's expiry the session may live (the auth leeway, R-4.4.4).
+    token_leeway: Duration,
     token_warned: bool,
     /// Requests admitted and not yet answered (Connect and typing datagrams aside).
     in_flight: usize,
@@ -143,6 +145,7 @@ impl SessionCore {
             last_tx: now,
             token_expires_at: None,
             token_expires_at_ms: None,
+            token_leeway: Duration::ZERO,
             token_warned: false,
             in_flight: 0,
             connect_id: None,
@@ -313,6 +316,13 @@ impl SessionCore {
     /// (the instant of `on_connected` / `on_refreshed` only times the warning).
     pub fn set_token_expires_at_ms(&mut self, expires_at_ms: i64) {
         self.token_expires_at_ms = Some(expires_at_ms);
+    }
+
+    /// The clock-skew leeway past the token's expiry: the session closes with
+    /// `CLOSE_CODE_AUTH_EXPIRED` at expiry plus this; `TokenExpiring` still comes
+    /// before the expiry itself.
+    pub fn set_token_leeway(&mut self, leeway: Duration) {
+        self.token_leeway = leeway;
     }
 
     /// The token was refreshed.
@@ -556,7 +566,11 @@ impl SessionCore {
                     let warn_at = expiry
                         .checked_sub(self.config.token_warning)
                         .unwrap_or(expiry);
-                    next = next.min(if self.token_warned { expiry } else { warn_at });
+                    next = next.min(if self.token_warned {
+                        expiry + self.token_leeway
+                    } else {
+                        warn_at
+                    });
                 }
                 Some(next)
             }
@@ -587,7 +601,7 @@ impl SessionCore {
             return;
         }
         if let Some(expiry) = self.token_expires_at {
-            if now >= expiry {
+            if now >= expiry + self.token_leeway {
                 self.close(v1::CloseCode::AuthExpired, "token expired", true);
                 return;
             }

@@ -568,3 +568,29 @@ fn frames_pipelined_past_the_in_flight_limit_are_rate_limited_after_connect() {
         .collect();
     assert_eq!(limited, [4, 5, 6]);
 }
+
+#[test]
+fn a_session_lives_until_its_token_expiry_plus_the_leeway() {
+    // Connect accepts a token up to `exp + leeway`, so the session must not close at
+    // `exp` itself (a token accepted within the leeway was closed at once, found by the
+    // clock-skew fault scenario).
+    let start = Instant::now();
+    let mut core = connected(start, Duration::ZERO);
+    core.set_token_leeway(Duration::from_secs(30));
+    core.on_timeout(start, 0);
+    assert_eq!(close_code(&outputs(&mut core)), None, "within the leeway");
+    assert!(
+        core.poll_timeout() > Some(start),
+        "no timer already due: the expiry plus the leeway lies ahead"
+    );
+    core.on_frame(start + Duration::from_secs(10), frame(2, ping()));
+    core.on_frame(start + Duration::from_secs(20), frame(3, ping()));
+    outputs(&mut core);
+    core.on_timeout(start + Duration::from_secs(29), 0);
+    assert_eq!(close_code(&outputs(&mut core)), None, "still within");
+    core.on_timeout(start + Duration::from_secs(30), 0);
+    assert_eq!(
+        close_code(&outputs(&mut core)),
+        Some(v1::CloseCode::AuthExpired)
+    );
+}

@@ -656,6 +656,9 @@ async fn connect_session(
     let (link, deliveries, overflow) = SessionLink::new(services.delivery_queue);
     services.fanout.attach(key, &user, link);
     core.on_connected(user.clone(), instant_at(services, expires_at_ms));
+    core.set_token_leeway(std::time::Duration::from_millis(
+        u64::try_from(services.auth.leeway_ms()).unwrap_or(0),
+    ));
     core.set_token_expires_at_ms(expires_at_ms);
     // only on a transport with datagram support, and only when the client offered it.
     let typing_datagrams =

@@ -42,6 +42,12 @@ pub enum TokenRefusal {
 pub trait Authenticate: Send + Sync + std::fmt::Debug {
     /// Checks `token` at `now_ms`.
     fn authenticate(&self, token: &str, now_ms: i64) -> Result<Identity, TokenRefusal>;
+
+    /// The leeway `authenticate` allows past `exp`, in ms: a session lives until its token's
+    /// `exp` plus this, so a token accepted within the leeway is not closed at once.
+    fn leeway_ms(&self) -> i64 {
+        0
+    }
 }
 
 /// Everything the request handlers use.

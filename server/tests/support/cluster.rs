@@ -126,18 +126,63 @@ impl PrivateServices {
 
     /// SIGKILLs one service of the instance (`redis`, `rabbitmq` or `cassandra`) by its pid file.
     pub fn kill(&self, service: &str) {
+        self.signal(service, "KILL");
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`) to one service of the instance
+    /// (`redis`, `rabbitmq` or `cassandra`), found by its pid file.
+    pub fn signal(&self, service: &str, signal: &str) {
+        assert!(self.try_signal(service, signal), "kill -{signal} {service}");
+    }
+
+    fn try_signal(&self, service: &str, signal: &str) -> bool {
         let pid_file = match service {
             "redis" => "redis/redis.pid",
             "rabbitmq" => "rabbitmq/rabbitmq.pid",
             "cassandra" => "cassandra/cassandra.pid",
             other => panic!("unknown service {other}"),
         };
-        let pid = std::fs::read_to_string(self.dir.path().join(pid_file)).expect("pid file");
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", pid.trim()])
+        let Ok(pid) = std::fs::read_to_string(self.dir.path().join(pid_file)) else {
+            return false;
+        };
+        std::process::Command::new("kill")
+            .args([format!("-{signal}").as_str(), pid.trim()])
             .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -KILL {pid}");
+            .is_ok_and(|status| status.success())
+    }
+}
+
+/// Resumes a service stopped with SIGSTOP when dropped, so a failing assertion between the
+/// stop and the resume never leaves a frozen process behind.
+pub struct Frozen<'a> {
+    services: &'a PrivateServices,
+    service: &'static str,
+    thawed: bool,
+}
+
+impl<'a> Frozen<'a> {
+    /// SIGSTOPs `service` of `services`.
+    pub fn stop(services: &'a PrivateServices, service: &'static str) -> Self {
+        services.signal(service, "STOP");
+        Self {
+            services,
+            service,
+            thawed: false,
+        }
+    }
+
+    /// SIGCONTs it.
+    pub fn resume(mut self) {
+        self.services.signal(self.service, "CONT");
+        self.thawed = true;
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        if !self.thawed {
+            self.services.try_signal(self.service, "CONT");
+        }
     }
 }
 
@@ -187,6 +232,11 @@ impl Cluster {
     /// override them, such as the lifted rate limits of [`ServerProcess::spawn_with`]).
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The prefix of the cluster's RabbitMQ queues (`{prefix}shard.{n}`, `{prefix}shard.{n}.dlq`).
+    pub fn queue_prefix(&self) -> String {
+        format!("t{}.", self.name)
     }
 
     /// The HS256 key every node accepts, for clients that mint their own tokens.
@@ -260,8 +310,22 @@ impl Cluster {
         self.node_in(&dir).await
     }
 
+    /// Starts one more node with settings of its own on top of the cluster's (such as service
+    /// URLs through a fault proxy).
+    pub async fn node_with(&mut self, overrides: &[(&str, String)]) -> ServerProcess {
+        self.next += 1;
+        let dir = self.nodes.path().join(format!("node{}", self.next));
+        let mut envs = self.envs();
+        envs.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        self.node_in_with(&dir, &envs).await
+    }
+
     /// Starts a node on `dir` (again, after a kill: same folder).
     pub async fn node_in(&self, dir: &Path) -> ServerProcess {
+        self.node_in_with(dir, &self.envs()).await
+    }
+
+    async fn node_in_with(&self, dir: &Path, envs: &[(String, String)]) -> ServerProcess {
         std::fs::create_dir_all(dir).expect("node dir");
         for file in [
             chatwire_server::devdefaults::JWT_SECRET_FILE,
@@ -274,7 +338,7 @@ impl Cluster {
                 std::fs::copy(self.seed.path().join(file), to).expect("copy secret");
             }
         }
-        ServerProcess::spawn_with(dir, &self.envs()).await
+        ServerProcess::spawn_with(dir, envs).await
     }
 
     /// The data folder of node `n` (1-based, in start order).

@@ -10,6 +10,7 @@ pub mod events_suite;
 pub mod fanout_suite;
 pub mod outbox_suite;
 pub mod pipeline_suite;
+pub mod proxy;
 pub mod ratelimit_suite;
 pub mod server;
 pub mod store_suite;

@@ -209,20 +209,19 @@ impl Supervisor {
         // Whatever the writer knew of the shard's rooms may be stale: another node may have
         // written them since it last held the shard.
         writer.lock().await.reset();
-        let channel = link.consume.create_channel().await?;
-        channel
-            .basic_qos(self.config.prefetch.max(1), BasicQosOptions::default())
-            .await?;
-        let queue = topology::shard_queue(&self.config.queue_prefix, shard);
-        let tag = format!("{}:{shard}", self.config.node_id);
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let (channel, consumer) = match self.consume(link, shard).await {
+            Ok(consuming) => consuming,
+            Err(err) => {
+                // The queue may be gone (deleted by hand, by a policy, by a broken deployment):
+                // the broker closed the channel with NOT_FOUND, and the connection, still up,
+                // would never declare it again. Declaring is idempotent: do it, then retry once.
+                tracing::warn!(shard, error = %err, "cannot consume a shard queue; declaring the topology again");
+                let declarer = link.consume.create_channel().await?;
+                topology::declare(&declarer, &self.config).await?;
+                let _ = declarer.close(200, "declared".into()).await;
+                self.consume(link, shard).await?
+            }
+        };
         let (stop, stopped) = oneshot::channel();
         let consumer = ShardConsumer {
             config: Arc::clone(&self.config),
@@ -239,6 +238,29 @@ impl Supervisor {
         }
         self.running.insert(shard, Running { stop, task });
         Ok(())
+    }
+
+    /// Opens a channel with the prefetch and starts consuming `shard`'s queue.
+    async fn consume(
+        &self,
+        link: &Link,
+        shard: usize,
+    ) -> Result<(Channel, lapin::Consumer), AmqpError> {
+        let channel = link.consume.create_channel().await?;
+        channel
+            .basic_qos(self.config.prefetch.max(1), BasicQosOptions::default())
+            .await?;
+        let queue = topology::shard_queue(&self.config.queue_prefix, shard);
+        let tag = format!("{}:{shard}", self.config.node_id);
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((channel, consumer))
     }
 
     async fn release(&mut self, shard: usize) {
