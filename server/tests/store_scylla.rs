@@ -214,17 +214,50 @@ async fn connect_refuses_a_missing_or_foreign_schema() {
 }
 
 /// The `pending` column of a room's head row.
+/// The room's batch not yet materialized: its last batch while `materialized_seq` is below
+/// the head (the row keeps the last batch after it was materialized).
 async fn pending_of(keyspace: &str, room: &str) -> Option<Vec<u8>> {
     let session = raw_session().await;
-    let select = format!("SELECT pending FROM {keyspace}.heads WHERE room = ?");
+    let select =
+        format!("SELECT seq, pending, materialized_seq FROM {keyspace}.heads WHERE room = ?");
     let rows = session
         .query_unpaged(select, (room,))
         .await
         .expect("select pending")
         .into_rows_result()
         .expect("rows");
-    let (pending,): (Option<Vec<u8>>,) = rows.single_row().expect("one head row");
-    pending
+    let (seq, pending, materialized): (i64, Option<Vec<u8>>, Option<i64>) =
+        rows.single_row().expect("one head row");
+    pending.filter(|_| materialized.unwrap_or(0) < seq)
+}
+
+/// One Paxos round per appended batch (issue 15 M4: clearing the pending batch was a second
+/// lightweight transaction); the batch is then materialized, and a new reader sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_costs_one_paxos_round() {
+    let factory = scylla();
+    let store = factory.store().await;
+    let alice = user("alice");
+    let room = room_id("g:one-round");
+    let mut script = RoomScript::new(&room);
+    apply(&store, &room, &script.create(at(&factory, 0, 0), &alice)).await;
+    let before = store.lwt_rounds();
+    for i in 0..5 {
+        let batch = script.send(at(&factory, 0, 1 + i), &alice, "one round", 0);
+        apply(&store, &room, &batch).await;
+    }
+    assert_eq!(store.lwt_rounds() - before, 5, "one transaction per batch");
+    assert_eq!(pending_of(&factory.keyspace, "g:one-round").await, None);
+    let head = store.head(&room).await.expect("head").expect("room");
+    assert_eq!(head.seq, 7, "readers see every batch as materialized");
+    assert_eq!(
+        store
+            .read_events(&room, 0, 100, usize::MAX)
+            .await
+            .expect("read")
+            .len(),
+        7
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,11 @@
 //!    fails the outcome is `Unknown`.
 //! 3. Materialize: events, edit index rows, then the writes in order. Every write is an
 //!    idempotent upsert or delete, so anyone may redo it.
-//! 4. Clear `pending`, `IF seq = batch head`, so a newer pending batch is never cleared.
+//! 4. Record `materialized_seq := batch head`: a plain write `USING TIMESTAMP` the head seq, so
+//!    a delayed write of an older head never wins over a newer one whatever the clocks. The
+//!    batch stays in `pending` (the next transaction replaces it); it is pending while
+//!    `materialized_seq` is below the head. One Paxos round per batch (issue 15 M4: clearing
+//!    `pending` was a second one).
 //!
 //! Only a writer rolls a pending batch forward: `load_room`, which a writer calls when it takes
 //! a room over, redoes steps 3 and 4 first (the batch is durable from the moment the
@@ -39,14 +43,34 @@ const DEDUPE_TTL_GRACE_S: i64 = 86_400;
 /// CQL's largest TTL (20 years).
 const MAX_TTL_S: i64 = 630_720_000;
 
-/// A head row: the head and the pending batch, if one is not yet materialized.
+/// A head row: the head, the last appended batch, and the newest head materialized.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct HeadRow {
     pub(super) head: Head,
+    /// The last batch appended (kept after it was materialized, until the next replaces it).
     pub(super) pending: Option<Vec<u8>>,
+    /// The newest head whose batch was materialized (0 when none was recorded: rows written
+    /// before the column cleared `pending` instead).
+    pub(super) materialized_seq: u64,
 }
 
-type HeadColumns = (Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+impl HeadRow {
+    /// The batch not yet materialized, if any: the last one, while `materialized_seq` is below
+    /// the head.
+    pub(super) fn unmaterialized(&self) -> Option<&[u8]> {
+        self.pending
+            .as_deref()
+            .filter(|_| self.materialized_seq < self.head.seq)
+    }
+}
+
+type HeadColumns = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
 
 /// The batch's events must continue `expected`: seqs `expected + 1 ..= head.seq`, contiguous,
 /// timestamps never going backwards within the batch.
@@ -110,7 +134,8 @@ impl Inner {
         } else {
             &self.st.head_plain
         };
-        let Some((seq, ordinal, ts_ms, pending)) = self.row::<HeadColumns>(st, (room,)).await?
+        let Some((seq, ordinal, ts_ms, pending, materialized)) =
+            self.row::<HeadColumns>(st, (room,)).await?
         else {
             return Ok(None);
         };
@@ -124,6 +149,7 @@ impl Inner {
                 ts_ms,
             },
             pending,
+            materialized_seq: materialized.map(unsigned).transpose()?.unwrap_or(0),
         }))
     }
 
@@ -186,7 +212,7 @@ impl Inner {
             self.materialize(room, batch)
                 .await
                 .map_err(|e| StoreError::Unknown(format!("applied, not yet materialized: {e}")))?;
-            self.clear_pending(room, head.seq).await?;
+            self.mark_materialized(room, head.seq).await?;
         }
         Ok(AppendOutcome::Applied)
     }
@@ -201,11 +227,14 @@ impl Inner {
         Ok(AppendOutcome::Fenced { current })
     }
 
-    /// Clears the pending batch of head `seq` (not a newer one).
-    async fn clear_pending(&self, room: &str, seq: u64) -> Result<(), StoreError> {
-        self.lwt(&self.st.head_clear_pending, (room, big(seq)))
+    /// Records that the batch of head `seq` is materialized: a plain write whose timestamp is
+    /// the seq, so the newest head wins last-write-wins (never a Paxos round).
+    async fn mark_materialized(&self, room: &str, seq: u64) -> Result<(), StoreError> {
+        let values = (big(seq), big(seq), room);
+        self.write(&self.st.head_materialized, values)
             .await
             .map(drop)
+            .map_err(|e| StoreError::Unknown(format!("materialized, not yet recorded: {e}")))
     }
 
     /// The head as readers see it: the newest materialized one, from a QUORUM read that never
@@ -216,7 +245,7 @@ impl Inner {
         let Some(row) = self.read_head_row(room, false).await? else {
             return Ok(None);
         };
-        let Some(pending) = &row.pending else {
+        let Some(pending) = row.unmaterialized() else {
             return Ok(Some(row.head));
         };
         let batch = decode_batch(pending)?;
@@ -246,7 +275,7 @@ impl Inner {
         let Some(row) = self.read_head_row(room, true).await? else {
             return Ok(None);
         };
-        if let Some(pending) = &row.pending {
+        if let Some(pending) = row.unmaterialized() {
             let batch = decode_batch(pending)?;
             if batch.head != row.head {
                 return Err(corrupt(format!(
@@ -256,7 +285,7 @@ impl Inner {
             }
             self.record_buckets(room, &batch.events).await?;
             self.materialize(room, &batch).await?;
-            self.clear_pending(room, row.head.seq).await?;
+            self.mark_materialized(room, row.head.seq).await?;
         }
         Ok(Some(row.head))
     }

@@ -25,7 +25,7 @@ const PAGE_SIZE: i32 = 200;
 pub(super) struct Statements {
     pub(super) head_create: PreparedStatement,
     pub(super) head_advance: PreparedStatement,
-    pub(super) head_clear_pending: PreparedStatement,
+    pub(super) head_materialized: PreparedStatement,
     pub(super) head_serial: PreparedStatement,
     pub(super) head_plain: PreparedStatement,
     pub(super) event_insert: PreparedStatement,
@@ -140,18 +140,18 @@ impl Statements {
                 Lwt,
             )
             .await?,
-            head_clear_pending: p(
-                "UPDATE {ks}.heads SET pending = null WHERE room = ? IF seq = ?",
-                Lwt,
+            head_materialized: p(
+                "UPDATE {ks}.heads USING TIMESTAMP ? SET materialized_seq = ? WHERE room = ?",
+                Plain,
             )
             .await?,
             head_serial: p(
-                "SELECT seq, ordinal, ts_ms, pending FROM {ks}.heads WHERE room = ?",
+                "SELECT seq, ordinal, ts_ms, pending, materialized_seq FROM {ks}.heads WHERE room = ?",
                 SerialRead,
             )
             .await?,
             head_plain: p(
-                "SELECT seq, ordinal, ts_ms, pending FROM {ks}.heads WHERE room = ?",
+                "SELECT seq, ordinal, ts_ms, pending, materialized_seq FROM {ks}.heads WHERE room = ?",
                 Plain,
             )
             .await?,
@@ -502,6 +502,7 @@ impl Inner {
         st: &PreparedStatement,
         values: impl SerializeRow,
     ) -> Result<bool, StoreError> {
+        self.lwts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.write(st, values).await?;
         applied(result)
     }

@@ -8,7 +8,7 @@
 //!  writer ──append──▶ bucket index rows ──▶ LWT on heads(room): head := batch head,
 //!                                           pending := batch   IF seq = expected
 //!                     ──▶ materialize (events, messages, writes; idempotent)
-//!                     ──▶ LWT: pending := null IF seq = batch head
+//!                     ──▶ materialized_seq := batch head (plain write, USING TIMESTAMP head)
 //!  load_room / head ──SERIAL read of heads(room)──▶ roll a pending batch forward
 //! ```
 //!
@@ -129,6 +129,8 @@ struct Inner {
     st: Statements,
     keyspace: String,
     meta: ClusterMeta,
+    /// Lightweight transactions (Paxos rounds) run, for the cost tests.
+    lwts: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -162,8 +164,15 @@ impl ScyllaStore {
                 st,
                 keyspace: options.keyspace.clone(),
                 meta,
+                lwts: std::sync::atomic::AtomicU64::new(0),
             }),
         })
+    }
+
+    /// How many lightweight transactions (Paxos rounds) this store ran so far: the cost tests
+    /// count them (one per appended batch).
+    pub fn lwt_rounds(&self) -> u64 {
+        self.inner.lwts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The cluster metadata in use: the values recorded by the first migrate.

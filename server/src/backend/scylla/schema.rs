@@ -20,7 +20,7 @@ const META_SHARDS: &str = "shards";
 const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.meta (name text PRIMARY KEY, value bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.heads (room text PRIMARY KEY, seq bigint, ordinal bigint, \
-     ts_ms bigint, pending blob)",
+     ts_ms bigint, pending blob, materialized_seq bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.events (room text, bucket bigint, seq bigint, event blob, \
      PRIMARY KEY ((room, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC) \
      AND compaction = {'class': 'TimeWindowCompactionStrategy', \
@@ -103,6 +103,20 @@ pub async fn migrate(
             .query_unpaged(table.replace("{ks}", ks), &[])
             .await
             .map_err(query_error)?;
+    }
+    // Keyspaces migrated before `materialized_seq` (one Paxos round per batch, issue 15 M4)
+    // get the column; adding it again is refused, which is fine.
+    let added = session
+        .query_unpaged(
+            format!("ALTER TABLE {ks}.heads ADD materialized_seq bigint"),
+            &[],
+        )
+        .await;
+    if let Err(err) = added {
+        let text = err.to_string();
+        if !text.contains("conflicts with an existing column") && !text.contains("already") {
+            return Err(query_error(err));
+        }
     }
     session
         .await_schema_agreement()
