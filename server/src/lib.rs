@@ -31,6 +31,7 @@ pub mod distributed;
 pub mod http;
 pub mod jitter;
 pub mod logs;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -38,6 +38,7 @@ use crate::devdefaults;
 use crate::distributed;
 use crate::http::admin::AdminState;
 use crate::http::{AppState, router};
+use crate::search::{INDEX_DIR, IndexConsumer, SearchIndex};
 use crate::session::core::SessionConfig;
 use crate::session::services::{Authenticate, Identity, Services, TokenRefusal, default_limits};
 use crate::transport::quic;
@@ -153,6 +154,33 @@ impl Server {
         } else {
             open_consumers(config, &store, &fanout, &clock)?
         };
+        // Message search on the embedded default: the index in the data folder, fed by its own
+        // `index` queue (a cluster: docs/architecture.md "Message search").
+        let (consumers, search) = match (&backup.store, config.search.enabled) {
+            (Some(embedded), true) => {
+                let index = open_search(config, &store, embedded).await?;
+                let queue: Arc<dyn crate::backend::events::EventQueue> = Arc::new(
+                    crate::webhook::setup::open_queue(
+                        &config.data_dir.join("events"),
+                        "index",
+                        &EventQueueOptions {
+                            retry: RetryPolicy::default(),
+                            sync: true,
+                        },
+                    )
+                    .map_err(|e| StartError(format!("event queues: {e}")))?,
+                );
+                let consumer = IndexConsumer::new(
+                    Arc::clone(&queue),
+                    Arc::clone(&index),
+                    Arc::clone(&store),
+                    Arc::clone(&clock),
+                    INDEX_POLL_INTERVAL,
+                );
+                (consumers.with_index(queue, consumer, None), Some(index))
+            }
+            _ => (consumers, None),
+        };
         backup.queues = consumers.embedded_queues().to_vec();
         let publisher = consumers.publisher();
         let writer_config = WriterConfig {
@@ -207,6 +235,7 @@ impl Server {
             node_id,
         );
         services.probes = probes;
+        services.search = search;
         services.delivery_queue = config.session.outbound_queue_frames;
         services.rates = crate::session::services::Rates::from_config(&config.limits);
         if let Some(url) = &config.redis.url {
@@ -507,6 +536,53 @@ async fn open_cluster_consumers(
         Some(publisher),
         Arc::clone(clock),
     ))
+}
+
+/// How often an idle index consumer looks at its queue.
+const INDEX_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The file in the index folder that says the index holds the whole log (written after a
+/// rebuild; without it the index is rebuilt at start).
+pub const INDEX_COMPLETE: &str = "complete";
+
+/// Opens the search index in the data folder; rebuilds it from the room log when it is not
+/// known complete (a first start with search, a restored backup, an interrupted rebuild).
+async fn open_search(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    embedded: &EmbeddedStore,
+) -> Result<Arc<SearchIndex>, StartError> {
+    let dir = config.data_dir.join(INDEX_DIR);
+    let (index, _) = SearchIndex::open(&dir).map_err(|e| StartError(e.to_string()))?;
+    let index = Arc::new(index);
+    if !dir.join(INDEX_COMPLETE).exists() {
+        reindex(store.as_ref(), embedded, &index, &dir)
+            .await
+            .map_err(StartError)?;
+    }
+    Ok(index)
+}
+
+/// Rebuilds the index in `dir` from every room of `embedded`, then marks it complete.
+pub async fn reindex(
+    store: &dyn Store,
+    embedded: &EmbeddedStore,
+    index: &Arc<SearchIndex>,
+    dir: &std::path::Path,
+) -> Result<crate::search::Rebuilt, String> {
+    let marker = dir.join(INDEX_COMPLETE);
+    let _ = std::fs::remove_file(&marker);
+    let rooms = embedded.room_ids().await.map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let rebuilt = crate::search::rebuild(store, index, &rooms).await?;
+    std::fs::write(&marker, b"").map_err(|e| format!("{}: {e}", marker.display()))?;
+    tracing::info!(
+        rooms = rebuilt.rooms,
+        messages = rebuilt.messages,
+        ms = started.elapsed().as_millis() as u64,
+        "search index rebuilt from the room log"
+    );
+    Ok(rebuilt)
 }
 
 /// A signed sender for the webhook section `name`; reads secret files.

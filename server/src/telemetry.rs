@@ -160,7 +160,7 @@ pub const FAMILIES: &[Family] = &[
         "chatwire_rate_limited_total",
         C,
         "bucket",
-        "Refusals by the rate limiter, by bucket (requests, send, typing, connect).",
+        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, search).",
     ),
     family(
         "chatwire_store_operation_seconds",
@@ -355,7 +355,7 @@ fn describe() {
 }
 
 /// Rate-limit buckets with a series of their own.
-const BUCKETS: [&str; 4] = ["requests", "send", "typing", "connect"];
+const BUCKETS: [&str; 5] = ["requests", "send", "typing", "connect", "search"];
 
 /// Handles of the hot paths, registered once.
 struct Hot {
@@ -484,6 +484,7 @@ pub fn request_kind(request: &v1::client_frame::Request) -> &'static str {
         R::RegisterPushToken(_) => "register_push_token",
         R::UnregisterPushToken(_) => "unregister_push_token",
         R::MuteRoom(_) => "mute_room",
+        R::Search(_) => "search",
     }
 }
 

@@ -63,6 +63,7 @@ calls! {
     register_push_token: RegisterPushToken(RegisterPushTokenRequest) -> RegisterPushTokenResponse;
     unregister_push_token: UnregisterPushToken(UnregisterPushTokenRequest) -> UnregisterPushTokenResponse;
     mute_room: MuteRoom(MuteRoomRequest) -> MuteRoomResponse;
+    search: Search(SearchRequest) -> SearchResponse;
 }
 
 /// The `ClientInfo` this library sends in `connect`.

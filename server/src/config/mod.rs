@@ -140,6 +140,23 @@ pub struct Config {
     pub log: LogConfig,
     /// TLS on the HTTP listener (`https://`, `wss://`).
     pub tls: TlsConfig,
+    /// Message search (the `search` capability).
+    pub search: SearchConfig,
+}
+
+/// Message search (docs/operations.md, "Message search").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Keep a full-text index (in `data_dir/search`, fed by the `index` event consumer) and
+    /// answer Search requests. Default true.
+    pub enabled: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Redis (docs/operations.md, "Configuration"). Unset: every concern stays in process.
@@ -205,6 +222,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
             tls: TlsConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -448,6 +466,8 @@ pub struct LimitsConfig {
     /// Typing indicators per connection; excess ones are dropped silently. Default 120/min,
     /// burst 5.
     pub rate_typing: RateLimit,
+    /// Searches per user (RATE_LIMITED beyond). Default 60/min, burst 10.
+    pub rate_search: RateLimit,
 }
 
 /// Smallest `max_server_frame_bytes`: a largest event must fit in one frame.
@@ -471,6 +491,7 @@ impl Default for LimitsConfig {
                 limits::DEFAULT_SEND_BURST,
             ),
             rate_typing: RateLimit::new(120, 5),
+            rate_search: RateLimit::new(60, 10),
         }
     }
 }
@@ -524,6 +545,7 @@ impl LimitsConfig {
             ("rate_requests", self.rate_requests),
             ("rate_sends", self.rate_sends),
             ("rate_typing", self.rate_typing),
+            ("rate_search", self.rate_search),
         ];
         for (name, rate) in rates {
             if rate.rate_per_minute == 0 || rate.burst == 0 {

@@ -101,8 +101,10 @@ pub trait SessionTransport: Send {
 pub const TYPING_DATAGRAMS: &str = "typing-datagrams";
 /// The capability a session on the `chatwire.v1.json` mapping lists (docs/protocol.md §22).
 pub const JSON_FRAMES: &str = "json-frames";
+/// The capability of servers that answer Search (docs/protocol.md §22, §23).
+pub const SEARCH: &str = "search";
 /// Every capability this server can list in `ConnectResponse.capabilities`.
-pub const SERVER_CAPABILITIES: [&str; 2] = [TYPING_DATAGRAMS, JSON_FRAMES];
+pub const SERVER_CAPABILITIES: [&str; 3] = [TYPING_DATAGRAMS, JSON_FRAMES, SEARCH];
 
 /// What the transport of a session offers, for `ConnectResponse.capabilities`.
 #[derive(Debug, Clone, Copy)]
@@ -662,6 +664,10 @@ async fn connect_session(
     // exactly on sessions of the JSON mapping.
     if features.json {
         capabilities.push(JSON_FRAMES.to_owned());
+    }
+    // Server-only: listed exactly when Search is answered.
+    if services.search.is_some() {
+        capabilities.push(SEARCH.to_owned());
     }
     let response = v1::ConnectResponse {
         session_id: key.to_string(),

@@ -75,6 +75,9 @@ pub struct Services {
     pub draining: std::sync::atomic::AtomicBool,
     /// Probes of the backends besides the store, for `/readyz` (none on the embedded default).
     pub probes: Vec<Arc<dyn crate::backend::health::Probe>>,
+    /// The message search index; `None` when search is off (Search is UNSUPPORTED and the
+    /// `search` capability is not listed).
+    pub search: Option<Arc<crate::search::SearchIndex>>,
     next_session: AtomicU64,
 }
 
@@ -113,6 +116,7 @@ impl Services {
             limiter: Arc::new(LocalRateLimiter::new()),
             rates: Rates::default(),
             probes: Vec::new(),
+            search: None,
             next_session: AtomicU64::new(first_session_key()),
         }
     }
@@ -161,6 +165,8 @@ pub struct Rates {
     pub typing: RateLimit,
     /// New connections per client address.
     pub connects_per_ip: RateLimit,
+    /// Searches.
+    pub search: RateLimit,
 }
 
 impl Rates {
@@ -171,6 +177,7 @@ impl Rates {
             sends: limits.rate_sends,
             typing: limits.rate_typing,
             connects_per_ip: limits.rate_connects_per_ip,
+            search: limits.rate_search,
         }
     }
 }

@@ -8,6 +8,7 @@ mod messages;
 mod reads;
 mod receipts;
 mod rooms;
+mod search;
 
 use chatwire_protocol::v1;
 use v1::client_frame::Request;
@@ -163,5 +164,6 @@ pub async fn execute(
         Request::RegisterPushToken(r) => account::register_push_token(ctx, r).await,
         Request::UnregisterPushToken(r) => account::unregister_push_token(ctx, r).await,
         Request::MuteRoom(r) => account::mute_room(ctx, r).await,
+        Request::Search(r) => search::search(ctx, r).await,
     }
 }
