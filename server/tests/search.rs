@@ -153,7 +153,6 @@ async fn edits_and_deletes_are_searched_in_their_current_state() {
         room_id: room.clone(),
         target_seq: seq,
         content: support::server::text("meet at the lighthouse"),
-        ..Default::default()
     }))
     .await
     .expect("edit");
@@ -492,5 +491,45 @@ async fn the_index_is_rebuilt_from_the_room_log() {
         .await
         .expect("search");
     assert_eq!(found.hits.len(), 1);
+    server.stop().await;
+
+    // A restored backup (no index: it is derived data) is searchable at its first start.
+    let chatwire = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"))
+            .args(args)
+            .output()
+            .expect("chatwire runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let backup = dir.path().join("backup");
+    let restored = dir.path().join("restored");
+    chatwire(&[
+        "backup".as_ref(),
+        "--to".as_ref(),
+        backup.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    chatwire(&[
+        "restore".as_ref(),
+        "--from".as_ref(),
+        backup.as_os_str(),
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+    ]);
+    assert!(
+        !restored.join("search").exists(),
+        "the index is not restored"
+    );
+    let server = TestServer::start_in(restored, |_| {}).await;
+    let alice = server.client("alice").await;
+    let found = within(alice.search(query("invoice")))
+        .await
+        .expect("search");
+    assert_eq!(texts(&found.hits), ["archived invoice from last year"]);
     server.stop().await;
 }

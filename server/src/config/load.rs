@@ -36,6 +36,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "cluster",
     "log",
     "tls",
+    "search",
 ];
 
 /// Overrides from command-line flags, applied last.

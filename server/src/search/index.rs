@@ -566,7 +566,7 @@ mod tests {
             room_id: "g.b".into(),
             seq: 2,
         };
-        index.apply(&[remove.clone()]).expect("remove");
+        index.apply(std::slice::from_ref(&remove)).expect("remove");
         index.apply(&[remove]).expect("remove again");
         assert!(search(&index, "hello", all()).is_empty());
         assert_eq!(index.len(), 1);

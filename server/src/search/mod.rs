@@ -22,7 +22,7 @@ pub use index::{
     Change, Cursor, Found, IndexError, IndexedMessage, ParsedQuery, Readable, SearchIndex,
     SearchQuery, snippet,
 };
-pub use rebuild::{Rebuilt, rebuild};
+pub use rebuild::{AllRooms, Rebuilt, rebuild};
 
 /// The index folder inside the data folder.
 pub const INDEX_DIR: &str = "search";

@@ -67,3 +67,24 @@ pub async fn rebuild(
     }
     Ok(done)
 }
+
+/// Lists every room of a store, for rebuilds.
+#[async_trait::async_trait]
+pub trait AllRooms: Send + Sync + std::fmt::Debug {
+    /// Every room id.
+    async fn room_ids(&self) -> Result<Vec<RoomId>, crate::backend::store::StoreError>;
+}
+
+#[async_trait::async_trait]
+impl AllRooms for crate::backend::embedded::EmbeddedStore {
+    async fn room_ids(&self) -> Result<Vec<RoomId>, crate::backend::store::StoreError> {
+        crate::backend::embedded::EmbeddedStore::room_ids(self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AllRooms for crate::backend::scylla::ScyllaStore {
+    async fn room_ids(&self) -> Result<Vec<RoomId>, crate::backend::store::StoreError> {
+        crate::backend::scylla::ScyllaStore::room_ids(self).await
+    }
+}

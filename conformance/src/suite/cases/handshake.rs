@@ -292,6 +292,7 @@ async fn capabilities(ctx: Ctx) -> Check {
         "json-frames",
         "member-invites",
         "presence-room-watch",
+        "search",
         "typing-datagrams",
     ];
     ensure(

@@ -13,6 +13,7 @@
 //! | `receipts`, `typing`, `presence`, `calls`, `account` | 12, 13, 14, 15, 17 |
 //! | `limits` | 18, 21 |
 //! | `quic` | 2.5 |
+//! | `search` | 24 (capability `search`) |
 
 mod account;
 mod auth;
@@ -23,6 +24,7 @@ mod messages;
 mod quic;
 mod requests;
 mod rooms;
+mod search;
 mod social;
 mod subscribe;
 
@@ -64,6 +66,7 @@ pub fn all() -> Vec<Case> {
         subscribe::cases(),
         social::cases(),
         account::cases(),
+        search::cases(),
         quic::cases(),
     ]
     .concat()

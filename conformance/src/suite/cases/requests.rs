@@ -95,7 +95,8 @@ pub(super) fn cases() -> Vec<Case> {
                 "ListBlocked",
                 "RegisterPushToken",
                 "UnregisterPushToken",
-                "MuteRoom"
+                "MuteRoom",
+                "Search"
             ],
             None,
             false,
@@ -283,6 +284,7 @@ fn empty_request(name: &str) -> Option<Request> {
             Request::UnregisterPushToken(UnregisterPushTokenRequest::default())
         }
         "MuteRoom" => Request::MuteRoom(MuteRoomRequest::default()),
+        "Search" => Request::Search(SearchRequest::default()),
         _ => return None,
     })
 }

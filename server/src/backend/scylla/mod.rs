@@ -24,6 +24,7 @@ mod log;
 mod nodes;
 mod records;
 mod retention;
+mod scan;
 mod schema;
 
 use std::fmt;
