@@ -71,6 +71,8 @@ public enum RequestKind: String, CaseIterable, Sendable {
     case unregisterPushToken = "unregister_push_token"
     /// Mutes or unmutes push for a room.
     case muteRoom = "mute_room"
+    /// Finds messages by words (capability `search`).
+    case search = "search"
 
     /// The rpc of `ChatwireService`.
     public var rpc: String {
@@ -108,6 +110,7 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .registerPushToken: return "RegisterPushToken"
         case .unregisterPushToken: return "UnregisterPushToken"
         case .muteRoom: return "MuteRoom"
+        case .search: return "Search"
         }
     }
 
@@ -147,6 +150,7 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .registerPushToken: return 93
         case .unregisterPushToken: return 94
         case .muteRoom: return 95
+        case .search: return 100
         }
     }
 }
@@ -188,6 +192,7 @@ extension ClientFrame.Request {
         case .registerPushToken: return .registerPushToken
         case .unregisterPushToken: return .unregisterPushToken
         case .muteRoom: return .muteRoom
+        case .search: return .search
         }
     }
 }
@@ -630,6 +635,15 @@ extension ChatwireClient {
         let result = try await call(.muteRoom(request), options: options)
         guard case .muteRoom(let response) = result else {
             throw ChatwireError.unexpectedReply(request: .muteRoom)
+        }
+        return response
+    }
+
+    /// Finds messages by words (capability `search`).
+    public func search(_ request: SearchRequest, options: CallOptions = CallOptions()) async throws -> SearchResponse {
+        let result = try await call(.search(request), options: options)
+        guard case .search(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .search)
         }
         return response
     }

@@ -148,6 +148,10 @@ public enum class RequestKind(
    * Mutes or unmutes push for a room.
    */
   MUTE_ROOM("MuteRoom", "mute_room", 95),
+  /**
+   * Finds messages by words (capability `search`).
+   */
+  SEARCH("Search", "search", 100),
   ;
 }
 
@@ -537,6 +541,17 @@ public abstract class ChatwireRequests {
   ): chatwire.v1.MuteRoomResponse {
     val reply = call(RequestKind.MUTE_ROOM, chatwire.v1.ClientFrame(mute_room = request), options)
     return reply.mute_room ?: throw unexpectedReply(RequestKind.MUTE_ROOM, reply)
+  }
+
+  /**
+   * Finds messages by words (capability `search`).
+   */
+  public suspend fun search(
+    request: chatwire.v1.SearchRequest = chatwire.v1.SearchRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.SearchResponse {
+    val reply = call(RequestKind.SEARCH, chatwire.v1.ClientFrame(search = request), options)
+    return reply.search ?: throw unexpectedReply(RequestKind.SEARCH, reply)
   }
 }
 
