@@ -15,6 +15,7 @@
 pub mod consumer;
 pub mod index;
 pub mod rebuild;
+pub mod service;
 pub mod tokenizer;
 
 pub use consumer::IndexConsumer;

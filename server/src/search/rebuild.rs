@@ -10,6 +10,8 @@ use crate::chat::ids::RoomId;
 
 /// Messages read per store call.
 const PAGE: usize = 500;
+/// Messages staged per commit (a commit makes a segment: fewer, larger ones index faster).
+const COMMIT_EVERY: usize = 20_000;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,7 +23,7 @@ pub struct Rebuilt {
 }
 
 /// Empties the index, then indexes every retained, undeleted message of `rooms` in its
-/// current state, committing once per page.
+/// current state, committing every [`COMMIT_EVERY`] messages and at the end.
 pub async fn rebuild(
     store: &dyn Store,
     index: &Arc<SearchIndex>,
@@ -33,6 +35,7 @@ pub async fn rebuild(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let mut done = Rebuilt::default();
+    let mut pending: Vec<Change> = Vec::new();
     for room in rooms {
         done.rooms += 1;
         let mut after = 0;
@@ -52,19 +55,23 @@ pub async fn rebuild(
                 break;
             };
             after = last;
-            let changes: Vec<Change> = page
-                .messages
-                .into_iter()
-                .filter(|m| !m.deleted)
-                .map(|m| Change::Upsert(indexed(m)))
-                .collect();
-            done.messages += changes.len();
-            apply(index, changes).await?;
+            let before = pending.len();
+            pending.extend(
+                page.messages
+                    .into_iter()
+                    .filter(|m| !m.deleted)
+                    .map(|m| Change::Upsert(indexed(m))),
+            );
+            done.messages += pending.len() - before;
+            if pending.len() >= COMMIT_EVERY {
+                apply(index, std::mem::take(&mut pending)).await?;
+            }
             if !page.has_more {
                 break;
             }
         }
     }
+    apply(index, pending).await?;
     Ok(done)
 }
 

@@ -68,7 +68,7 @@ pub(super) async fn history(ctx: Ctx<'_>, r: v1::HistoryRequest) -> Result<Reply
 }
 
 /// Reactions as a reader sees them: at most 10 user ids, `me` set for the reader.
-pub(super) fn present_reactions(message: &mut v1::Message, reader: &str) {
+fn present_reactions(message: &mut v1::Message, reader: &str) {
     for reaction in &mut message.reactions {
         reaction.me = reaction.user_ids.iter().any(|u| u == reader);
         reaction.user_ids.truncate(10);
