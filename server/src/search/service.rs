@@ -134,10 +134,17 @@ pub async fn run(
     let mut hits = Vec::with_capacity(limit);
     let mut gone = Vec::new();
     let mut last = None;
-    for hit in found.into_iter().take(limit) {
-        last = Some(hit.cursor);
+    let found: Vec<Found> = found.into_iter().take(limit).collect();
+    // Each hit in its current state, read concurrently.
+    let mut reads = Vec::with_capacity(found.len());
+    for hit in &found {
         let room = RoomId::parse(&hit.room_id).map_err(|_| ChatError::Internal)?;
-        match store.message(&room, hit.seq).await? {
+        reads.push(async move { store.message(&room, hit.seq).await });
+    }
+    let messages = futures_util::future::join_all(reads).await;
+    for (hit, message) in found.into_iter().zip(messages) {
+        last = Some(hit.cursor);
+        match message? {
             Some(mut message) if !message.deleted => {
                 let text = message.content.as_ref().map_or("", |c| c.text.as_str());
                 let (snippet, highlights) = super::index::snippet(&query.words, text);
@@ -227,8 +234,13 @@ pub async fn readable_rooms(store: &dyn Store, user: &UserId) -> Result<Vec<Read
     loop {
         let page = store.user_rooms(user, after.as_ref(), ROOM_PAGE).await?;
         let full = page.len() >= ROOM_PAGE;
-        for state in &page {
-            match readable(store, &state.room_id, state.joined_seq).await {
+        // The rooms' settings and retained seqs, read concurrently (each read is a store
+        // round trip; one after the other they were most of a search's time).
+        let reads = page
+            .iter()
+            .map(|state| readable(store, &state.room_id, state.joined_seq));
+        for result in futures_util::future::join_all(reads).await {
+            match result {
                 Ok(room) => rooms.push(room),
                 Err(ChatError::NotFound) => {}
                 Err(err) => return Err(err),
