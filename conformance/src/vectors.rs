@@ -1097,6 +1097,33 @@ fn account() -> Vec<Vector> {
                 muted_until_ms: i64::MAX,
             }),
         ),
+        // Highlights are code point offsets: "Ça" counts 2, so "Rendez" starts at 20.
+        pair!(
+            "search",
+            76,
+            Request::Search(v1::SearchRequest {
+                query: "\"rendez vous\" café".to_owned(),
+                room_id: GENERAL.to_owned(),
+                sender: "bob".to_owned(),
+                after_ms: event_ts(1),
+                before_ms: event_ts(41) + MINUTE,
+                cursor: String::new(),
+                limit: 20,
+            }),
+            Outcome::Search(v1::SearchResponse {
+                hits: vec![v1::SearchHit {
+                    room_id: GENERAL.to_owned(),
+                    seq: 41,
+                    snippet: "Ça marche, @alice ! Rendez-vous à 15 h ☕".to_owned(),
+                    highlights: vec![
+                        v1::TextRange { start: 20, end: 26 },
+                        v1::TextRange { start: 27, end: 31 },
+                    ],
+                    message: Some(posted_message()),
+                }],
+                next_cursor: "s1.18bcfe56800.9f86d081884c7d65.29".to_owned(),
+            }),
+        ),
     ]
     .concat()
 }

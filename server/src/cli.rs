@@ -47,6 +47,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into the data folder, which must be new or empty.
     Restore(RestoreArgs),
+    /// Rebuild the message search index from the room log (the server must be stopped).
+    Reindex,
     /// Print the version.
     Version,
 }
@@ -461,6 +463,46 @@ pub fn migrate(config: &Config) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `chatwire reindex`: empties the search index in the data folder and fills it from every
+/// room of the embedded store, printing what it did. A running server holds the index: stop
+/// it first (the index is also rebuilt at start whenever it is not known complete).
+pub fn reindex(config: &Config) -> Result<(), String> {
+    use crate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
+    use crate::backend::store::Store;
+    if config.storage.backend != crate::config::StoreBackend::Embedded {
+        return Err(
+            "reindex rebuilds the embedded data folder's index; a cluster node \
+             catches up from its index queue (docs/architecture.md \"Message search\")"
+                .into(),
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let options = EmbeddedOptions {
+            bucket_width_ms: i64::try_from(config.storage.bucket_width_ms).unwrap_or(3_600_000),
+            sync: true,
+        };
+        let embedded = EmbeddedStore::open(&config.data_dir.join("store"), options)
+            .map_err(|e| e.to_string())?;
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(embedded.clone());
+        let dir = config.data_dir.join(crate::search::INDEX_DIR);
+        let (index, _) = crate::search::SearchIndex::open(&dir).map_err(|e| e.to_string())?;
+        let index = std::sync::Arc::new(index);
+        let started = std::time::Instant::now();
+        let done = crate::server::reindex(store.as_ref(), &embedded, &index, &dir).await?;
+        println!(
+            "reindexed {} messages of {} rooms in {} ms",
+            done.messages,
+            done.rooms,
+            started.elapsed().as_millis()
+        );
+        Ok(())
+    })
 }
 
 /// `chatwire version`: the binary's version and the protocol package it speaks.

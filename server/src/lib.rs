@@ -32,6 +32,7 @@ pub mod http;
 pub mod jitter;
 pub mod logs;
 pub mod moderation;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => cli::check_config(&cli).map_err(|e| e.to_string()),
         Command::Backup(args) => cli::backup(&config, args).map_err(|e| e.to_string()),
         Command::Restore(args) => cli::restore(&config, args).map_err(|e| e.to_string()),
+        Command::Reindex => cli::reindex(&config),
         Command::Version => {
             println!("{}", cli::version());
             Ok(())

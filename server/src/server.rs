@@ -38,6 +38,7 @@ use crate::devdefaults;
 use crate::distributed;
 use crate::http::admin::AdminState;
 use crate::http::{AppState, router};
+use crate::search::{AllRooms, INDEX_DIR, IndexConsumer, SearchIndex};
 use crate::session::core::SessionConfig;
 use crate::session::services::{Authenticate, Identity, Services, TokenRefusal, default_limits};
 use crate::transport::quic;
@@ -112,6 +113,8 @@ impl Server {
         let clustered = config.cluster.enabled();
         // The store, the shard count and (in a cluster) the registry of live nodes.
         let mut backup = OpenDatabases::default();
+        // Every room of the store, for rebuilding the search index.
+        let all_rooms: Arc<dyn AllRooms>;
         let (store, shards, registry): (Arc<dyn Store>, usize, Option<Arc<dyn NodeRegistry>>) =
             match config.storage.backend {
                 StoreBackend::Embedded => {
@@ -123,6 +126,7 @@ impl Server {
                     let store = EmbeddedStore::open(&config.data_dir.join("store"), options)
                         .map_err(|e| StartError(e.to_string()))?;
                     backup.store = Some(store.clone());
+                    all_rooms = Arc::new(store.clone());
                     (Arc::new(store), config.storage.shards, None)
                 }
                 StoreBackend::Scylla => {
@@ -130,6 +134,7 @@ impl Server {
                         Arc::new(distributed::open_store(config).await.map_err(StartError)?);
                     let shards = usize::try_from(store.meta().shards).unwrap_or(1);
                     let registry: Arc<dyn NodeRegistry> = store.clone();
+                    all_rooms = store.clone();
                     (store, shards, Some(registry))
                 }
             };
@@ -152,12 +157,47 @@ impl Server {
         } else {
             Arc::new(LocalFanout::new(Arc::clone(&clock)))
         };
-        let consumers = if clustered {
-            open_cluster_consumers(config, &store, &fanout, &clock).await?
+        // Message search: an index in this node's data folder, fed by its own `index` queue
+        // (docs/architecture.md "Message search"). The queue exists before the index is
+        // rebuilt from the log, so nothing published meanwhile is missed.
+        let index_name = if config.search.enabled {
+            Some(index_queue_name(config, clustered)?)
         } else {
-            open_consumers(config, &store, &fanout, &clock)?
+            None
+        };
+        let mut index_backup = None;
+        let (consumers, index_queue) = if clustered {
+            open_cluster_consumers(config, &store, &fanout, &clock, index_name.as_deref()).await?
+        } else {
+            let consumers = open_consumers(config, &store, &fanout, &clock)?;
+            let queue = match &index_name {
+                Some(name) => {
+                    let queue = open_index_queue(config, name)?;
+                    // Backed up like the other queues (a backup copies every queue file).
+                    index_backup = Some((name.clone(), queue.clone()));
+                    let queue: Arc<dyn crate::backend::events::EventQueue> = Arc::new(queue);
+                    Some(queue)
+                }
+                None => None,
+            };
+            (consumers, queue)
+        };
+        let (consumers, search) = match index_queue {
+            Some(queue) => {
+                let index = open_search(config, &store, all_rooms.as_ref()).await?;
+                let consumer = IndexConsumer::new(
+                    Arc::clone(&queue),
+                    Arc::clone(&index),
+                    Arc::clone(&store),
+                    Arc::clone(&clock),
+                    INDEX_POLL_INTERVAL,
+                );
+                (consumers.with_index(queue, consumer, None), Some(index))
+            }
+            None => (consumers, None),
         };
         backup.queues = consumers.embedded_queues().to_vec();
+        backup.queues.extend(index_backup);
         let publisher = consumers.publisher();
         let writer_config = WriterConfig {
             idempotency_window_ms: i64::try_from(config.storage.idempotency_window_ms)
@@ -212,6 +252,7 @@ impl Server {
             node_id,
         );
         services.probes = probes;
+        services.search = search;
         services.delivery_queue = config.session.outbound_queue_frames;
         services.rates = crate::session::services::Rates::from_config(&config.limits);
         services.moderation = Arc::new(
@@ -480,13 +521,21 @@ fn open_consumers(
 }
 
 /// The configured consumers on RabbitMQ lanes shared by every node (each node consumes them
-/// too; the broker spreads deliveries), fed by one exchange.
+/// too; the broker spreads deliveries), fed by one exchange; and this node's own index queue
+/// (`index`: its name), which the exchange fills with a copy of every event.
 async fn open_cluster_consumers(
     config: &Config,
     store: &Arc<dyn Store>,
     fanout: &Arc<dyn Fanout>,
     clock: &Arc<dyn Clock>,
-) -> Result<Consumers, StartError> {
+    index: Option<&str>,
+) -> Result<
+    (
+        Consumers,
+        Option<Arc<dyn crate::backend::events::EventQueue>>,
+    ),
+    StartError,
+> {
     let (push, app, retry) = consumer_parts(config, store, fanout)?;
     let mut names = Vec::new();
     if push.is_some() {
@@ -495,12 +544,22 @@ async fn open_cluster_consumers(
     if app.is_some() {
         names.push("app");
     }
+    if let Some(index) = index {
+        names.push(index);
+    }
     if names.is_empty() {
-        return Ok(Consumers::with_queues(None, None, None, Arc::clone(clock)));
+        return Ok((
+            Consumers::with_queues(None, None, None, Arc::clone(clock)),
+            None,
+        ));
     }
     let (publisher, mut queues) = distributed::open_events(config, &retry, &names)
         .await
         .map_err(StartError)?;
+    let index = match index {
+        Some(_) => queues.pop(),
+        None => None,
+    };
     let app = match app {
         Some(sender) => queues.pop().map(|queue| (sender, queue)),
         None => None,
@@ -509,12 +568,96 @@ async fn open_cluster_consumers(
         Some((sender, audience)) => queues.pop().map(|queue| (sender, audience, queue)),
         None => None,
     };
-    Ok(Consumers::with_queues(
-        push,
-        app,
-        Some(publisher),
-        Arc::clone(clock),
+    Ok((
+        Consumers::with_queues(push, app, Some(publisher), Arc::clone(clock)),
+        index,
     ))
+}
+
+/// How often an idle index consumer looks at its queue.
+const INDEX_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The file in the index folder that says the index holds the whole log (written after a
+/// rebuild; without it the index is rebuilt at start).
+pub const INDEX_COMPLETE: &str = "complete";
+
+/// Opens the search index in the data folder; rebuilds it from the room log when it is not
+/// known complete (a first start with search, a new node, a restored backup, an interrupted
+/// rebuild).
+async fn open_search(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    rooms: &dyn AllRooms,
+) -> Result<Arc<SearchIndex>, StartError> {
+    let dir = config.data_dir.join(INDEX_DIR);
+    let (index, _) = SearchIndex::open(&dir).map_err(|e| StartError(e.to_string()))?;
+    let index = Arc::new(index);
+    if !dir.join(INDEX_COMPLETE).exists() {
+        reindex(store.as_ref(), rooms, &index, &dir)
+            .await
+            .map_err(StartError)?;
+    }
+    Ok(index)
+}
+
+/// Rebuilds the index in `dir` from every room of the store, then marks it complete.
+pub async fn reindex(
+    store: &dyn Store,
+    rooms: &dyn AllRooms,
+    index: &Arc<SearchIndex>,
+    dir: &std::path::Path,
+) -> Result<crate::search::Rebuilt, String> {
+    let marker = dir.join(INDEX_COMPLETE);
+    let _ = std::fs::remove_file(&marker);
+    let rooms = rooms.room_ids().await.map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let rebuilt = crate::search::rebuild(store, index, &rooms).await?;
+    std::fs::write(&marker, b"").map_err(|e| format!("{}: {e}", marker.display()))?;
+    tracing::info!(
+        rooms = rebuilt.rooms,
+        messages = rebuilt.messages,
+        ms = started.elapsed().as_millis() as u64,
+        "search index rebuilt from the room log"
+    );
+    Ok(rebuilt)
+}
+
+/// The file in the index folder naming this node's index queue in a cluster.
+const INDEX_QUEUE_FILE: &str = "queue-name";
+
+/// The name of this node's index queue: `index` on the embedded default; in a cluster
+/// `index-` and a random id kept in the index folder, so a restarted node finds its queue (and
+/// the events it missed) again and a new node gets a queue of its own.
+fn index_queue_name(config: &Config, clustered: bool) -> Result<String, StartError> {
+    if !clustered {
+        return Ok("index".to_owned());
+    }
+    let dir = config.data_dir.join(INDEX_DIR);
+    let file = dir.join(INDEX_QUEUE_FILE);
+    if let Ok(name) = std::fs::read_to_string(&file) {
+        let name = name.trim();
+        if !name.is_empty() {
+            return Ok(name.to_owned());
+        }
+    }
+    let name = format!("index-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&file, &name))
+        .map_err(|e| StartError(format!("{}: {e}", file.display())))?;
+    Ok(name)
+}
+
+/// The embedded index queue, `data_dir/events/index.redb`.
+fn open_index_queue(
+    config: &Config,
+    name: &str,
+) -> Result<crate::backend::events_embedded::EmbeddedEventQueue, StartError> {
+    let options = EventQueueOptions {
+        retry: RetryPolicy::default(),
+        sync: true,
+    };
+    crate::webhook::setup::open_queue(&config.data_dir.join("events"), name, &options)
+        .map_err(|e| StartError(format!("event queues: {e}")))
 }
 
 /// A signed sender for the webhook section `name`; reads secret files.

@@ -160,7 +160,7 @@ pub const FAMILIES: &[Family] = &[
         "chatwire_rate_limited_total",
         C,
         "bucket",
-        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send).",
+        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send, search).",
     ),
     family(
         "chatwire_store_operation_seconds",
@@ -355,7 +355,14 @@ fn describe() {
 }
 
 /// Rate-limit buckets with a series of their own.
-const BUCKETS: [&str; 5] = ["requests", "send", "typing", "connect", "room-send"];
+const BUCKETS: [&str; 6] = [
+    "requests",
+    "send",
+    "typing",
+    "connect",
+    "room-send",
+    "search",
+];
 
 /// Handles of the hot paths, registered once.
 struct Hot {
@@ -487,6 +494,7 @@ pub fn request_kind(request: &v1::client_frame::Request) -> &'static str {
         R::RestrictMember(_) => "restrict_member",
         R::GetEditHistory(_) => "get_edit_history",
         R::ReportMessage(_) => "report_message",
+        R::Search(_) => "search",
     }
 }
 

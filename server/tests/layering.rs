@@ -25,6 +25,7 @@ const ABOVE_BACKEND: &[&str] = &[
     "http",
     "transport",
     "webhook",
+    "search",
     "distributed",
     "backup",
     "cli",

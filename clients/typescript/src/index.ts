@@ -20,5 +20,6 @@ export * from "./gen/chatwire/v1/moderation_pb.js";
 export * from "./gen/chatwire/v1/presence_pb.js";
 export * from "./gen/chatwire/v1/receipts_pb.js";
 export * from "./gen/chatwire/v1/rooms_pb.js";
+export * from "./gen/chatwire/v1/search_pb.js";
 export * from "./gen/chatwire/v1/service_pb.js";
 export * from "./gen/chatwire/v1/session_pb.js";

@@ -382,3 +382,60 @@ test("a message sent while the server is down shows pending across a reload and 
     await server.stop();
   }
 });
+
+test("a user finds an old message by a word in it from the search box, opens its room from the hit, and a removed member finds nothing", async () => {
+  const server = await TestServer.start();
+  try {
+    const bob = await server.client("bob");
+    const { room } = await bob.createGroup({ name: "finance", memberIds: ["alice", "carol"] });
+    await bob.send({ roomId: room.id, clientMsgId: "f-1", content: { text: "The quarterly invoices are attached, café receipts too" } });
+    for (let i = 0; i < 5; i++) await bob.send({ roomId: room.id, clientMsgId: `f-x${i}`, content: { text: `filler ${i}` } });
+    await bob.removeMember({ roomId: room.id, userId: "carol" });
+    // The index follows the log: wait until the SDK finds it, so the page's first search does.
+    for (let i = 0; ; i++) {
+      const found = await bob.search({ query: "invoice" });
+      if (found.hits.length === 1) break;
+      assert.ok(i < 400, "the message is indexed");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+
+    const alice = await login(server, "alice");
+    await alice.page.waitForSelector("#search-box:not([hidden])");
+    await alice.page.fill("#search-query", "INVOICE cafe");
+    await alice.page.click("#search-go");
+    const hit = await alice.page.waitForSelector("#search-results li");
+    assert.equal(await alice.page.textContent("#search-status"), "1 found");
+    assert.equal(await hit.$eval(".where", (e) => e.textContent), "finance · bob");
+    assert.deepEqual(await hit.$$eval("mark", (ms) => ms.map((m) => m.textContent)), ["invoices", "café"]);
+    assert.match(await hit.textContent(), /The quarterly invoices are attached, café receipts too/);
+    await shot(alice.page, "search");
+    // The hit opens its room, where the message is on screen.
+    await hit.click();
+    await alice.page.waitForSelector('#room-title:has-text("finance")');
+    await alice.page.waitForSelector('#messages li.msg:has-text("quarterly invoices")');
+    // After a reload the box is there again and finds the same message.
+    await alice.page.reload();
+    await connected(alice.page);
+    await alice.page.fill("#search-query", "\"quarterly invoices\"");
+    await alice.page.click("#search-go");
+    await alice.page.waitForSelector('#search-results li:has-text("quarterly invoices")');
+    // Words it does not contain find nothing, and the page says so.
+    await alice.page.fill("#search-query", "payroll");
+    await alice.page.click("#search-go");
+    await alice.page.waitForSelector('#search-status:has-text("No messages found.")');
+    assert.equal(await alice.page.$$eval("#search-results li", (lis) => lis.length), 0);
+
+    // Carol was removed: the same words find nothing for her.
+    const carol = await login(server, "carol");
+    await carol.page.fill("#search-query", "invoice");
+    await carol.page.click("#search-go");
+    await carol.page.waitForSelector('#search-status:has-text("No messages found.")');
+    assert.equal(await carol.page.$$eval("#search-results li", (lis) => lis.length), 0);
+    assert.deepEqual([...alice.errors, ...carol.errors], []);
+    bob.close();
+    await alice.context.close();
+    await carol.context.close();
+  } finally {
+    await server.stop();
+  }
+});

@@ -79,6 +79,19 @@ test("rooms, membership and messages", async () => {
   assert.equal(message.content.text, "hello!");
   assert.equal(message.reactions[0].emoji, "👍");
   done("history");
+  // Search (capability `search`): the edited text is found, with the current message; the
+  // index follows the log, so it is asked again until the hit is there.
+  let found;
+  for (let i = 0; i < 200 && !found?.hits.length; i++) {
+    found = await alice.search({ query: "HELLO", roomId: room.id });
+    if (!found.hits.length) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(found.hits.length, 1);
+  assert.equal(found.hits[0].seq, sent.seq);
+  assert.equal(found.hits[0].message.content.text, "hello!");
+  const [mark] = found.hits[0].highlights;
+  assert.equal(found.hits[0].snippet.slice(mark.start, mark.end), "hello");
+  done("search");
   await alice.delete({ roomId: room.id, targetSeq: sent.seq });
   done("delete");
   const unsub = await alice.unsubscribe({ roomId: room.id });
@@ -169,7 +182,7 @@ test("errors are typed values", async () => {
 });
 
 test("every request of the protocol was exercised", () => {
-  assert.equal(REQUESTS.length, 36);
+  assert.equal(REQUESTS.length, 37);
   const missing = REQUESTS.map((r) => r.kind).filter((k) => !used.has(k));
   assert.deepEqual(missing, []);
 });

@@ -66,6 +66,7 @@ calls! {
     restrict_member: RestrictMember(RestrictMemberRequest) -> RestrictMemberResponse;
     get_edit_history: GetEditHistory(GetEditHistoryRequest) -> GetEditHistoryResponse;
     report_message: ReportMessage(ReportMessageRequest) -> ReportMessageResponse;
+    search: Search(SearchRequest) -> SearchResponse;
 }
 
 /// The `ClientInfo` this library sends in `connect`.

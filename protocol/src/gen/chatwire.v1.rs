@@ -1879,6 +1879,76 @@ pub struct RoomSummary {
     #[prost(int64, tag = "9")]
     pub muted_until_ms: i64,
 }
+/// SearchRequest finds messages by the words of their current text, among the messages the
+/// caller may read now (membership and history visibility at query time, section 24). Offered
+/// under the capability `search`; a server without it answers ERROR_CODE_UNSUPPORTED.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SearchRequest {
+    /// The words to find: plain terms (every term must match, in any order) and "quoted phrases"
+    /// (the words in that order). 1 to 256 characters; never the engine's query syntax (`*`,
+    /// `AND`, `field:` are plain text).
+    #[prost(string, tag = "1")]
+    pub query: ::prost::alloc::string::String,
+    /// When set, only this room (NOT_FOUND as when the caller cannot read it).
+    #[prost(string, tag = "2")]
+    pub room_id: ::prost::alloc::string::String,
+    /// When set, only messages sent by this user.
+    #[prost(string, tag = "3")]
+    pub sender: ::prost::alloc::string::String,
+    /// When non-zero, only messages sent at or after this time, Unix milliseconds.
+    #[prost(int64, tag = "4")]
+    pub after_ms: i64,
+    /// When non-zero, only messages sent before this time, Unix milliseconds.
+    #[prost(int64, tag = "5")]
+    pub before_ms: i64,
+    /// The next_cursor of the previous page, passed back unchanged; empty for the first page.
+    #[prost(string, tag = "6")]
+    pub cursor: ::prost::alloc::string::String,
+    /// The most hits to return; 0 means the server default (20). A value above
+    /// Limits.max_page_size is capped to it, not an error.
+    #[prost(uint32, tag = "7")]
+    pub limit: u32,
+}
+/// SearchResponse is one page of hits, newest message first.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SearchResponse {
+    /// The hits, newest first (by created_at_ms, then room id and seq).
+    #[prost(message, repeated, tag = "1")]
+    pub hits: ::prost::alloc::vec::Vec<SearchHit>,
+    /// The cursor of the next page; empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_cursor: ::prost::alloc::string::String,
+}
+/// SearchHit is one message that matched.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SearchHit {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room_id: ::prost::alloc::string::String,
+    /// The seq of the message (its MessageCreated event).
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// A passage of the message's current text around the matches (at most 200 characters).
+    #[prost(string, tag = "3")]
+    pub snippet: ::prost::alloc::string::String,
+    /// The matched words in snippet, in order, not overlapping.
+    #[prost(message, repeated, tag = "4")]
+    pub highlights: ::prost::alloc::vec::Vec<TextRange>,
+    /// The message in its current state, as History returns it.
+    #[prost(message, optional, tag = "5")]
+    pub message: ::core::option::Option<Message>,
+}
+/// TextRange is a part of a string: [start, end) in Unicode code points (not bytes, not UTF-16
+/// units).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TextRange {
+    /// The first code point.
+    #[prost(uint32, tag = "1")]
+    pub start: u32,
+    /// One past the last code point.
+    #[prost(uint32, tag = "2")]
+    pub end: u32,
+}
 /// ConnectRequest opens a session. It MUST be the first frame a client sends, within the
 /// server's handshake timeout; anything else first gets one error reply, then Disconnect and
 /// close CLOSE_CODE_PROTOCOL_VIOLATION.
@@ -2075,7 +2145,7 @@ pub struct ClientFrame {
     /// CLOSE_CODE_PROTOCOL_VIOLATION.
     #[prost(
         oneof = "client_frame::Request",
-        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 110, 111, 112"
+        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112"
     )]
     pub request: ::core::option::Option<client_frame::Request>,
 }
@@ -2186,6 +2256,9 @@ pub mod client_frame {
         /// Mutes or unmutes push for a room.
         #[prost(message, tag = "95")]
         MuteRoom(super::MuteRoomRequest),
+        /// Finds messages by words (capability `search`).
+        #[prost(message, tag = "100")]
+        Search(super::SearchRequest),
         /// Restricts a member from sending and reacting until a time (capability `moderation`).
         #[prost(message, tag = "110")]
         RestrictMember(super::RestrictMemberRequest),
@@ -2229,7 +2302,7 @@ pub struct Reply {
     /// The outcome.
     #[prost(
         oneof = "reply::Result",
-        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 110, 111, 112"
+        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112"
     )]
     pub result: ::core::option::Option<reply::Result>,
 }
@@ -2340,6 +2413,9 @@ pub mod reply {
         /// The result of MuteRoomRequest.
         #[prost(message, tag = "95")]
         MuteRoom(super::MuteRoomResponse),
+        /// The result of SearchRequest.
+        #[prost(message, tag = "100")]
+        Search(super::SearchResponse),
         /// The result of RestrictMemberRequest.
         #[prost(message, tag = "110")]
         RestrictMember(super::RestrictMemberResponse),

@@ -37,6 +37,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "tls",
     "moderation",
+    "search",
 ];
 
 /// Overrides from command-line flags, applied last.

@@ -144,6 +144,23 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The moderation stage of Send and Edit: word lists, spam rules, scores.
     pub moderation: ModerationConfig,
+    /// Message search (the `search` capability).
+    pub search: SearchConfig,
+}
+
+/// Message search (docs/operations.md, "Message search").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Keep a full-text index (in `data_dir/search`, fed by the `index` event consumer) and
+    /// answer Search requests. Default true.
+    pub enabled: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Redis (docs/operations.md, "Configuration"). Unset: every concern stays in process.
@@ -210,6 +227,7 @@ impl Default for Config {
             log: LogConfig::default(),
             tls: TlsConfig::default(),
             moderation: ModerationConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -455,6 +473,8 @@ pub struct LimitsConfig {
     pub rate_typing: RateLimit,
     /// Message sends per room (all members together). Default 3000/min, burst 100.
     pub rate_room_sends: RateLimit,
+    /// Searches per user (RATE_LIMITED beyond). Default 60/min, burst 10.
+    pub rate_search: RateLimit,
 }
 
 /// Smallest `max_server_frame_bytes`: a largest event must fit in one frame.
@@ -482,6 +502,7 @@ impl Default for LimitsConfig {
                 limits::DEFAULT_ROOM_SEND_RATE_PER_MINUTE,
                 limits::DEFAULT_ROOM_SEND_BURST,
             ),
+            rate_search: RateLimit::new(60, 10),
         }
     }
 }
@@ -536,6 +557,7 @@ impl LimitsConfig {
             ("rate_sends", self.rate_sends),
             ("rate_typing", self.rate_typing),
             ("rate_room_sends", self.rate_room_sends),
+            ("rate_search", self.rate_search),
         ];
         for (name, rate) in rates {
             if rate.rate_per_minute == 0 || rate.burst == 0 {

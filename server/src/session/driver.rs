@@ -105,9 +105,16 @@ pub const JSON_FRAMES: &str = "json-frames";
 pub const MODERATION: &str = "moderation";
 /// GetEditHistory (docs/protocol.md §8.9, §22).
 pub const EDIT_HISTORY: &str = "edit-history";
+/// The capability of servers that answer Search (docs/protocol.md §22, §24).
+pub const SEARCH: &str = "search";
 /// Every capability this server can list in `ConnectResponse.capabilities`.
-pub const SERVER_CAPABILITIES: [&str; 4] =
-    [TYPING_DATAGRAMS, JSON_FRAMES, MODERATION, EDIT_HISTORY];
+pub const SERVER_CAPABILITIES: [&str; 5] = [
+    TYPING_DATAGRAMS,
+    JSON_FRAMES,
+    MODERATION,
+    EDIT_HISTORY,
+    SEARCH,
+];
 
 /// What the transport of a session offers, for `ConnectResponse.capabilities`.
 #[derive(Debug, Clone, Copy)]
@@ -673,6 +680,10 @@ async fn connect_session(
     }
     // Server-only names this server always offers.
     capabilities.extend([MODERATION, EDIT_HISTORY].map(str::to_owned));
+    // Server-only: listed exactly when Search is answered.
+    if services.search.is_some() {
+        capabilities.push(SEARCH.to_owned());
+    }
     let response = v1::ConnectResponse {
         session_id: key.to_string(),
         user_id: user.to_string(),

@@ -83,6 +83,9 @@ pub struct Services {
     pub probes: Vec<Arc<dyn crate::backend::health::Probe>>,
     /// The moderation stage of Send and Edit (default: no word lists, spam rules flag only).
     pub moderation: Arc<crate::moderation::Stage>,
+    /// The message search index; `None` when search is off (Search is UNSUPPORTED and the
+    /// `search` capability is not listed).
+    pub search: Option<Arc<crate::search::SearchIndex>>,
     next_session: AtomicU64,
 }
 
@@ -122,6 +125,7 @@ impl Services {
             rates: Rates::default(),
             probes: Vec::new(),
             moderation: Arc::default(),
+            search: None,
             next_session: AtomicU64::new(first_session_key()),
         }
     }
@@ -188,6 +192,8 @@ pub struct Rates {
     pub room_sends: RateLimit,
     /// New connections per client address.
     pub connects_per_ip: RateLimit,
+    /// Searches.
+    pub search: RateLimit,
 }
 
 impl Rates {
@@ -199,6 +205,7 @@ impl Rates {
             typing: limits.rate_typing,
             room_sends: limits.rate_room_sends,
             connects_per_ip: limits.rate_connects_per_ip,
+            search: limits.rate_search,
         }
     }
 }

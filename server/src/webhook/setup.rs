@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  room writers ──publish──▶ Tee ──▶ events/push.redb ──▶ offline push consumer (high lane)
-//!                                └─▶ events/app.redb  ──▶ app webhook consumers (one per lane)
+//!                                ├─▶ events/app.redb  ──▶ app webhook consumers (one per lane)
+//!                                └─▶ events/index.redb ──▶ the search index consumer (all lanes)
 //! ```
 //!
 //! With no consumer configured there is no publisher and nothing is stored.
@@ -22,6 +23,7 @@ use super::sender::WebhookSender;
 use crate::backend::events::{EventPublisher, EventQueue, Lane, QueueError, Tee};
 use crate::backend::events_embedded::{EmbeddedEventQueue, EventQueueOptions};
 use crate::clock::Clock;
+use crate::search::IndexConsumer;
 
 /// How often an idle consumer looks at its queue.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -37,6 +39,10 @@ pub struct Consumers {
     consumers: Vec<WebhookConsumer>,
     /// The embedded queues by name, for backups (none in a cluster).
     embedded: Vec<(String, EmbeddedEventQueue)>,
+    /// The search index consumer, when search is on.
+    index: Option<IndexConsumer>,
+    /// The writers publish to a [`Tee`] of `queues` (false: to a shared exchange).
+    tee: bool,
 }
 
 impl Consumers {
@@ -105,6 +111,7 @@ impl Consumers {
             }
             queues.push(("app", queue));
         }
+        let tee = publisher.is_none();
         let publisher = publisher.unwrap_or_else(|| {
             Arc::new(Tee::new(
                 queues.iter().map(|(_, q)| Arc::clone(q)).collect(),
@@ -115,7 +122,31 @@ impl Consumers {
             queues,
             consumers,
             embedded: Vec::new(),
+            index: None,
+            tee,
         }
+    }
+
+    /// Adds the search index consumer over its own `queue` (named `index`); on the embedded
+    /// default the writers' [`Tee`] then copies every event into it too. `publisher` replaces
+    /// a shared publisher (a cluster's exchange), when given.
+    pub fn with_index(
+        mut self,
+        queue: Arc<dyn EventQueue>,
+        consumer: IndexConsumer,
+        publisher: Option<Arc<dyn EventPublisher>>,
+    ) -> Self {
+        self.queues.push(("index", queue));
+        self.index = Some(consumer);
+        if let Some(publisher) = publisher {
+            self.publisher = publisher;
+            self.tee = false;
+        } else if self.tee {
+            self.publisher = Arc::new(Tee::new(
+                self.queues.iter().map(|(_, q)| Arc::clone(q)).collect(),
+            ));
+        }
+        self
     }
 
     /// What the room writers publish to; `None` when no consumer is configured (the writers
@@ -136,19 +167,26 @@ impl Consumers {
 
     /// Starts one task per consumer and lane; each stops once `shutdown` holds `true`.
     pub fn spawn(&mut self, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        self.consumers
+        let stopped = |shutdown: &watch::Receiver<bool>| {
+            let mut stop = shutdown.clone();
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }
+        };
+        let mut tasks: Vec<JoinHandle<()>> = self
+            .consumers
             .drain(..)
-            .map(|consumer| {
-                let mut stop = shutdown.clone();
-                tokio::spawn(consumer.run(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                }))
-            })
-            .collect()
+            .map(|consumer| tokio::spawn(consumer.run(stopped(shutdown))))
+            .collect();
+        if let Some(index) = self.index.take() {
+            tasks.push(tokio::spawn(index.run(stopped(shutdown))));
+        }
+        tasks
     }
 }
 
-fn open_queue(
+/// Opens (creating) the embedded queue `name` in `dir`. Blocks on file I/O.
+pub fn open_queue(
     dir: &Path,
     name: &str,
     options: &EventQueueOptions,

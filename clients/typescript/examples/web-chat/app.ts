@@ -17,6 +17,7 @@ import {
   type OutgoingMessage,
   type RoomEvent,
   type RoomSummary,
+  type SearchHit,
 } from "../../src/index.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -117,7 +118,11 @@ function start(token: string): void {
   });
   client = c;
   c.watchConnection(renderConnection);
-  c.on("session", () => void onSession(c));
+  c.on("session", (connected) => {
+    // The search box is there when the server offers search (capability `search`).
+    $("search-box").hidden = !connected.capabilities.includes("search");
+    void onSession(c);
+  });
   c.on("room", onRoomEvent);
   c.on("status", (m) => onStatus(m));
   c.on("receiptsChanged", (r) => {
@@ -343,6 +348,61 @@ $("back").addEventListener("click", () => closeRoom());
 
 // ---------------------------------------------------------------------------------------------
 // The open room
+
+// ---------------------------------------------------------------------------------------------
+// Search: words of the messages this user may read, newest first, each hit a snippet with the
+// matched words marked; a click opens its room.
+
+$<HTMLFormElement>("search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const query = $<HTMLInputElement>("search-query").value.trim();
+  if (!query || !client) return;
+  $("search-status").textContent = "Searching…";
+  void guard(async () => {
+    try {
+      const found = await client!.search({ query, limit: 20 });
+      renderSearch(found.hits);
+    } catch (err) {
+      $("search-results").replaceChildren();
+      $("search-status").textContent = String((err as Error)?.message ?? err);
+    }
+  });
+});
+
+function renderSearch(hits: SearchHit[]): void {
+  $("search-status").textContent = hits.length === 0 ? "No messages found." : `${hits.length} found`;
+  $("search-results").replaceChildren(
+    ...hits.map((hit) => {
+      const li = document.createElement("li");
+      li.dataset.room = hit.roomId;
+      li.dataset.seq = String(hit.seq);
+      const where = document.createElement("span");
+      where.className = "where";
+      const room = rooms.get(hit.roomId);
+      where.textContent = `${room?.title ?? hit.roomId} · ${hit.message?.sender ?? ""}`;
+      li.append(where, ...highlighted(hit.snippet, hit.highlights));
+      li.onclick = () => void select(hit.roomId);
+      return li;
+    }),
+  );
+}
+
+/** The snippet as text nodes and <mark>s; ranges are in code points, not UTF-16 units. */
+function highlighted(snippet: string, ranges: { start: number; end: number }[]): Node[] {
+  const points = Array.from(snippet);
+  const out: Node[] = [];
+  let at = 0;
+  for (const r of ranges) {
+    if (r.start < at || r.end > points.length) continue;
+    if (r.start > at) out.push(document.createTextNode(points.slice(at, r.start).join("")));
+    const mark = document.createElement("mark");
+    mark.textContent = points.slice(r.start, r.end).join("");
+    out.push(mark);
+    at = r.end;
+  }
+  if (at < points.length) out.push(document.createTextNode(points.slice(at).join("")));
+  return out;
+}
 
 async function select(roomId: string): Promise<void> {
   current = roomId;

@@ -12,6 +12,7 @@ import { type GetEditHistoryRequest, GetEditHistoryRequestSchema, type GetEditHi
 import { type Presence, type TypingRequest, TypingRequestSchema, type TypingResponse, type UnwatchPresenceRequest, UnwatchPresenceRequestSchema, type UnwatchPresenceResponse, type WatchPresenceRequest, WatchPresenceRequestSchema, type WatchPresenceResponse } from "../gen/chatwire/v1/presence_pb.js";
 import { type GetReceiptsRequest, GetReceiptsRequestSchema, type GetReceiptsResponse, type MarkDeliveredRequest, MarkDeliveredRequestSchema, type MarkDeliveredResponse, type MarkReadRequest, MarkReadRequestSchema, type MarkReadResponse } from "../gen/chatwire/v1/receipts_pb.js";
 import { type AddMembersRequest, AddMembersRequestSchema, type AddMembersResponse, type CreateGroupRequest, CreateGroupRequestSchema, type CreateGroupResponse, type GetRoomRequest, GetRoomRequestSchema, type GetRoomResponse, type LeaveRoomRequest, LeaveRoomRequestSchema, type LeaveRoomResponse, type ListMembersRequest, ListMembersRequestSchema, type ListMembersResponse, type OpenDirectRequest, OpenDirectRequestSchema, type OpenDirectResponse, type RemoveMemberRequest, RemoveMemberRequestSchema, type RemoveMemberResponse, type SetRoleRequest, SetRoleRequestSchema, type SetRoleResponse, type UpdateRoomRequest, UpdateRoomRequestSchema, type UpdateRoomResponse } from "../gen/chatwire/v1/rooms_pb.js";
+import { type SearchRequest, SearchRequestSchema, type SearchResponse } from "../gen/chatwire/v1/search_pb.js";
 import { type ConnectRequest, ConnectRequestSchema, type ConnectResponse, type PingRequest, PingRequestSchema, type PingResponse, type RefreshRequest, RefreshRequestSchema, type RefreshResponse } from "../gen/chatwire/v1/session_pb.js";
 
 /**
@@ -152,6 +153,10 @@ export interface Requests {
    */
   muteRoom: { request: MuteRoomRequest; response: MuteRoomResponse };
   /**
+   * Finds messages by words (capability `search`).
+   */
+  search: { request: SearchRequest; response: SearchResponse };
+  /**
    * Restricts a member from sending and reacting until a time (capability `moderation`).
    */
   restrictMember: { request: RestrictMemberRequest; response: RestrictMemberResponse };
@@ -214,6 +219,7 @@ export const REQUESTS: readonly RequestInfo[] = [
   { kind: "registerPushToken", rpc: "RegisterPushToken", number: 93 },
   { kind: "unregisterPushToken", rpc: "UnregisterPushToken", number: 94 },
   { kind: "muteRoom", rpc: "MuteRoom", number: 95 },
+  { kind: "search", rpc: "Search", number: 100 },
   { kind: "restrictMember", rpc: "RestrictMember", number: 110 },
   { kind: "getEditHistory", rpc: "GetEditHistory", number: 111 },
   { kind: "reportMessage", rpc: "ReportMessage", number: 112 },
@@ -567,6 +573,16 @@ export abstract class ChatwireRequests {
     options?: CallOptions,
   ): Promise<MuteRoomResponse> {
     return this.call("muteRoom", create(MuteRoomRequestSchema, request), options);
+  }
+
+  /**
+   * Finds messages by words (capability `search`).
+   */
+  search(
+    request: MessageInitShape<typeof SearchRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<SearchResponse> {
+    return this.call("search", create(SearchRequestSchema, request), options);
   }
 
   /**

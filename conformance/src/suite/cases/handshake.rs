@@ -295,6 +295,7 @@ async fn capabilities(ctx: Ctx) -> Check {
         "moderation",
         "edit-history",
         "message-reports",
+        "search",
         "typing-datagrams",
     ];
     ensure(

@@ -14,6 +14,7 @@
 //! | `limits` | 18, 21 |
 //! | `moderation` | 5.7, 6.6, 8.9 |
 //! | `quic` | 2.5 |
+//! | `search` | 24 (capability `search`) |
 
 mod account;
 mod auth;
@@ -25,6 +26,7 @@ mod moderation;
 mod quic;
 mod requests;
 mod rooms;
+mod search;
 mod social;
 mod subscribe;
 
@@ -67,6 +69,7 @@ pub fn all() -> Vec<Case> {
         social::cases(),
         account::cases(),
         moderation::cases(),
+        search::cases(),
         quic::cases(),
     ]
     .concat()

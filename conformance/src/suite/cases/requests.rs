@@ -98,7 +98,8 @@ pub(super) fn cases() -> Vec<Case> {
                 "MuteRoom",
                 "RestrictMember",
                 "GetEditHistory",
-                "ReportMessage"
+                "ReportMessage",
+                "Search"
             ],
             None,
             false,
@@ -289,6 +290,7 @@ fn empty_request(name: &str) -> Option<Request> {
         "RestrictMember" => Request::RestrictMember(RestrictMemberRequest::default()),
         "GetEditHistory" => Request::GetEditHistory(GetEditHistoryRequest::default()),
         "ReportMessage" => Request::ReportMessage(ReportMessageRequest::default()),
+        "Search" => Request::Search(SearchRequest::default()),
         _ => return None,
     })
 }

@@ -25,6 +25,7 @@ mod nodes;
 mod outbox;
 mod records;
 mod retention;
+mod scan;
 mod schema;
 
 use std::fmt;

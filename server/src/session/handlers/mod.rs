@@ -9,6 +9,7 @@ mod moderation;
 mod reads;
 mod receipts;
 mod rooms;
+mod search;
 
 use chatwire_protocol::v1;
 use v1::client_frame::Request;
@@ -189,5 +190,6 @@ pub async fn execute(
         Request::GetEditHistory(r) => moderation::get_edit_history(ctx, r).await,
         // Not offered yet: the `message-reports` capability is not listed.
         Request::ReportMessage(_) => Err(ChatError::Unsupported("ReportMessage is not offered")),
+        Request::Search(r) => search::search(ctx, r).await,
     }
 }

@@ -71,6 +71,8 @@ public enum RequestKind: String, CaseIterable, Sendable {
     case unregisterPushToken = "unregister_push_token"
     /// Mutes or unmutes push for a room.
     case muteRoom = "mute_room"
+    /// Finds messages by words (capability `search`).
+    case search = "search"
     /// Restricts a member from sending and reacting until a time (capability `moderation`).
     case restrictMember = "restrict_member"
     /// Returns every version of a message (capability `edit-history`).
@@ -114,6 +116,7 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .registerPushToken: return "RegisterPushToken"
         case .unregisterPushToken: return "UnregisterPushToken"
         case .muteRoom: return "MuteRoom"
+        case .search: return "Search"
         case .restrictMember: return "RestrictMember"
         case .getEditHistory: return "GetEditHistory"
         case .reportMessage: return "ReportMessage"
@@ -156,6 +159,7 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .registerPushToken: return 93
         case .unregisterPushToken: return 94
         case .muteRoom: return 95
+        case .search: return 100
         case .restrictMember: return 110
         case .getEditHistory: return 111
         case .reportMessage: return 112
@@ -200,6 +204,7 @@ extension ClientFrame.Request {
         case .registerPushToken: return .registerPushToken
         case .unregisterPushToken: return .unregisterPushToken
         case .muteRoom: return .muteRoom
+        case .search: return .search
         case .restrictMember: return .restrictMember
         case .getEditHistory: return .getEditHistory
         case .reportMessage: return .reportMessage
@@ -648,6 +653,15 @@ extension ChatwireClient {
         let result = try await call(.muteRoom(request), options: options)
         guard case .muteRoom(let response) = result else {
             throw ChatwireError.unexpectedReply(request: .muteRoom)
+        }
+        return response
+    }
+
+    /// Finds messages by words (capability `search`).
+    public func search(_ request: SearchRequest, options: CallOptions = CallOptions()) async throws -> SearchResponse {
+        let result = try await call(.search(request), options: options)
+        guard case .search(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .search)
         }
         return response
     }

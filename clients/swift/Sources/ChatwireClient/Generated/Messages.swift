@@ -1205,6 +1205,8 @@ public struct ClientFrame: ProtoMessage {
         case unregisterPushToken(UnregisterPushTokenRequest)
         /// Mutes or unmutes push for a room.
         case muteRoom(MuteRoomRequest)
+        /// Finds messages by words (capability `search`).
+        case search(SearchRequest)
         /// Restricts a member from sending and reacting until a time (capability `moderation`).
         case restrictMember(RestrictMemberRequest)
         /// Returns every version of a message (capability `edit-history`).
@@ -1254,6 +1256,7 @@ public struct ClientFrame: ProtoMessage {
             case 93: self.request = .registerPushToken(try reader.message(key, as: RegisterPushTokenRequest.self))
             case 94: self.request = .unregisterPushToken(try reader.message(key, as: UnregisterPushTokenRequest.self))
             case 95: self.request = .muteRoom(try reader.message(key, as: MuteRoomRequest.self))
+            case 100: self.request = .search(try reader.message(key, as: SearchRequest.self))
             case 110: self.request = .restrictMember(try reader.message(key, as: RestrictMemberRequest.self))
             case 111: self.request = .getEditHistory(try reader.message(key, as: GetEditHistoryRequest.self))
             case 112: self.request = .reportMessage(try reader.message(key, as: ReportMessageRequest.self))
@@ -1369,6 +1372,9 @@ public struct ClientFrame: ProtoMessage {
         if let value = ProtoJSON.field(json, "muteRoom", "mute_room") {
             self.request = .muteRoom(try ProtoJSON.message(value, "mute_room", as: MuteRoomRequest.self))
         }
+        if let value = ProtoJSON.field(json, "search", "search") {
+            self.request = .search(try ProtoJSON.message(value, "search", as: SearchRequest.self))
+        }
         if let value = ProtoJSON.field(json, "restrictMember", "restrict_member") {
             self.request = .restrictMember(try ProtoJSON.message(value, "restrict_member", as: RestrictMemberRequest.self))
         }
@@ -1416,6 +1422,7 @@ public struct ClientFrame: ProtoMessage {
         if case .registerPushToken(let value)? = self.request { writer.message(93, value) }
         if case .unregisterPushToken(let value)? = self.request { writer.message(94, value) }
         if case .muteRoom(let value)? = self.request { writer.message(95, value) }
+        if case .search(let value)? = self.request { writer.message(100, value) }
         if case .restrictMember(let value)? = self.request { writer.message(110, value) }
         if case .getEditHistory(let value)? = self.request { writer.message(111, value) }
         if case .reportMessage(let value)? = self.request { writer.message(112, value) }
@@ -4500,6 +4507,8 @@ public struct Reply: ProtoMessage {
         case unregisterPushToken(UnregisterPushTokenResponse)
         /// The result of MuteRoomRequest.
         case muteRoom(MuteRoomResponse)
+        /// The result of SearchRequest.
+        case search(SearchResponse)
         /// The result of RestrictMemberRequest.
         case restrictMember(RestrictMemberResponse)
         /// The result of GetEditHistoryRequest.
@@ -4549,6 +4558,7 @@ public struct Reply: ProtoMessage {
             case 93: self.result = .registerPushToken(try reader.message(key, as: RegisterPushTokenResponse.self))
             case 94: self.result = .unregisterPushToken(try reader.message(key, as: UnregisterPushTokenResponse.self))
             case 95: self.result = .muteRoom(try reader.message(key, as: MuteRoomResponse.self))
+            case 100: self.result = .search(try reader.message(key, as: SearchResponse.self))
             case 110: self.result = .restrictMember(try reader.message(key, as: RestrictMemberResponse.self))
             case 111: self.result = .getEditHistory(try reader.message(key, as: GetEditHistoryResponse.self))
             case 112: self.result = .reportMessage(try reader.message(key, as: ReportMessageResponse.self))
@@ -4664,6 +4674,9 @@ public struct Reply: ProtoMessage {
         if let value = ProtoJSON.field(json, "muteRoom", "mute_room") {
             self.result = .muteRoom(try ProtoJSON.message(value, "mute_room", as: MuteRoomResponse.self))
         }
+        if let value = ProtoJSON.field(json, "search", "search") {
+            self.result = .search(try ProtoJSON.message(value, "search", as: SearchResponse.self))
+        }
         if let value = ProtoJSON.field(json, "restrictMember", "restrict_member") {
             self.result = .restrictMember(try ProtoJSON.message(value, "restrict_member", as: RestrictMemberResponse.self))
         }
@@ -4711,6 +4724,7 @@ public struct Reply: ProtoMessage {
         if case .registerPushToken(let value)? = self.result { writer.message(93, value) }
         if case .unregisterPushToken(let value)? = self.result { writer.message(94, value) }
         if case .muteRoom(let value)? = self.result { writer.message(95, value) }
+        if case .search(let value)? = self.result { writer.message(100, value) }
         if case .restrictMember(let value)? = self.result { writer.message(110, value) }
         if case .getEditHistory(let value)? = self.result { writer.message(111, value) }
         if case .reportMessage(let value)? = self.result { writer.message(112, value) }
@@ -5405,6 +5419,175 @@ public struct RoomUpdated: ProtoMessage {
     }
 }
 
+/// SearchHit is one message that matched.
+public struct SearchHit: ProtoMessage {
+    /// The room.
+    public var roomId: String = ""
+    /// The seq of the message (its MessageCreated event).
+    public var seq: UInt64 = 0
+    /// A passage of the message's current text around the matches (at most 200 characters).
+    public var snippet: String = ""
+    /// The matched words in snippet, in order, not overlapping.
+    public var highlights: [TextRange] = []
+    /// The message in its current state, as History returns it.
+    public var message: Message? = nil
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.roomId = try reader.string(key)
+            case 2: self.seq = try reader.varint(key)
+            case 3: self.snippet = try reader.string(key)
+            case 4: self.highlights.append(try reader.message(key, as: TextRange.self))
+            case 5: self.message = try reader.message(key, as: Message.self)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "seq", "seq") {
+            self.seq = try ProtoJSON.uint64(value, "seq")
+        }
+        if let value = ProtoJSON.field(json, "snippet", "snippet") {
+            self.snippet = try ProtoJSON.string(value, "snippet")
+        }
+        if let value = ProtoJSON.field(json, "highlights", "highlights") {
+            self.highlights = try ProtoJSON.list(value, "highlights").map { try ProtoJSON.message($0, "highlights", as: TextRange.self) }
+        }
+        if let value = ProtoJSON.field(json, "message", "message") {
+            self.message = try ProtoJSON.message(value, "message", as: Message.self)
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.roomId)
+        writer.varint(2, self.seq)
+        writer.string(3, self.snippet)
+        for value in self.highlights { writer.message(4, value) }
+        if let value = self.message { writer.message(5, value) }
+    }
+}
+
+/// SearchRequest finds messages by the words of their current text, among the messages the
+/// caller may read now (membership and history visibility at query time, section 24). Offered
+/// under the capability `search`; a server without it answers ERROR_CODE_UNSUPPORTED.
+public struct SearchRequest: ProtoMessage {
+    /// The words to find: plain terms (every term must match, in any order) and "quoted phrases"
+    /// (the words in that order). 1 to 256 characters; never the engine's query syntax (`*`,
+    /// `AND`, `field:` are plain text).
+    public var query: String = ""
+    /// When set, only this room (NOT_FOUND as when the caller cannot read it).
+    public var roomId: String = ""
+    /// When set, only messages sent by this user.
+    public var sender: String = ""
+    /// When non-zero, only messages sent at or after this time, Unix milliseconds.
+    public var afterMs: Int64 = 0
+    /// When non-zero, only messages sent before this time, Unix milliseconds.
+    public var beforeMs: Int64 = 0
+    /// The next_cursor of the previous page, passed back unchanged; empty for the first page.
+    public var cursor: String = ""
+    /// The most hits to return; 0 means the server default (20). A value above
+    /// Limits.max_page_size is capped to it, not an error.
+    public var limit: UInt32 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.query = try reader.string(key)
+            case 2: self.roomId = try reader.string(key)
+            case 3: self.sender = try reader.string(key)
+            case 4: self.afterMs = Int64(bitPattern: try reader.varint(key))
+            case 5: self.beforeMs = Int64(bitPattern: try reader.varint(key))
+            case 6: self.cursor = try reader.string(key)
+            case 7: self.limit = UInt32(truncatingIfNeeded: try reader.varint(key))
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "query", "query") {
+            self.query = try ProtoJSON.string(value, "query")
+        }
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "sender", "sender") {
+            self.sender = try ProtoJSON.string(value, "sender")
+        }
+        if let value = ProtoJSON.field(json, "afterMs", "after_ms") {
+            self.afterMs = try ProtoJSON.int64(value, "after_ms")
+        }
+        if let value = ProtoJSON.field(json, "beforeMs", "before_ms") {
+            self.beforeMs = try ProtoJSON.int64(value, "before_ms")
+        }
+        if let value = ProtoJSON.field(json, "cursor", "cursor") {
+            self.cursor = try ProtoJSON.string(value, "cursor")
+        }
+        if let value = ProtoJSON.field(json, "limit", "limit") {
+            self.limit = try ProtoJSON.uint32(value, "limit")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.query)
+        writer.string(2, self.roomId)
+        writer.string(3, self.sender)
+        writer.varint(4, UInt64(bitPattern: self.afterMs))
+        writer.varint(5, UInt64(bitPattern: self.beforeMs))
+        writer.string(6, self.cursor)
+        writer.varint(7, UInt64(self.limit))
+    }
+}
+
+/// SearchResponse is one page of hits, newest message first.
+public struct SearchResponse: ProtoMessage {
+    /// The hits, newest first (by created_at_ms, then room id and seq).
+    public var hits: [SearchHit] = []
+    /// The cursor of the next page; empty on the last page.
+    public var nextCursor: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.hits.append(try reader.message(key, as: SearchHit.self))
+            case 2: self.nextCursor = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "hits", "hits") {
+            self.hits = try ProtoJSON.list(value, "hits").map { try ProtoJSON.message($0, "hits", as: SearchHit.self) }
+        }
+        if let value = ProtoJSON.field(json, "nextCursor", "next_cursor") {
+            self.nextCursor = try ProtoJSON.string(value, "next_cursor")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        for value in self.hits { writer.message(1, value) }
+        writer.string(2, self.nextCursor)
+    }
+}
+
 /// SendRequest posts a message to a room. Sending moves the sender's read and delivered
 /// watermarks forward to the new message.
 public struct SendRequest: ProtoMessage {
@@ -5893,6 +6076,43 @@ public struct SyncResponse: ProtoMessage {
         for value in self.rooms { writer.message(1, value) }
         writer.string(2, self.nextCursor)
         writer.varint(3, (self.caughtUp ? 1 : 0))
+    }
+}
+
+/// TextRange is a part of a string: [start, end) in Unicode code points (not bytes, not UTF-16
+/// units).
+public struct TextRange: ProtoMessage {
+    /// The first code point.
+    public var start: UInt32 = 0
+    /// One past the last code point.
+    public var end: UInt32 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.start = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 2: self.end = UInt32(truncatingIfNeeded: try reader.varint(key))
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "start", "start") {
+            self.start = try ProtoJSON.uint32(value, "start")
+        }
+        if let value = ProtoJSON.field(json, "end", "end") {
+            self.end = try ProtoJSON.uint32(value, "end")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.varint(1, UInt64(self.start))
+        writer.varint(2, UInt64(self.end))
     }
 }
 

@@ -149,6 +149,10 @@ public enum class RequestKind(
    */
   MUTE_ROOM("MuteRoom", "mute_room", 95),
   /**
+   * Finds messages by words (capability `search`).
+   */
+  SEARCH("Search", "search", 100),
+  /**
    * Restricts a member from sending and reacting until a time (capability `moderation`).
    */
   RESTRICT_MEMBER("RestrictMember", "restrict_member", 110),
@@ -549,6 +553,17 @@ public abstract class ChatwireRequests {
   ): chatwire.v1.MuteRoomResponse {
     val reply = call(RequestKind.MUTE_ROOM, chatwire.v1.ClientFrame(mute_room = request), options)
     return reply.mute_room ?: throw unexpectedReply(RequestKind.MUTE_ROOM, reply)
+  }
+
+  /**
+   * Finds messages by words (capability `search`).
+   */
+  public suspend fun search(
+    request: chatwire.v1.SearchRequest = chatwire.v1.SearchRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.SearchResponse {
+    val reply = call(RequestKind.SEARCH, chatwire.v1.ClientFrame(search = request), options)
+    return reply.search ?: throw unexpectedReply(RequestKind.SEARCH, reply)
   }
 
   /**
