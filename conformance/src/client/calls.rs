@@ -63,10 +63,10 @@ calls! {
     register_push_token: RegisterPushToken(RegisterPushTokenRequest) -> RegisterPushTokenResponse;
     unregister_push_token: UnregisterPushToken(UnregisterPushTokenRequest) -> UnregisterPushTokenResponse;
     mute_room: MuteRoom(MuteRoomRequest) -> MuteRoomResponse;
+    search: Search(SearchRequest) -> SearchResponse;
     restrict_member: RestrictMember(RestrictMemberRequest) -> RestrictMemberResponse;
     get_edit_history: GetEditHistory(GetEditHistoryRequest) -> GetEditHistoryResponse;
     report_message: ReportMessage(ReportMessageRequest) -> ReportMessageResponse;
-    search: Search(SearchRequest) -> SearchResponse;
 }
 
 /// The `ClientInfo` this library sends in `connect`.

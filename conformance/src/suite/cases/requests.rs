@@ -96,10 +96,10 @@ pub(super) fn cases() -> Vec<Case> {
                 "RegisterPushToken",
                 "UnregisterPushToken",
                 "MuteRoom",
+                "Search",
                 "RestrictMember",
                 "GetEditHistory",
-                "ReportMessage",
-                "Search"
+                "ReportMessage"
             ],
             None,
             false,
