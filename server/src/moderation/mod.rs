@@ -176,9 +176,12 @@ impl Stage {
         text: &str,
     ) -> Result<u32, ChatError> {
         let timeout = Duration::from_millis(self.config.scorer.timeout_ms);
+        // Biased, the deadline first: the timer always starts (a random pick could skip it when
+        // the scorer answers at once), and a deadline already passed wins.
         let outcome = tokio::select! {
-            outcome = scorer.score(subject.room, subject.sender, text) => outcome,
+            biased;
             () = self.timer.sleep(timeout) => Err(format!("the scorer timed out after {timeout:?}")),
+            outcome = scorer.score(subject.room, subject.sender, text) => outcome,
         };
         match outcome {
             Ok(score) => Ok(score.min(100)),
