@@ -448,7 +448,10 @@ async fn without_consumers_nothing_is_queued_and_the_endpoints_are_documented() 
                 .collect()
         })
         .unwrap_or_default();
-    assert!(queues.is_empty(), "no webhook queue without a consumer: {queues:?}");
+    assert!(
+        queues.is_empty(),
+        "no webhook queue without a consumer: {queues:?}"
+    );
     let (status, stats) = server.admin(Method::GET, "/admin/events/stats").await;
     assert_eq!(status, 200);
     let consumers: Vec<&str> = stats["consumers"]
