@@ -230,6 +230,32 @@ fn report(scenario: &str, messages: usize, check: &LogCheck) {
     assert_eq!(check, &LogCheck::default(), "{scenario}");
 }
 
+/// Sends `request` while a fault is still in place and expects it answered (within 60 s, so
+/// the fault is still there) with a retryable UNAVAILABLE; `what` names the send in failures.
+async fn assert_refused_unavailable(
+    client: &Client,
+    request: chatwire_protocol::v1::SendRequest,
+    what: &str,
+) {
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), client.send(request))
+        .await
+        .unwrap_or_else(|_| panic!("{what} is answered while the fault lasts"));
+    match answer {
+        Err(chatwire_conformance::client::ClientError::Server(error)) => {
+            assert_eq!(
+                error.code(),
+                chatwire_protocol::v1::ErrorCode::Unavailable,
+                "{what}: {error:?}"
+            );
+            assert!(
+                error.retryable,
+                "{what}: UNAVAILABLE is retryable: {error:?}"
+            );
+        }
+        other => panic!("{what} got {other:?}"),
+    }
+}
+
 /// Sends `request` through `client` until it is acknowledged, retrying (same client_msg_id)
 /// while the answer is a retryable error; panics on any other error.
 async fn send_until_acked(client: &Client, request: chatwire_protocol::v1::SendRequest) -> u64 {
@@ -321,23 +347,9 @@ async fn burst_through_a_freeze(
         let room = group(&prober, &["bob"]).await;
         let frozen = Frozen::stop(services, service);
         for attempt in 0..refusals {
-            let answer = tokio::time::timeout(
-                std::time::Duration::from_secs(60),
-                prober.send(send(&room, "probe", "sent during the freeze")),
-            )
-            .await
-            .expect("a send during the freeze is answered while the service is still frozen");
-            match answer {
-                Err(chatwire_conformance::client::ClientError::Server(error)) => {
-                    assert_eq!(
-                        error.code(),
-                        chatwire_protocol::v1::ErrorCode::Unavailable,
-                        "attempt {attempt}: {error:?}"
-                    );
-                    assert!(error.retryable, "UNAVAILABLE is retryable: {error:?}");
-                }
-                other => panic!("attempt {attempt}: a send during the freeze got {other:?}"),
-            }
+            let what = format!("attempt {attempt}: a send during the freeze");
+            let request = send(&room, "probe", "sent during the freeze");
+            assert_refused_unavailable(&prober, request, &what).await;
         }
         frozen.resume();
         probe_room = Some(room);
@@ -918,23 +930,8 @@ async fn service_fault_node_partitioned_from_its_services_fails_fast_and_drains_
         rabbit_link.partition();
         redis_link.partition();
         let id = format!("probe-{round}");
-        let answer = tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            carol.send(send(&room, &id, "sent through the cut node")),
-        )
-        .await
-        .expect("a send through the cut node is answered while it is cut off");
-        match answer {
-            Err(chatwire_conformance::client::ClientError::Server(error)) => {
-                assert_eq!(
-                    error.code(),
-                    chatwire_protocol::v1::ErrorCode::Unavailable,
-                    "{error:?}"
-                );
-                assert!(error.retryable, "{error:?}");
-            }
-            other => panic!("a send through the cut node got {other:?}"),
-        }
+        let request = send(&room, &id, "sent through the cut node");
+        assert_refused_unavailable(&carol, request, "a send through the cut node").await;
         // The other node keeps serving while this one is cut off.
         let during = progress.borrow().clone()[0];
         within(progress.wait_for(|acks| acks[0] >= (during + 5).min(count)))

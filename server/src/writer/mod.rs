@@ -439,12 +439,14 @@ mod tests {
         }
     }
 
-    /// A commit in a room of 10k members with one live member costs O(its events): the
-    /// members are shared with the cached state (never copied) and the fan-out reaches the
-    /// one live session.
-    #[tokio::test]
-    async fn a_message_in_a_big_room_copies_no_member() {
-        const MEMBERS: usize = 10_000;
+    /// A writer over a fresh embedded store (no fsync) and a local fan-out; the folder lives as
+    /// long as the returned guard.
+    fn embedded_writer() -> (
+        tempfile::TempDir,
+        Arc<EmbeddedStore>,
+        Arc<LocalFanout>,
+        RoomWriter,
+    ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let options = EmbeddedOptions {
             bucket_width_ms: 3_600_000,
@@ -453,7 +455,35 @@ mod tests {
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("s"), options).expect("store"));
         let clock = crate::server::system_clock();
         let fanout = Arc::new(LocalFanout::new(Arc::clone(&clock)));
-        let mut writer = RoomWriter::new(store, fanout.clone(), clock, WriterConfig::default());
+        let writer = RoomWriter::new(
+            store.clone(),
+            fanout.clone(),
+            clock,
+            WriterConfig::default(),
+        );
+        (dir, store, fanout, writer)
+    }
+
+    /// A Send of `text` with idempotency key `id`.
+    fn send_op(id: &str, text: &str) -> RoomOp {
+        RoomOp::Send(SendOp {
+            client_msg_id: id.into(),
+            content: v1::Content {
+                text: text.into(),
+                ..Default::default()
+            },
+            reply_to_seq: 0,
+            thread_root_seq: 0,
+        })
+    }
+
+    /// A commit in a room of 10k members with one live member costs O(its events): the
+    /// members are shared with the cached state (never copied) and the fan-out reaches the
+    /// one live session.
+    #[tokio::test]
+    async fn a_message_in_a_big_room_copies_no_member() {
+        const MEMBERS: usize = 10_000;
+        let (_dir, _store, fanout, mut writer) = embedded_writer();
         let room = RoomId::parse("g.big").expect("room id");
         let create = CreateGroup {
             name: "big".into(),
@@ -475,15 +505,7 @@ mod tests {
         let members = Arc::clone(&writer.cache.get(&room).expect("cached").members);
         assert_eq!(members.len(), MEMBERS);
 
-        let send = RoomOp::Send(SendOp {
-            client_msg_id: "c1".into(),
-            content: v1::Content {
-                text: "hi".into(),
-                ..Default::default()
-            },
-            reply_to_seq: 0,
-            thread_root_seq: 0,
-        });
+        let send = send_op("c1", "hi");
         let sent = writer
             .execute(&room, &[command(&room, "owner", send)])
             .await;
@@ -505,15 +527,7 @@ mod tests {
     async fn reactions_store_a_count_and_a_sample_not_every_user() {
         use crate::backend::store::RoomLog;
         const MEMBERS: usize = 30;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let options = EmbeddedOptions {
-            bucket_width_ms: 3_600_000,
-            sync: false,
-        };
-        let store = Arc::new(EmbeddedStore::open(&dir.path().join("s"), options).expect("store"));
-        let clock = crate::server::system_clock();
-        let fanout = Arc::new(LocalFanout::new(Arc::clone(&clock)));
-        let mut writer = RoomWriter::new(store.clone(), fanout, clock, WriterConfig::default());
+        let (_dir, store, _fanout, mut writer) = embedded_writer();
         let room = RoomId::parse("g.react").expect("room id");
         let create = CreateGroup {
             name: "react".into(),
@@ -527,15 +541,7 @@ mod tests {
             .execute(&room, &[command(&room, "m0", RoomOp::CreateGroup(create))])
             .await;
         assert!(created[0].is_ok(), "{created:?}");
-        let send = RoomOp::Send(SendOp {
-            client_msg_id: "c1".into(),
-            content: v1::Content {
-                text: "react to me".into(),
-                ..Default::default()
-            },
-            reply_to_seq: 0,
-            thread_root_seq: 0,
-        });
+        let send = send_op("c1", "react to me");
         let sent = writer.execute(&room, &[command(&room, "m0", send)]).await;
         let Ok(Outcome::Sent(sent)) = &sent[0] else {
             panic!("{sent:?}");

@@ -91,8 +91,11 @@ fn reactions_of(
     let txn = inner.db.begin_read()?;
     let table = txn.open_table(REACTIONS)?;
     let mut found = Vec::new();
-    let range = (room, user, from_seq, "")..=(room, user, to_seq, "\u{10ffff}");
-    for entry in table.range(range)? {
+    let end = match to_seq.checked_add(1) {
+        Some(next) => Bound::Excluded((room, user, next, "")),
+        None => Bound::Included((room, user, u64::MAX, "\u{10ffff}")),
+    };
+    for entry in table.range((Bound::Included((room, user, from_seq, "")), end))? {
         let (key, _) = entry?;
         let (_, _, seq, emoji) = key.value();
         found.push((seq, emoji.to_owned()));
