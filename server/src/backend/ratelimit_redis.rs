@@ -36,7 +36,7 @@
 //! `Services::limiter`), or use Redis Cluster (one key per script call, so it could).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -112,6 +112,10 @@ pub struct RedisRateLimiter {
     /// The breaker: [`CLOSED`], or the callers' time from which the next probe may start.
     /// Shared with the probe task.
     open_until_ms: Arc<AtomicI64>,
+    /// How many takes found Redis down. A probe closes the breaker only when no take found
+    /// Redis down while it ran; a later probe starting does not void an earlier one, so a busy
+    /// caller's takes cannot keep the breaker open against a Redis that answers.
+    downs: Arc<AtomicU64>,
 }
 
 /// Why a take got no answer from the bucket.
@@ -152,6 +156,7 @@ impl RedisRateLimiter {
             prefix: prefix.to_owned(),
             last_warn_ms: AtomicI64::new(i64::MIN),
             open_until_ms: Arc::new(AtomicI64::new(CLOSED)),
+            downs: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -175,17 +180,18 @@ impl RedisRateLimiter {
                 .is_ok()
         {
             let mut connection = self.connection.clone();
-            let state = Arc::clone(&self.open_until_ms);
+            let (state, downs) = (Arc::clone(&self.open_until_ms), Arc::clone(&self.downs));
+            let downs_before = downs.load(Ordering::Acquire);
             tokio::spawn(async move {
                 let ping = redis::cmd("PING");
                 let answer = ping.query_async::<String>(&mut connection);
                 if let Ok(Ok(_)) = tokio::time::timeout(TAKE_DEADLINE, answer).await {
-                    // Only this probe's window closes the breaker: a take that opened it again
-                    // since then moved `open_until_ms` on.
-                    if state
-                        .compare_exchange(next, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
+                    // A take that found Redis down while this probe ran leaves the breaker open.
+                    let closed = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |until| {
+                        (until != CLOSED && downs.load(Ordering::Acquire) == downs_before)
+                            .then_some(CLOSED)
+                    });
+                    if closed.is_ok() {
                         tracing::info!("Redis rate limiter answering again");
                     }
                 }
@@ -253,6 +259,7 @@ impl RateLimiter for RedisRateLimiter {
             Ok(None) => Ok(()),
             Ok(Some(wait)) => Err(u32::try_from(wait).unwrap_or(u32::MAX)),
             Err(Failure::Down(error)) => {
+                self.downs.fetch_add(1, Ordering::AcqRel);
                 self.open_until_ms
                     .store(now_ms.saturating_add(PROBE_EVERY_MS), Ordering::Release);
                 self.warn_failing_open(now_ms, &error);
