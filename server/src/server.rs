@@ -253,6 +253,7 @@ impl Server {
         );
         services.probes = probes;
         services.search = search;
+        services.events = publisher;
         services.delivery_queue = config.session.outbound_queue_frames;
         services.rates = crate::session::services::Rates::from_config(&config.limits);
         services.moderation = Arc::new(

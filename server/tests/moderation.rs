@@ -243,3 +243,233 @@ async fn an_external_scorer_scores_and_a_silent_one_fails_closed() {
     assert_eq!(texts, vec!["calm!"]);
     server.stop().await;
 }
+
+fn report(room: &str, seq: u64, reason: &str) -> v1::ReportMessageRequest {
+    v1::ReportMessageRequest {
+        room_id: room.to_owned(),
+        target_seq: seq,
+        reason: reason.to_owned(),
+    }
+}
+
+/// The `(id, status)` of each item of a review page.
+fn statuses(page: &serde_json::Value) -> Vec<(String, String)> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            let field = |name: &str| item[name].as_str().unwrap_or_default().to_owned();
+            (field("id"), field("status"))
+        })
+        .collect()
+}
+
+/// Issue 21 part 2, end to end: a message the stage flags and one members report land in the
+/// review queue of the admin API (a clean one does not); an approval keeps the message, a
+/// removal deletes it for everyone with its reason in the room's audit; the first review
+/// stands; the queue survives a restart.
+#[tokio::test]
+async fn flagged_and_reported_messages_are_reviewed_from_the_admin_api() {
+    use reqwest::Method;
+    let data = tempfile::tempdir().expect("data dir");
+    let flag_bets = |config: &mut chatwire_server::config::Config| {
+        config.moderation.words = vec![rule("bet", WordAction::Flag)];
+    };
+    let server = TestServer::start_in(data.path().to_path_buf(), flag_bets).await;
+    let a = server.client("alice").await;
+    let b = server.client("bob").await;
+    let c = server.client("carol").await;
+    let room = group(&a, &["bob", "carol"]).await;
+    let bet = a
+        .send(send(&room, "m1", "place your bet"))
+        .await
+        .expect("flagged, posted");
+    let clean = a.send(send(&room, "m2", "hello")).await.expect("posted");
+    let spam = a
+        .send(send(&room, "m3", "buy followers"))
+        .await
+        .expect("posted");
+
+    let reported = b
+        .report_message(report(&room, spam.seq, "spam"))
+        .await
+        .expect("report");
+    let again = b
+        .report_message(report(&room, spam.seq, "spam again"))
+        .await
+        .expect("repeat");
+    let other = c
+        .report_message(report(&room, spam.seq, "scam"))
+        .await
+        .expect("report");
+    assert_eq!(reported.report_id, format!("{room}:{}", spam.seq));
+    assert_eq!(
+        (&again.report_id, &other.report_id),
+        (&reported.report_id, &reported.report_id)
+    );
+    let own = refused(a.report_message(report(&room, bet.seq, "mine")).await);
+    assert_eq!(
+        (own.code(), own.field.as_str()),
+        (v1::ErrorCode::InvalidArgument, "target_seq")
+    );
+
+    let (status, queue) = server.admin(Method::GET, "/admin/reviews").await;
+    assert_eq!(status, 200, "{queue}");
+    let bet_id = format!("{room}:{}", bet.seq);
+    assert_eq!(
+        statuses(&queue),
+        [
+            (bet_id.clone(), "open".to_owned()),
+            (reported.report_id.clone(), "open".to_owned())
+        ],
+        "the clean message {} is not queued",
+        clean.seq
+    );
+    let items = queue["items"].as_array().expect("items");
+    assert_eq!(items[0]["flagged"], true);
+    assert_eq!(items[0]["reasons"], serde_json::json!(["words.flag"]));
+    assert_eq!(items[0]["text"], "place your bet");
+    let reports: Vec<_> = items[1]["reports"]
+        .as_array()
+        .expect("reports")
+        .iter()
+        .map(|r| {
+            (
+                r["reporter"].as_str().unwrap_or_default(),
+                r["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(reports, [("bob", "spam"), ("carol", "scam")]);
+
+    let (status, approved) = server
+        .admin_json(
+            Method::POST,
+            &format!("/admin/reviews/{bet_id}/approve"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, approved["status"].as_str()),
+        (200, Some("approved")),
+        "{approved}"
+    );
+    let spam_id = &reported.report_id;
+    let (status, body) = server
+        .admin_json(
+            Method::POST,
+            &format!("/admin/reviews/{spam_id}/remove"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "a removal needs a reason: {body}");
+    let (status, removed) = server
+        .admin_json(
+            Method::POST,
+            &format!("/admin/reviews/{spam_id}/remove"),
+            &serde_json::json!({"reason": "spam ring"}),
+        )
+        .await;
+    assert_eq!(
+        (status, removed["status"].as_str()),
+        (200, Some("removed")),
+        "{removed}"
+    );
+    assert_eq!(
+        removed["text"],
+        serde_json::Value::Null,
+        "the content is gone"
+    );
+    let deleted_seq = removed["deleted_seq"].as_u64().expect("deleted_seq");
+    assert!(deleted_seq > spam.seq);
+    // The first review stands.
+    let (_, still) = server
+        .admin_json(
+            Method::POST,
+            &format!("/admin/reviews/{spam_id}/approve"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(still["status"], "removed");
+
+    // What members see: the removed message is a tombstone, the approved one stays.
+    let page = history(&b, &room, None, 10).await;
+    let by_seq = |seq: u64| page.messages.iter().find(|m| m.seq == seq).expect("listed");
+    assert!(by_seq(spam.seq).deleted && by_seq(spam.seq).content.is_none());
+    assert!(!by_seq(bet.seq).deleted);
+    let (_, audit) = server
+        .admin(Method::GET, &format!("/admin/rooms/{room}/audit"))
+        .await;
+    let entry = &audit["entries"][0];
+    assert_eq!(
+        (
+            entry["action"].as_str(),
+            entry["actor"].as_str(),
+            entry["reason"].as_str()
+        ),
+        (Some("message_removed"), Some("system"), Some("spam ring"))
+    );
+    assert_eq!(
+        (entry["seq"].as_u64(), entry["target_seq"].as_u64()),
+        (Some(deleted_seq), Some(spam.seq))
+    );
+
+    let (_, open) = server.admin(Method::GET, "/admin/reviews").await;
+    assert_eq!(statuses(&open), []);
+    // A deleted message can no longer be reported.
+    let gone = refused(c.report_message(report(&room, spam.seq, "late")).await);
+    assert_eq!(gone.code(), v1::ErrorCode::NotFound);
+
+    server.stop().await;
+    let server = TestServer::start_in(data.path().to_path_buf(), flag_bets).await;
+    let (_, kept) = server
+        .admin(Method::GET, &format!("/admin/reviews?room_id={room}"))
+        .await;
+    assert_eq!(
+        statuses(&kept),
+        [
+            (bet_id, "approved".to_owned()),
+            (spam_id.clone(), "removed".to_owned())
+        ]
+    );
+    server.stop().await;
+}
+
+/// reports are limited per user (`limits.rate_reports`), whatever the message.
+#[tokio::test]
+async fn reports_are_rate_limited_per_user() {
+    let server = TestServer::start_with(|config| {
+        config.limits.rate_reports = chatwire_server::config::RateLimit {
+            rate_per_minute: 1,
+            burst: 2,
+        };
+    })
+    .await;
+    let a = server.client("alice").await;
+    let b = server.client("bob").await;
+    let c = server.client("carol").await;
+    let room = group(&a, &["bob", "carol"]).await;
+    let mut seqs = Vec::new();
+    for n in 0..3 {
+        seqs.push(
+            a.send(send(&room, &format!("m{n}"), "text"))
+                .await
+                .expect("sent")
+                .seq,
+        );
+    }
+    b.report_message(report(&room, seqs[0], "one"))
+        .await
+        .expect("first");
+    b.report_message(report(&room, seqs[1], "two"))
+        .await
+        .expect("second");
+    let err = refused(b.report_message(report(&room, seqs[2], "three")).await);
+    assert_eq!(err.code(), v1::ErrorCode::RateLimited);
+    assert!(err.retry_after_ms > 0);
+    c.report_message(report(&room, seqs[2], "another user"))
+        .await
+        .expect("carol has her own bucket");
+    server.stop().await;
+}

@@ -305,3 +305,8 @@ mod outbox {
     use super::embedded;
     crate::support::outbox_suite::outbox_suite_tests!(embedded);
 }
+
+mod reviews {
+    use super::embedded;
+    crate::support::reviews_suite::reviews_suite_tests!(embedded);
+}

@@ -112,6 +112,11 @@ mod outbox {
     crate::support::outbox_suite::outbox_suite_tests!(scylla);
 }
 
+mod reviews {
+    use super::scylla;
+    crate::support::reviews_suite::reviews_suite_tests!(scylla);
+}
+
 /// A writer that crashed after its transaction applied, before materializing or publishing
 /// (issue 15 H4): the shard's next writer rolls the batch forward and publishes its events
 /// from the log on its first tick, then clears the room's outbox mark.

@@ -229,6 +229,86 @@ fn dead_letter<'a>(listing: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|d| d["id"] == id)
 }
 
+/// Issue 21 part 2: the moderation stage's flag and a member's report each reach the app
+/// webhook as a `moderation.flagged` event whose id names the review entry (so a repeat of
+/// the same report is the same event, deduped by the queue and the receiver).
+#[tokio::test]
+async fn flags_and_reports_reach_the_app_webhook_as_moderation_flagged() {
+    use chatwire_server::config::{WordAction, WordRule};
+    let hook = Hook::start().await;
+    let url = hook.url();
+    let server = TestServer::start_with(|config| {
+        config.events.app = Some(WebhookConfig::new(url, "app-2026", APP_SECRET));
+        config.moderation.words = vec![WordRule {
+            word: "bet".into(),
+            action: WordAction::Flag,
+        }];
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    let room = group(&alice, &["bob"]).await;
+    let sent = within(alice.send(send(&room, "m-1", "place your bet")))
+        .await
+        .expect("send");
+    let review = format!("{room}:{}", sent.seq);
+
+    let flag = hook
+        .next_with(&format!("review:{review}:flag"), 200)
+        .await
+        .json();
+    assert_eq!(flag["kind"], "moderation.flagged");
+    assert_eq!(flag["roomId"], room.as_str());
+    let data = &flag["data"];
+    assert_eq!(
+        (
+            &data["source"],
+            &data["reviewId"],
+            &data["targetSeq"],
+            &data["sender"]
+        ),
+        (
+            &Value::from("filter"),
+            &Value::from(review.as_str()),
+            &Value::from(sent.seq),
+            &Value::from("alice")
+        )
+    );
+    assert_eq!(data["reasons"], serde_json::json!(["words.flag"]));
+
+    let report = |reason: &str| v1::ReportMessageRequest {
+        room_id: room.clone(),
+        target_seq: sent.seq,
+        reason: reason.to_owned(),
+    };
+    within(bob.report_message(report("gambling")))
+        .await
+        .expect("report");
+    within(bob.report_message(report("again")))
+        .await
+        .expect("repeat");
+    let reported = hook
+        .next_with(&format!("review:{review}:report:bob"), 200)
+        .await
+        .json();
+    let data = &reported["data"];
+    assert_eq!(
+        (
+            &data["source"],
+            &data["reporter"],
+            &data["reason"],
+            &data["reports"]
+        ),
+        (
+            &Value::from("report"),
+            &Value::from("bob"),
+            &Value::from("gambling"),
+            &Value::from(1)
+        )
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_sent_message_reaches_the_app_webhook_signed() {
     let hook = Hook::start().await;

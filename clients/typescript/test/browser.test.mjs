@@ -238,6 +238,43 @@ test("a reply turns the other side's message to read; groups, members, edit, del
   }
 });
 
+test("a member reports a message with a reason; it shows as reported after a reload and waits in the admin review queue", async () => {
+  const server = await TestServer.start();
+  const alice = await server.client("alice");
+  try {
+    const { room: group } = await alice.createGroup({ name: "reports", memberIds: ["bob"] });
+    const seq = await alice.sendMessage(group.id, "buy cheap followers").sent;
+    await alice.sendMessage(group.id, "a normal message").sent;
+
+    const bob = await login(server, "bob");
+    await bob.page.click(`#rooms li[data-room="${group.id}"]`);
+    const spam = '#messages li.theirs:has-text("buy cheap followers")';
+    await bob.page.waitForSelector(spam);
+    bob.page.once("dialog", (d) => d.accept("spam"));
+    await bob.page.click(`${spam} .text`);
+    await bob.page.click(`${spam} button[data-action="report"]`);
+    await bob.page.waitForSelector(`${spam} .reported`);
+    assert.equal(await bob.page.isVisible(`${spam} button[data-action="report"]`), false);
+    await shot(bob.page, "reported");
+    // The moderators' queue holds the report, with bob's reason and the text.
+    const queue = await server.admin("/admin/reviews");
+    assert.deepEqual(
+      queue.items.map((i) => [i.id, i.seq, i.text, i.reports.map((r) => [r.reporter, r.reason])]),
+      [[`${group.id}:${seq}`, Number(seq), "buy cheap followers", [["bob", "spam"]]]],
+    );
+    // After a reload the page still shows it reported, and only that message.
+    await bob.page.reload();
+    await connected(bob.page);
+    await bob.page.click(`#rooms li[data-room="${group.id}"]`);
+    await bob.page.waitForSelector(`${spam} .reported`);
+    assert.equal(await bob.page.locator('#messages li:has-text("a normal message") .reported').count(), 0);
+    await bob.context.close();
+  } finally {
+    alice.close();
+    await server.stop();
+  }
+});
+
 test("a moderator opens an edited message's versions, removes it with a reason, and after a reload it stays removed; a restricted member sees why its send failed", async () => {
   const server = await TestServer.start();
   const alice = await server.client("alice");

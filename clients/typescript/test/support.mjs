@@ -1,7 +1,8 @@
 // Test support: a real `chatwire serve` on 127.0.0.1:0 over a temporary data folder (the
 // embedded default), tokens from `chatwire token`, and condition waits with deadlines.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -75,6 +76,14 @@ export class TestServer {
     return execFileSync(chatwireBin, ["token", "--user", user, "--ttl", ttl, "--data-dir", this.dataDir], { env: { ...process.env, ...serverEnv } })
       .toString()
       .trim();
+  }
+
+  /** GET on the admin API with the data folder's admin key: the parsed JSON body. */
+  async admin(path) {
+    const key = readFileSync(join(this.dataDir, "admin-key"), "utf8").trim();
+    const response = await fetch(this.httpUrl + path, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(response.status, 200, `GET ${path}`);
+    return response.json();
   }
 
   /** A connected SDK client for `user`. */

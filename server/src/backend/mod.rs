@@ -3,7 +3,7 @@
 //!
 //! | concern | trait | embedded (default) | distributed |
 //! | --- | --- | --- | --- |
-//! | room log, rooms, members, receipts, accounts | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`] | [`embedded`] (redb) | [`scylla`] (ScyllaDB / Cassandra) |
+//! | room log, rooms, members, receipts, accounts, review queue | [`store::RoomLog`], [`store::Directory`], [`store::Accounts`], [`reviews::Reviews`] | [`embedded`] (redb) | [`scylla`] (ScyllaDB / Cassandra) |
 //! | live gateway nodes | [`nodes::NodeRegistry`] | - | [`scylla`] (rows with a TTL) |
 //! | ordered command pipeline | [`pipeline::Pipeline`] | [`pipeline_local`] (shard tasks) | [`pipeline_rabbit`] (RabbitMQ shard queues) |
 //! | live fan-out | [`fanout::Fanout`] | [`fanout_local`] | [`fanout_redis`] (Redis: tail streams, pub/sub, presence registry) |
@@ -32,6 +32,7 @@ pub mod ratelimit_redis;
 pub mod redb_backup;
 mod redb_fail;
 pub mod redis_probe;
+pub mod reviews;
 pub mod scylla;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]

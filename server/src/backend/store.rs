@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 
+pub use super::reviews::Reviews;
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
 
@@ -459,7 +460,7 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError>;
 }
 
-/// All three storage traits, as one handle.
-pub trait Store: RoomLog + Directory + Accounts {}
+/// Every storage trait, as one handle.
+pub trait Store: RoomLog + Directory + Accounts + Reviews {}
 
-impl<T: RoomLog + Directory + Accounts> Store for T {}
+impl<T: RoomLog + Directory + Accounts + Reviews> Store for T {}

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 
+use super::reviews::{ReviewChange, ReviewItem, ReviewKey, ReviewScope, ReviewUpdate, Reviews};
 use super::store::{
     Accounts, AppendOutcome, Batch, DedupeEntry, Directory, Head, HistoryQuery, MessagePage,
     PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
@@ -267,5 +268,27 @@ impl Accounts for CountingStore {
         self.count("tokens_revoked_before")
             .tokens_revoked_before(user)
             .await
+    }
+}
+
+#[async_trait]
+impl Reviews for CountingStore {
+    async fn review(&self, key: &ReviewKey) -> Result<Option<ReviewItem>, StoreError> {
+        self.count("review").review(key).await
+    }
+    async fn update_review(
+        &self,
+        key: &ReviewKey,
+        change: ReviewChange<'_>,
+    ) -> Result<ReviewUpdate, StoreError> {
+        self.count("update_review").update_review(key, change).await
+    }
+    async fn reviews(
+        &self,
+        scope: &ReviewScope,
+        after: Option<&ReviewKey>,
+        limit: usize,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
+        self.count("reviews").reviews(scope, after, limit).await
     }
 }

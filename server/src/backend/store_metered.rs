@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 
+use super::reviews::{ReviewChange, ReviewItem, ReviewKey, ReviewScope, ReviewUpdate, Reviews};
 use super::store::{
     Accounts, AppendOutcome, Batch, DedupeEntry, Directory, Head, HistoryQuery, MessagePage,
     PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
@@ -279,5 +280,29 @@ impl Accounts for MeteredStore {
             self.inner.tokens_revoked_before(user),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl Reviews for MeteredStore {
+    async fn review(&self, key: &ReviewKey) -> Result<Option<ReviewItem>, StoreError> {
+        self.timed("review", self.inner.review(key)).await
+    }
+    async fn update_review(
+        &self,
+        key: &ReviewKey,
+        change: ReviewChange<'_>,
+    ) -> Result<ReviewUpdate, StoreError> {
+        self.timed("update_review", self.inner.update_review(key, change))
+            .await
+    }
+    async fn reviews(
+        &self,
+        scope: &ReviewScope,
+        after: Option<&ReviewKey>,
+        limit: usize,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
+        self.timed("reviews", self.inner.reviews(scope, after, limit))
+            .await
     }
 }

@@ -475,6 +475,8 @@ pub struct LimitsConfig {
     pub rate_room_sends: RateLimit,
     /// Searches per user (RATE_LIMITED beyond). Default 60/min, burst 10.
     pub rate_search: RateLimit,
+    /// Message reports per user (RATE_LIMITED beyond). Default 10/min, burst 5.
+    pub rate_reports: RateLimit,
 }
 
 /// Smallest `max_server_frame_bytes`: a largest event must fit in one frame.
@@ -503,6 +505,7 @@ impl Default for LimitsConfig {
                 limits::DEFAULT_ROOM_SEND_BURST,
             ),
             rate_search: RateLimit::new(60, 10),
+            rate_reports: RateLimit::new(10, 5),
         }
     }
 }
@@ -558,6 +561,7 @@ impl LimitsConfig {
             ("rate_typing", self.rate_typing),
             ("rate_room_sends", self.rate_room_sends),
             ("rate_search", self.rate_search),
+            ("rate_reports", self.rate_reports),
         ];
         for (name, rate) in rates {
             if rate.rate_per_minute == 0 || rate.burst == 0 {

@@ -11,6 +11,7 @@
 //!                                         └▶ Verdict {score, flagged, masked} ─▶ shard queue
 //! ```
 
+pub mod review;
 pub mod scorer;
 pub mod spam;
 mod words;
@@ -22,7 +23,6 @@ use chatwire_protocol::v1;
 
 use crate::chat::command::Verdict;
 use crate::chat::error::ChatError;
-use crate::chat::ids::{RoomId, UserId};
 use crate::config::ModerationConfig;
 use scorer::Scorer;
 use spam::SpamState;
@@ -201,19 +201,6 @@ impl Stage {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// A message the stage flagged was posted (seq): logged for review. The review queue of the
-/// admin API (issue 21 part 2) is not built yet; this log line is where flags go meanwhile.
-pub fn flagged(room: &RoomId, sender: &UserId, seq: u64, verdict: &Verdict) {
-    tracing::info!(
-        room = %room,
-        sender = %sender,
-        seq,
-        score = verdict.score,
-        reasons = %verdict.reasons.join(","),
-        "moderation: message flagged for review"
-    );
 }
 
 #[cfg(test)]

@@ -105,14 +105,17 @@ pub const JSON_FRAMES: &str = "json-frames";
 pub const MODERATION: &str = "moderation";
 /// GetEditHistory (docs/protocol.md §8.9, §22).
 pub const EDIT_HISTORY: &str = "edit-history";
+/// ReportMessage and the review queue (docs/protocol.md §8.11, §22).
+pub const MESSAGE_REPORTS: &str = "message-reports";
 /// The capability of servers that answer Search (docs/protocol.md §22, §24).
 pub const SEARCH: &str = "search";
 /// Every capability this server can list in `ConnectResponse.capabilities`.
-pub const SERVER_CAPABILITIES: [&str; 5] = [
+pub const SERVER_CAPABILITIES: [&str; 6] = [
     TYPING_DATAGRAMS,
     JSON_FRAMES,
     MODERATION,
     EDIT_HISTORY,
+    MESSAGE_REPORTS,
     SEARCH,
 ];
 
@@ -679,7 +682,7 @@ async fn connect_session(
         capabilities.push(JSON_FRAMES.to_owned());
     }
     // Server-only names this server always offers.
-    capabilities.extend([MODERATION, EDIT_HISTORY].map(str::to_owned));
+    capabilities.extend([MODERATION, EDIT_HISTORY, MESSAGE_REPORTS].map(str::to_owned));
     // Server-only: listed exactly when Search is answered.
     if services.search.is_some() {
         capabilities.push(SEARCH.to_owned());

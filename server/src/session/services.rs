@@ -86,6 +86,9 @@ pub struct Services {
     /// The message search index; `None` when search is off (Search is UNSUPPORTED and the
     /// `search` capability is not listed).
     pub search: Option<Arc<crate::search::SearchIndex>>,
+    /// Where events outside the room log go to the webhook consumers (`moderation.flagged`);
+    /// `None` when no consumer is configured.
+    pub events: Option<Arc<dyn crate::backend::events::EventPublisher>>,
     next_session: AtomicU64,
 }
 
@@ -126,6 +129,7 @@ impl Services {
             probes: Vec::new(),
             moderation: Arc::default(),
             search: None,
+            events: None,
             next_session: AtomicU64::new(first_session_key()),
         }
     }
@@ -194,6 +198,8 @@ pub struct Rates {
     pub connects_per_ip: RateLimit,
     /// Searches.
     pub search: RateLimit,
+    /// Message reports.
+    pub reports: RateLimit,
 }
 
 impl Rates {
@@ -206,6 +212,7 @@ impl Rates {
             room_sends: limits.rate_room_sends,
             connects_per_ip: limits.rate_connects_per_ip,
             search: limits.rate_search,
+            reports: limits.rate_reports,
         }
     }
 }

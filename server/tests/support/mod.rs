@@ -12,6 +12,7 @@ pub mod outbox_suite;
 pub mod pipeline_suite;
 pub mod proxy;
 pub mod ratelimit_suite;
+pub mod reviews_suite;
 pub mod server;
 pub mod store_suite;
 

@@ -61,6 +61,7 @@ impl TestServer {
         config.limits.rate_typing = generous;
         config.limits.rate_connects_per_ip = generous;
         config.limits.rate_search = generous;
+        config.limits.rate_reports = generous;
         change(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -136,6 +137,28 @@ impl TestServer {
             super::http_client()
                 .request(method, format!("{}{path}", self.http_url()))
                 .bearer_auth(self.admin_key())
+                .send(),
+        )
+        .await
+        .expect("admin request");
+        let status = response.status().as_u16();
+        let text = within(response.text()).await.expect("admin response body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+
+    /// Calls the admin API with the admin key and a JSON body; the status and the JSON body.
+    pub async fn admin_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = within(
+            super::http_client()
+                .request(method, format!("{}{path}", self.http_url()))
+                .bearer_auth(self.admin_key())
+                .json(body)
                 .send(),
         )
         .await

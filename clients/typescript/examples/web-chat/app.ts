@@ -1,8 +1,9 @@
 // The example web chat on @chatwire/client: rooms with unread counts from the server's
 // watermarks, history (newest page on open, older pages on scroll), direct chats and groups,
 // edit / delete / react, moderation (a moderator's delete with a reason, "edited" opening the
-// message's versions), message status, typing and presence, an outbox kept in IndexedDB
-// and the token kept for the tab (sessionStorage). Build: `npm run build:example` in
+// message's versions, reporting others' messages to the server's review queue), message
+// status, typing and presence, an outbox kept in IndexedDB and the token kept for the tab
+// (sessionStorage). Build: `npm run build:example` in
 // clients/typescript (scripts/regen does it); `chatwire serve` serves the bundle at `/`.
 import {
   ChatwireClient,
@@ -71,6 +72,15 @@ const shownVersions = new Map<bigint, { at: number; text: string }[]>();
 const typingUntil = new Map<string, number>(); // "room user" -> expiry (ms)
 const online = new Map<string, boolean>();
 const saved = new Set<string>(); // client_msg_ids written to the outbox store
+/** Messages this user reported ("room seq"), kept in localStorage so a reload still shows them. */
+const REPORTED_KEY = "chatwire.reported";
+function reportedSet(): Set<string> {
+  try {
+    return new Set<string>(JSON.parse(localStorage.getItem(`${REPORTED_KEY}.${me}`) ?? "[]"));
+  } catch {
+    return new Set<string>();
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Log in and out
@@ -706,12 +716,14 @@ function renderMessage(m: ViewMessage): HTMLLIElement {
   if (saved.has(m.clientMsgId)) li.dataset.saved = "true";
   const time = new Date(m.createdAtMs).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
   const status = mine ? statusOf(m) : undefined;
+  const reported = !mine && current !== null && m.seq !== undefined && reportedSet().has(`${current} ${m.seq}`);
   const reactions = [...m.reactions].map(([emoji, r]) => `<span class="${r.me ? "me" : ""}">${escape(emoji)} ${r.count}</span>`).join("");
   li.innerHTML =
     `<span class="sender">${escape(m.sender)}</span>` +
     `<span class="text">${m.deleted ? "message deleted" : escape(m.text)}</span>` +
     `<span class="meta"><time datetime="${new Date(m.createdAtMs).toISOString()}">${time}</time>${m.edited && !m.deleted ? ' · <button type="button" class="edited" data-action="versions" title="Show every version">edited</button>' : ""}` +
     (status ? ` <span class="status" data-status="${status}">${STATUS_TEXT[status]}</span>` : "") +
+    (reported && !m.deleted ? ' · <span class="reported">reported</span>' : "") +
     `</span>` +
     (reactions ? `<div class="reactions">${reactions}</div>` : "");
   if (m.seq !== undefined && !m.deleted) {
@@ -721,8 +733,9 @@ function renderMessage(m: ViewMessage): HTMLLIElement {
     if (mine) {
       actions.append(button("Edit", "edit", () => startEdit(m)));
       actions.append(button("Delete", "delete", () => remove(m)));
-    } else if (moderates()) {
-      actions.append(button("Remove", "moderate", () => moderate(m)));
+    } else {
+      if (moderates()) actions.append(button("Remove", "moderate", () => moderate(m)));
+      if (!reported) actions.append(button("Report", "report", () => void report(m)));
     }
     li.append(actions);
     li.addEventListener("click", (e) => {
@@ -754,6 +767,20 @@ function moderate(m: ViewMessage): void {
   const reason = prompt(`Remove ${m.sender}'s message for everyone? Reason:`);
   if (reason === null) return;
   void guard(() => client!.delete({ roomId: current!, targetSeq: m.seq!, reason }));
+}
+
+/** Reports someone else's message to the server's moderators, with a reason (ReportMessage). */
+async function report(m: ViewMessage): Promise<void> {
+  if (!current || m.seq === undefined || !client) return;
+  const roomId = current;
+  const reason = prompt(`Report ${m.sender}'s message to the moderators? Reason:`)?.trim();
+  if (!reason) return;
+  const done = await guard(() => client!.reportMessage({ roomId, targetSeq: m.seq!, reason }));
+  if (!done) return;
+  const reported = reportedSet();
+  reported.add(`${roomId} ${m.seq}`);
+  localStorage.setItem(`${REPORTED_KEY}.${me}`, JSON.stringify([...reported]));
+  if (current === roomId) renderMessages();
 }
 
 async function showVersions(m: ViewMessage, li: HTMLLIElement): Promise<void> {

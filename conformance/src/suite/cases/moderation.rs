@@ -55,6 +55,18 @@ pub(super) fn cases() -> Vec<Case> {
             "a request whose capability is not listed is UNSUPPORTED",
             unsupported_without_capability
         ),
+        case!(
+            "MD-05",
+            "moderation",
+            Must,
+            ["R-8.11.1", "R-8.11.2", "R-8.11.4"],
+            ["ReportMessage", "Send", "Delete"],
+            None,
+            false,
+            "ReportMessage: one review id per message, repeats idempotent, typed errors, \
+             nothing in the room log",
+            report_message
+        ),
     ]
 }
 
@@ -461,6 +473,93 @@ async fn edit_history(ctx: Ctx) -> Check {
             .all(|v| v.redacted && v.content.is_none()),
         "every version redacted, without content",
         &history.versions,
+    )
+}
+
+async fn report_message(ctx: Ctx) -> Check {
+    let (alice, bob, carol, eve) = (
+        ctx.user("alice"),
+        ctx.user("bob"),
+        ctx.user("carol"),
+        ctx.user("eve"),
+    );
+    let (b, offered) = session_with(&ctx, &bob, "message-reports").await?;
+    if !offered {
+        return Err(skip_without("message-reports"));
+    }
+    let a = ctx.client(&alice).await?;
+    let c = ctx.client(&carol).await?;
+    let e = ctx.client(&eve).await?;
+    let room = super::group(&a, &[&bob, &carol]).await?;
+    let sent = super::send(&a, &room, "r-1", "buy cheap followers").await?;
+    let report = |seq: u64, reason: &str| v1::ReportMessageRequest {
+        room_id: room.clone(),
+        target_seq: seq,
+        reason: reason.to_owned(),
+    };
+    let first = within(
+        "ReportMessageResponse",
+        b.report_message(report(sent.seq, "spam")),
+    )
+    .await??;
+    ensure(!first.report_id.is_empty(), "a report_id", &first.report_id)?;
+    let again = within(
+        "ReportMessageResponse",
+        b.report_message(report(sent.seq, "still spam")),
+    )
+    .await??;
+    ensure_eq(
+        "a repeat's report_id (R-8.11.1)",
+        &first.report_id,
+        &again.report_id,
+    )?;
+    let other = within(
+        "ReportMessageResponse",
+        c.report_message(report(sent.seq, "scam")),
+    )
+    .await??;
+    ensure_eq(
+        "another member's report_id",
+        &first.report_id,
+        &other.report_id,
+    )?;
+    // R-8.11.2: typed errors.
+    ensure_error(
+        within("the reply", b.report_message(report(sent.seq, " "))).await?,
+        ErrorCode::InvalidArgument,
+        Some("reason"),
+    )?;
+    ensure_error(
+        within("the reply", a.report_message(report(sent.seq, "mine"))).await?,
+        ErrorCode::InvalidArgument,
+        Some("target_seq"),
+    )?;
+    ensure_error(
+        within("the reply", b.report_message(report(1, "not a message"))).await?,
+        ErrorCode::NotFound,
+        Some("target_seq"),
+    )?;
+    ensure_error(
+        within("the reply", e.report_message(report(sent.seq, "spam"))).await?,
+        ErrorCode::NotFound,
+        None,
+    )?;
+    // R-8.11.4: reports add nothing to the room's log.
+    let next = super::send(&a, &room, "r-2", "next").await?;
+    ensure_eq("the next message's seq", sent.seq + 1, next.seq)?;
+    within(
+        "DeleteResponse",
+        a.delete(v1::DeleteRequest {
+            room_id: room.clone(),
+            target_seq: next.seq,
+            reason: String::new(),
+        }),
+    )
+    .await??;
+    ensure_error(
+        within("the reply", b.report_message(report(next.seq, "gone"))).await?,
+        ErrorCode::NotFound,
+        Some("target_seq"),
     )
 }
 

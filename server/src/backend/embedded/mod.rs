@@ -19,6 +19,7 @@ mod fail;
 mod log;
 mod records;
 mod retention;
+mod reviews;
 mod scan;
 mod tables;
 // Consistent copies for `chatwire backup`.

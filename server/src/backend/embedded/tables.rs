@@ -23,6 +23,8 @@
 //! | `revocations` | user | i64: tokens issued before this time (Unix ms) are revoked |
 //! | `outbox` | room | u64: the first seq whose downstream events may be unpublished |
 //! | `reactions` | (room, user, message seq, emoji) | () |
+//! | `reviews` | (room, seq) | [`ReviewItem`](crate::backend::reviews::ReviewItem) |
+//! | `open_reviews` | (room, seq) | () |
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -84,6 +86,13 @@ pub(super) const OUTBOX: TableDefinition<'_, &str, u64> = TableDefinition::new("
 pub(super) const REACTIONS: TableDefinition<'_, (&str, &str, u64, &str), ()> =
     TableDefinition::new("reactions");
 
+/// The moderation review queue (crate::backend::reviews): `(room, seq) -> ReviewItem`.
+pub(super) const REVIEWS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("reviews");
+
+/// The open review items, `(room, seq)`: the queue moderators work through.
+pub(super) const OPEN_REVIEWS: TableDefinition<'_, (&str, u64), ()> =
+    TableDefinition::new("open_reviews");
+
 /// Opens (creating) every table, so that later read transactions find them all.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(META)?;
@@ -105,6 +114,8 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(REVOCATIONS)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(REACTIONS)?;
+    txn.open_table(REVIEWS)?;
+    txn.open_table(OPEN_REVIEWS)?;
     Ok(())
 }
 

@@ -84,6 +84,14 @@ pub(super) struct Statements {
     pub(super) outbox_select: PreparedStatement,
     pub(super) outbox_shard: PreparedStatement,
     pub(super) outbox_delete: PreparedStatement,
+    pub(super) review_select: PreparedStatement,
+    pub(super) review_create: PreparedStatement,
+    pub(super) review_swap: PreparedStatement,
+    pub(super) reviews_of_room: PreparedStatement,
+    pub(super) open_review_insert: PreparedStatement,
+    pub(super) open_review_delete: PreparedStatement,
+    pub(super) open_reviews_first: PreparedStatement,
+    pub(super) open_reviews_after: PreparedStatement,
     pub(super) node_insert: PreparedStatement,
     pub(super) nodes_all: PreparedStatement,
     pub(super) node_delete: PreparedStatement,
@@ -432,6 +440,47 @@ impl Statements {
             .await?,
             outbox_delete: p(
                 "DELETE FROM {ks}.outbox WHERE shard = ? AND room = ?",
+                Plain,
+            )
+            .await?,
+            review_select: p(
+                "SELECT item FROM {ks}.reviews WHERE room = ? AND seq = ?",
+                Plain,
+            )
+            .await?,
+            review_create: p(
+                "INSERT INTO {ks}.reviews (room, seq, item) VALUES (?, ?, ?) IF NOT EXISTS",
+                Lwt,
+            )
+            .await?,
+            review_swap: p(
+                "UPDATE {ks}.reviews SET item = ? WHERE room = ? AND seq = ? IF item = ?",
+                Lwt,
+            )
+            .await?,
+            reviews_of_room: p(
+                "SELECT item FROM {ks}.reviews WHERE room = ? AND seq > ? LIMIT ?",
+                Plain,
+            )
+            .await?,
+            open_review_insert: p(
+                "INSERT INTO {ks}.open_reviews (part, room, seq) VALUES (0, ?, ?)",
+                Plain,
+            )
+            .await?,
+            open_review_delete: p(
+                "DELETE FROM {ks}.open_reviews WHERE part = 0 AND room = ? AND seq = ?",
+                Plain,
+            )
+            .await?,
+            open_reviews_first: p(
+                "SELECT room, seq FROM {ks}.open_reviews WHERE part = 0 LIMIT ?",
+                Plain,
+            )
+            .await?,
+            open_reviews_after: p(
+                "SELECT room, seq FROM {ks}.open_reviews WHERE part = 0 AND (room, seq) > (?, ?) \
+                 LIMIT ?",
                 Plain,
             )
             .await?,

@@ -25,6 +25,7 @@ mod nodes;
 mod outbox;
 mod records;
 mod retention;
+mod reviews;
 mod scan;
 mod schema;
 

@@ -53,6 +53,10 @@ const TABLES: &[&str] = &[
      emoji text, PRIMARY KEY ((room, user_id), target_seq, emoji))",
     "CREATE TABLE IF NOT EXISTS {ks}.outbox (shard int, room text, from_seq bigint, \
      PRIMARY KEY (shard, room)) WITH gc_grace_seconds = 3600",
+    "CREATE TABLE IF NOT EXISTS {ks}.reviews (room text, seq bigint, item blob, \
+     PRIMARY KEY (room, seq))",
+    "CREATE TABLE IF NOT EXISTS {ks}.open_reviews (part int, room text, seq bigint, \
+     PRIMARY KEY (part, room, seq))",
 ];
 
 /// Refuses keyspace names that CQL would need quoted (they are spliced into statements).

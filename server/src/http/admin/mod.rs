@@ -29,6 +29,7 @@ mod health;
 mod messages;
 mod moderation;
 mod ops;
+mod reviews;
 mod rooms;
 mod tokens;
 mod users;
@@ -168,6 +169,7 @@ impl AdminState {
     tags(
         (name = "rooms", description = "Rooms and members"),
         (name = "messages", description = "Server-side sends, history, moderation"),
+        (name = "moderation", description = "The review queue of flagged and reported messages"),
         (name = "users", description = "User rooms, presence, revocation, erasure"),
         (name = "tokens", description = "Development tokens"),
         (name = "events", description = "Webhook consumers: dead letters, lane depths"),
@@ -209,6 +211,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .routes(routes!(messages::retention))
         .routes(routes!(moderation::restrict))
         .routes(routes!(moderation::audit))
+        .routes(routes!(reviews::list))
+        .routes(routes!(reviews::get))
+        .routes(routes!(reviews::approve))
+        .routes(routes!(reviews::remove))
         .routes(routes!(users::rooms))
         .routes(routes!(users::presence))
         .routes(routes!(users::revoke))

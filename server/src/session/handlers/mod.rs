@@ -50,21 +50,24 @@ impl Prepared {
     /// place in the room's order on the first poll (see [`crate::backend::pipeline::Pipeline`]).
     pub async fn run(self, services: &Services) -> Result<Reply, ChatError> {
         let flagged = self.flagged.map(|verdict| {
-            (
-                self.command.room.clone(),
-                self.command.actor.clone(),
-                verdict,
-            )
+            let edited = match &self.command.op {
+                RoomOp::Edit { target_seq, .. } => Some(*target_seq),
+                _ => None,
+            };
+            let (room, actor) = (self.command.room.clone(), self.command.actor.clone());
+            (room, actor, edited, verdict)
         });
         let outcome = services.pipeline.execute(self.command).await?;
-        if let Some((room, actor, verdict)) = flagged {
-            let seq = match &outcome {
-                Outcome::Sent(sent) if !sent.duplicate => sent.seq,
-                Outcome::Edited { seq, .. } => *seq,
+        if let Some((room, actor, edited, verdict)) = flagged {
+            // The review item is the message's: a flagged edit flags the message it edits.
+            let seq = match (&outcome, edited) {
+                (Outcome::Sent(sent), _) if !sent.duplicate => sent.seq,
+                (Outcome::Edited { seq, .. }, Some(target)) if *seq != 0 => target,
                 _ => 0,
             };
             if seq != 0 {
-                crate::moderation::flagged(&room, &actor, seq, &verdict);
+                crate::moderation::review::record_flag(services, &room, seq, &actor, &verdict)
+                    .await;
             }
         }
         (self.reply)(outcome)
@@ -188,8 +191,7 @@ pub async fn execute(
         Request::MuteRoom(r) => account::mute_room(ctx, r).await,
         Request::RestrictMember(r) => moderation::restrict_member(ctx, r).await,
         Request::GetEditHistory(r) => moderation::get_edit_history(ctx, r).await,
-        // Not offered yet: the `message-reports` capability is not listed.
-        Request::ReportMessage(_) => Err(ChatError::Unsupported("ReportMessage is not offered")),
+        Request::ReportMessage(r) => moderation::report_message(ctx, r).await,
         Request::Search(r) => search::search(ctx, r).await,
     }
 }

@@ -1,11 +1,12 @@
-//! RestrictMember and GetEditHistory (docs/protocol.md sections 6.6 and 8.9), and the reason
-//! field of Delete.
+//! RestrictMember, GetEditHistory and ReportMessage (docs/protocol.md sections 6.6, 8.9 and
+//! 8.11), and the reason field of Delete.
 
 use chatwire_protocol::v1::{self, room_event::Kind};
 use v1::reply::Result as Reply;
 
 use super::rooms::expect_seq;
 use super::{Ctx, reads, room_id};
+use crate::backend::reviews::ReviewKey;
 use crate::chat::command::RoomOp;
 use crate::chat::error::ChatError;
 use crate::chat::validate;
@@ -102,4 +103,50 @@ pub(super) async fn get_edit_history(
         }
     }
     Ok(Reply::GetEditHistory(response))
+}
+
+/// A member's report of a message to the review queue: any member who may read the
+/// message, not its author, with a reason; rate-limited per user. Repeats by one member are
+/// idempotent and answer the same id.
+pub(super) async fn report_message(
+    ctx: Ctx<'_>,
+    r: v1::ReportMessageRequest,
+) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    if r.reason.trim().is_empty() {
+        return Err(ChatError::invalid("reason", "a report needs a reason"));
+    }
+    let reason = reason(&r.reason)?;
+    let min_seq = reads::readable(&ctx, &room).await?;
+    let not_found = ChatError::MessageNotFound {
+        field: "target_seq",
+    };
+    if r.target_seq == 0 || r.target_seq < min_seq {
+        return Err(not_found);
+    }
+    let message = ctx
+        .services
+        .store
+        .message(&room, r.target_seq)
+        .await?
+        .filter(|message| !message.deleted)
+        .ok_or(not_found)?;
+    if message.sender == ctx.user.as_str() {
+        return Err(ChatError::invalid(
+            "target_seq",
+            "you cannot report your own message",
+        ));
+    }
+    ctx.services
+        .rate_limit("report", ctx.user, ctx.services.rates.reports)
+        .await?;
+    let key = ReviewKey {
+        room,
+        seq: r.target_seq,
+    };
+    crate::moderation::review::report(ctx.services, &key, &message.sender, ctx.user, reason)
+        .await?;
+    Ok(Reply::ReportMessage(v1::ReportMessageResponse {
+        report_id: key.id(),
+    }))
 }
