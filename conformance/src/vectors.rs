@@ -1128,8 +1128,36 @@ fn account() -> Vec<Vector> {
     .concat()
 }
 
-/// Moderation (issue 21): RestrictMember, GetEditHistory, ReportMessage, ROLE_MODERATOR, a
-/// MemberRestricted event and ERROR_CODE_RESTRICTED.
+/// A review entry of message `seq` of GENERAL: reported by carol, flagged for a word, reviewed
+/// by `by` unless open.
+fn review(seq: u64, status: v1::ReviewStatus, by: &str) -> v1::ReviewEntry {
+    let reviewed = status != v1::ReviewStatus::Open;
+    v1::ReviewEntry {
+        review_id: format!("{GENERAL}:{seq}"),
+        target_seq: seq,
+        sender: "mallory".to_owned(),
+        opened_ms: event_ts(seq) + 1_000,
+        flagged: true,
+        score: 50,
+        reasons: vec!["words.flag".to_owned()],
+        reports: vec![v1::MessageReport {
+            reporter: "carol".to_owned(),
+            reason: "spam".to_owned(),
+            at_ms: event_ts(seq) + 2_000,
+        }],
+        status: status.into(),
+        reviewed_by: by.to_owned(),
+        reviewed_at_ms: if reviewed { event_ts(seq) + 60_000 } else { 0 },
+        review_reason: if reviewed {
+            "spam".to_owned()
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// Moderation (issue 21): RestrictMember, GetEditHistory, ReportMessage, ListReviews,
+/// ResolveReview, ROLE_MODERATOR, a MemberRestricted event and ERROR_CODE_RESTRICTED.
 fn moderation() -> Vec<Vector> {
     let version = |seq: u64, body: &str| v1::MessageVersion {
         seq,
@@ -1174,7 +1202,37 @@ fn moderation() -> Vec<Vector> {
                 reason: "spam".to_owned(),
             }),
             Outcome::ReportMessage(v1::ReportMessageResponse {
-                report_id: "r-7f3a".to_owned(),
+                report_id: format!("{GENERAL}:45"),
+            }),
+        ),
+        pair!(
+            "list_reviews",
+            114,
+            Request::ListReviews(v1::ListReviewsRequest {
+                room_id: GENERAL.to_owned(),
+                after_seq: 0,
+                limit: 50,
+                include_reviewed: true,
+            }),
+            Outcome::ListReviews(v1::ListReviewsResponse {
+                entries: vec![
+                    review(45, v1::ReviewStatus::Open, ""),
+                    review(47, v1::ReviewStatus::Approved, "bob"),
+                ],
+                has_more: false,
+            }),
+        ),
+        pair!(
+            "resolve_review",
+            115,
+            Request::ResolveReview(v1::ResolveReviewRequest {
+                room_id: GENERAL.to_owned(),
+                target_seq: 45,
+                remove: true,
+                reason: "spam".to_owned(),
+            }),
+            Outcome::ResolveReview(v1::ResolveReviewResponse {
+                entry: Some(review(45, v1::ReviewStatus::Removed, "bob")),
             }),
         ),
     ]

@@ -494,6 +494,8 @@ pub fn request_kind(request: &v1::client_frame::Request) -> &'static str {
         R::RestrictMember(_) => "restrict_member",
         R::GetEditHistory(_) => "get_edit_history",
         R::ReportMessage(_) => "report_message",
+        R::ListReviews(_) => "list_reviews",
+        R::ResolveReview(_) => "resolve_review",
         R::Search(_) => "search",
     }
 }

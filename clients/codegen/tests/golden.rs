@@ -73,7 +73,7 @@ fn checked_in_sdk_files_match_a_fresh_regeneration() {
 #[test]
 fn the_walker_pairs_every_request_of_chatwire_v1() {
     let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
-    assert_eq!(protocol.requests.len(), 37);
+    assert_eq!(protocol.requests.len(), 39);
     let send = protocol
         .requests
         .iter()

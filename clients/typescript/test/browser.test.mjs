@@ -275,6 +275,63 @@ test("a member reports a message with a reason; it shows as reported after a rel
   }
 });
 
+test("an owner opens the group's reports, removes a reported message with a reason and approves another; after a reload nothing is left to review", async () => {
+  const server = await TestServer.start();
+  const bobSdk = await server.client("bob");
+  const carolSdk = await server.client("carol");
+  try {
+    const alice = await login(server, "alice");
+    const aliceSdk = await server.client("alice");
+    const { room: group } = await aliceSdk.createGroup({ name: "reviewed", memberIds: ["bob", "carol"] });
+    const spam = await bobSdk.sendMessage(group.id, "cheap pills here").sent;
+    const rude = await bobSdk.sendMessage(group.id, "you are all slow").sent;
+    await bobSdk.sendMessage(group.id, "an innocent message").sent;
+    await carolSdk.reportMessage({ roomId: group.id, targetSeq: spam, reason: "spam" });
+    await carolSdk.reportMessage({ roomId: group.id, targetSeq: rude, reason: "rude" });
+    aliceSdk.close();
+
+    await alice.page.click(`#rooms li[data-room="${group.id}"]`);
+    await alice.page.waitForSelector('#messages li:has-text("cheap pills here")');
+    await alice.page.click("#reviews-toggle");
+    await alice.page.waitForSelector(`#review-list li[data-seq="${spam}"]`);
+    assert.deepEqual(
+      await alice.page.$$eval("#review-list li", (lis) => lis.map((li) => [li.querySelector(".review-text").textContent, li.querySelector(".review-reports").textContent])),
+      [["cheap pills here", "carol: spam"], ["you are all slow", "carol: rude"]],
+    );
+    await shot(alice.page, "reviews");
+    alice.page.once("dialog", (d) => d.accept("selling pills"));
+    await alice.page.click(`#review-list li[data-seq="${spam}"] button[data-action="review-remove"]`);
+    await alice.page.waitForSelector('#messages li.deleted:has-text("message deleted")');
+    await alice.page.waitForSelector(`#review-list li[data-seq="${spam}"]`, { state: "detached" });
+    await alice.page.click(`#review-list li[data-seq="${rude}"] button[data-action="review-approve"]`);
+    await alice.page.waitForSelector("#reviews-empty:not([hidden])");
+    assert.deepEqual(await shownTexts(alice.page), ["message deleted", "you are all slow", "an innocent message"]);
+    // Bob sees his message removed, with the owner's reason in the log.
+    const replay = await bobSdk.subscribe({ roomId: group.id, afterSeq: 0n });
+    const deletion = replay.events.find((e) => e.kind.case === "messageDeleted");
+    assert.deepEqual([deletion.kind.value.targetSeq, deletion.kind.value.reason, deletion.sender], [spam, "selling pills", "alice"]);
+    // A plain member's page has no Reports button.
+    const carol = await login(server, "carol");
+    await carol.page.click(`#rooms li[data-room="${group.id}"]`);
+    await carol.page.waitForSelector('#messages li:has-text("an innocent message")');
+    assert.equal(await carol.page.isHidden("#reviews-toggle"), true);
+    await carol.context.close();
+    // After a reload the queue is still empty and the message still removed.
+    await alice.page.reload();
+    await connected(alice.page);
+    await alice.page.click(`#rooms li[data-room="${group.id}"]`);
+    await alice.page.waitForSelector('#messages li.deleted:has-text("message deleted")');
+    await alice.page.click("#reviews-toggle");
+    await alice.page.waitForSelector("#reviews-empty:not([hidden])");
+    assert.equal(await alice.page.locator("#review-list li").count(), 0);
+    await alice.context.close();
+  } finally {
+    bobSdk.close();
+    carolSdk.close();
+    await server.stop();
+  }
+});
+
 test("a moderator opens an edited message's versions, removes it with a reason, and after a reload it stays removed; a restricted member sees why its send failed", async () => {
   const server = await TestServer.start();
   const alice = await server.client("alice");

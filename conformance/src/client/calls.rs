@@ -67,6 +67,8 @@ calls! {
     restrict_member: RestrictMember(RestrictMemberRequest) -> RestrictMemberResponse;
     get_edit_history: GetEditHistory(GetEditHistoryRequest) -> GetEditHistoryResponse;
     report_message: ReportMessage(ReportMessageRequest) -> ReportMessageResponse;
+    list_reviews: ListReviews(ListReviewsRequest) -> ListReviewsResponse;
+    resolve_review: ResolveReview(ResolveReviewRequest) -> ResolveReviewResponse;
 }
 
 /// The `ClientInfo` this library sends in `connect`.

@@ -777,6 +777,149 @@ pub struct ReportMessageResponse {
     #[prost(string, tag = "1")]
     pub report_id: ::prost::alloc::string::String,
 }
+/// MessageReport is one member's report of a message.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MessageReport {
+    /// Who reported it.
+    #[prost(string, tag = "1")]
+    pub reporter: ::prost::alloc::string::String,
+    /// Why.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+    /// When, in Unix milliseconds.
+    #[prost(int64, tag = "3")]
+    pub at_ms: i64,
+}
+/// ReviewEntry is a message that members reported or the server's moderation flagged.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ReviewEntry {
+    /// The entry's id: the `report_id` that ReportMessage answers.
+    #[prost(string, tag = "1")]
+    pub review_id: ::prost::alloc::string::String,
+    /// The seq of the message.
+    #[prost(uint64, tag = "2")]
+    pub target_seq: u64,
+    /// The message's author.
+    #[prost(string, tag = "3")]
+    pub sender: ::prost::alloc::string::String,
+    /// When the first report or flag came, in Unix milliseconds.
+    #[prost(int64, tag = "4")]
+    pub opened_ms: i64,
+    /// True when the server's moderation flagged the message.
+    #[prost(bool, tag = "5")]
+    pub flagged: bool,
+    /// The moderation's score of the message (0 when only reported).
+    #[prost(uint32, tag = "6")]
+    pub score: u32,
+    /// The moderation rules that flagged or scored it, as the server names them.
+    #[prost(string, repeated, tag = "7")]
+    pub reasons: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Members' reports, one per reporter, oldest first.
+    #[prost(message, repeated, tag = "8")]
+    pub reports: ::prost::alloc::vec::Vec<MessageReport>,
+    /// Open, approved or removed.
+    #[prost(enumeration = "ReviewStatus", tag = "9")]
+    pub status: i32,
+    /// Who reviewed it; empty while open.
+    #[prost(string, tag = "10")]
+    pub reviewed_by: ::prost::alloc::string::String,
+    /// When it was reviewed, in Unix milliseconds; 0 while open.
+    #[prost(int64, tag = "11")]
+    pub reviewed_at_ms: i64,
+    /// The reviewer's reason.
+    #[prost(string, tag = "12")]
+    pub review_reason: ::prost::alloc::string::String,
+}
+/// ListReviewsRequest lists the review entries of a group, by seq. Owners, admins and
+/// moderators of the group may list them. Needs the `message-reports` capability.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListReviewsRequest {
+    /// The group.
+    #[prost(string, tag = "1")]
+    pub room_id: ::prost::alloc::string::String,
+    /// Entries of messages above this seq (0: from the start).
+    #[prost(uint64, tag = "2")]
+    pub after_seq: u64,
+    /// Most entries to return (1 to 100; 0 means 100).
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+    /// False: open entries only. True: reviewed ones too.
+    #[prost(bool, tag = "4")]
+    pub include_reviewed: bool,
+}
+/// ListReviewsResponse is a page of review entries.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListReviewsResponse {
+    /// The entries, by target_seq.
+    #[prost(message, repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<ReviewEntry>,
+    /// True when more entries may follow: ask again with `after_seq` the last target_seq.
+    #[prost(bool, tag = "2")]
+    pub has_more: bool,
+}
+/// ResolveReviewRequest approves a reported or flagged message (it stays) or removes it (it is
+/// deleted with the reason, as a Delete by the caller). Owners, admins and moderators of the
+/// group may. Needs the `message-reports` capability.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResolveReviewRequest {
+    /// The group.
+    #[prost(string, tag = "1")]
+    pub room_id: ::prost::alloc::string::String,
+    /// The seq of the message.
+    #[prost(uint64, tag = "2")]
+    pub target_seq: u64,
+    /// True: remove the message. False: approve it.
+    #[prost(bool, tag = "3")]
+    pub remove: bool,
+    /// Why (at most 500 characters; required to remove).
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// ResolveReviewResponse is the entry after the review. An entry reviewed before is answered as
+/// it stands: the first review stands.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ResolveReviewResponse {
+    /// The entry.
+    #[prost(message, optional, tag = "1")]
+    pub entry: ::core::option::Option<ReviewEntry>,
+}
+/// ReviewStatus is where a review entry stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ReviewStatus {
+    /// Not set; never sent.
+    Unspecified = 0,
+    /// Waiting for a moderator.
+    Open = 1,
+    /// Reviewed: the message stays.
+    Approved = 2,
+    /// Reviewed: the message was deleted.
+    Removed = 3,
+}
+impl ReviewStatus {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "REVIEW_STATUS_UNSPECIFIED",
+            Self::Open => "REVIEW_STATUS_OPEN",
+            Self::Approved => "REVIEW_STATUS_APPROVED",
+            Self::Removed => "REVIEW_STATUS_REMOVED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "REVIEW_STATUS_UNSPECIFIED" => Some(Self::Unspecified),
+            "REVIEW_STATUS_OPEN" => Some(Self::Open),
+            "REVIEW_STATUS_APPROVED" => Some(Self::Approved),
+            "REVIEW_STATUS_REMOVED" => Some(Self::Removed),
+            _ => None,
+        }
+    }
+}
 /// TypingRequest says the caller started or stopped typing in a room. Ephemeral: not logged,
 /// throttled (Limits.typing_throttle_ms) and expiring on its own (Limits.typing_ttl_ms). With
 /// the "typing-datagrams" capability on QUIC it may travel as a datagram and then gets no
@@ -2145,7 +2288,7 @@ pub struct ClientFrame {
     /// CLOSE_CODE_PROTOCOL_VIOLATION.
     #[prost(
         oneof = "client_frame::Request",
-        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112"
+        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112, 113, 114"
     )]
     pub request: ::core::option::Option<client_frame::Request>,
 }
@@ -2268,6 +2411,13 @@ pub mod client_frame {
         /// Reports a message to the server's moderators (capability `message-reports`).
         #[prost(message, tag = "112")]
         ReportMessage(super::ReportMessageRequest),
+        /// Lists a group's reported and flagged messages for its moderators (capability
+        /// `message-reports`).
+        #[prost(message, tag = "113")]
+        ListReviews(super::ListReviewsRequest),
+        /// Approves or removes a reported or flagged message (capability `message-reports`).
+        #[prost(message, tag = "114")]
+        ResolveReview(super::ResolveReviewRequest),
     }
 }
 /// ServerFrame is every frame a server sends: a reply to one request, or an event.
@@ -2302,7 +2452,7 @@ pub struct Reply {
     /// The outcome.
     #[prost(
         oneof = "reply::Result",
-        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112"
+        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112, 113, 114"
     )]
     pub result: ::core::option::Option<reply::Result>,
 }
@@ -2425,5 +2575,11 @@ pub mod reply {
         /// The result of ReportMessageRequest.
         #[prost(message, tag = "112")]
         ReportMessage(super::ReportMessageResponse),
+        /// The result of ListReviewsRequest.
+        #[prost(message, tag = "113")]
+        ListReviews(super::ListReviewsResponse),
+        /// The result of ResolveReviewRequest.
+        #[prost(message, tag = "114")]
+        ResolveReview(super::ResolveReviewResponse),
     }
 }

@@ -17,6 +17,7 @@
 //! from the log, and a removal redacts it there.
 
 use async_trait::async_trait;
+use chatwire_protocol::v1;
 
 use super::store::StoreError;
 use crate::chat::ids::RoomId;
@@ -92,6 +93,21 @@ impl ReviewItem {
     /// Open: not reviewed yet.
     pub fn is_open(&self) -> bool {
         self.resolution.is_none()
+    }
+
+    /// Open, approved or removed.
+    pub fn status(&self) -> v1::ReviewStatus {
+        match &self.resolution {
+            None => v1::ReviewStatus::Open,
+            Some(r) if r.removed => v1::ReviewStatus::Removed,
+            Some(_) => v1::ReviewStatus::Approved,
+        }
+    }
+
+    /// The item's id, `<room id>:<seq>` (see `ReviewKey::id`); a stored room id is valid, so
+    /// this needs no parse.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.room_id, self.seq)
     }
 
     /// A new, open item of message `seq` of `room` by `sender`, opened at `at_ms`.

@@ -155,7 +155,10 @@ function start(token: string): void {
   });
   c.on("roomAdded", (r) => {
     if (!r.room) return;
-    addRoom(r.room.id, r.room.kind, r.room.name, r.room.memberCount, 0, r.room.lastSeq);
+    const room = addRoom(r.room.id, r.room.kind, r.room.name, r.room.memberCount, 0, r.room.lastSeq);
+    // The membership tells the role (a group made on another device arrives as its owner).
+    if (r.me) room.role = r.me.role;
+    if (current === room.id) renderHeader();
     void follow(r.room.id);
   });
   c.on("roomRemoved", (r) => {
@@ -328,12 +331,17 @@ $<HTMLFormElement>("group-form").addEventListener("submit", (e) => {
   if (!name || !client) return;
   void guard(async () => {
     const { room } = await client!.createGroup({ name, memberIds });
-    addRoom(room!.id, room!.kind, room!.name, room!.memberCount, 0, room!.lastSeq);
+    addRoom(room!.id, room!.kind, room!.name, room!.memberCount, 0, room!.lastSeq).role = Role.OWNER;
     $<HTMLInputElement>("group-name").value = "";
     $<HTMLInputElement>("group-members").value = "";
     await select(room!.id);
     void follow(room!.id);
   });
+});
+
+$("reviews-toggle").addEventListener("click", () => {
+  $("reviews").hidden = !$("reviews").hidden;
+  if (!$("reviews").hidden) void loadReviews();
 });
 
 $("add-member").addEventListener("click", () => {
@@ -421,6 +429,7 @@ async function select(roomId: string): Promise<void> {
   $("chat").hidden = false;
   $("empty").hidden = true;
   cancelEdit();
+  $("reviews").hidden = true;
   messages = new Map();
   shownVersions.clear();
   oldestLoaded = undefined;
@@ -454,6 +463,9 @@ function renderHeader(): void {
   const group = room?.kind === RoomKind.GROUP;
   $("add-member").hidden = !group;
   if (!group) $("add-member-form").hidden = true;
+  // Owners, admins and moderators review the group's reported and flagged messages.
+  $("reviews-toggle").hidden = !moderates();
+  if (!moderates()) $("reviews").hidden = true;
   $("members").textContent = group && room ? `${room.members} member${room.members === 1 ? "" : "s"}` : "";
   renderPresence();
 }
@@ -767,6 +779,44 @@ function moderate(m: ViewMessage): void {
   const reason = prompt(`Remove ${m.sender}'s message for everyone? Reason:`);
   if (reason === null) return;
   void guard(() => client!.delete({ roomId: current!, targetSeq: m.seq!, reason }));
+}
+
+/** The open room's open review entries (ListReviews), each with Remove and Approve. */
+async function loadReviews(): Promise<void> {
+  if (!current || !client) return;
+  const roomId = current;
+  const page = await guard(() => client!.listReviews({ roomId, limit: 100 }));
+  if (!page || current !== roomId) return;
+  const list = $("review-list");
+  list.replaceChildren();
+  $("reviews-empty").hidden = page.entries.length > 0;
+  for (const e of page.entries) {
+    const li = document.createElement("li");
+    li.dataset.seq = String(e.targetSeq);
+    const text = bySeq(e.targetSeq)?.text ?? `message #${e.targetSeq}`;
+    const why = [
+      ...e.reports.map((r) => `${r.reporter}: ${r.reason}`),
+      ...(e.flagged ? [`flagged (${e.reasons.join(", ")})`] : []),
+    ].join("; ");
+    li.innerHTML = `<strong>${escape(e.sender)}</strong> <span class="review-text">${escape(text)}</span><div class="review-reports">${escape(why)}</div>`;
+    li.append(
+      button("Remove", "review-remove", () => void review(roomId, e.targetSeq, true)),
+      button("Approve", "review-approve", () => void review(roomId, e.targetSeq, false)),
+    );
+    list.append(li);
+  }
+}
+
+/** Removes (with a reason) or approves a reviewed message (ResolveReview), then reloads the list. */
+async function review(roomId: string, targetSeq: bigint, remove: boolean): Promise<void> {
+  if (!client) return;
+  let reason = "";
+  if (remove) {
+    reason = prompt("Remove this message for everyone? Reason:")?.trim() ?? "";
+    if (!reason) return;
+  }
+  const done = await guard(() => client!.resolveReview({ roomId, targetSeq, remove, reason }));
+  if (done && current === roomId) await loadReviews();
 }
 
 /** Reports someone else's message to the server's moderators, with a reason (ReportMessage). */

@@ -8,7 +8,7 @@ import { type CallSignalRequest, CallSignalRequestSchema, type CallSignalRespons
 import { type CallSignalReceived, type Degraded, type Disconnect, type Heartbeat, type MemberJoined, type MemberLeft, type MemberRoleChanged, type MessageCreated, type MessageDeleted, type MessageEdited, type ReactionChanged, type ReadPositionMoved, type ReceiptsChanged, type RoomActivity, type RoomAdded, type RoomChanged, type RoomCreated, type RoomEvent, type RoomRemoved, type RoomUpdated, type TokenExpiring, type TypingChanged } from "../gen/chatwire/v1/events_pb.js";
 import { type HistoryRequest, HistoryRequestSchema, type HistoryResponse, type SubscribeRequest, SubscribeRequestSchema, type SubscribeResponse, type SyncRequest, SyncRequestSchema, type SyncResponse, type UnsubscribeRequest, UnsubscribeRequestSchema, type UnsubscribeResponse } from "../gen/chatwire/v1/history_pb.js";
 import { type DeleteRequest, DeleteRequestSchema, type DeleteResponse, type EditRequest, EditRequestSchema, type EditResponse, type ReactRequest, ReactRequestSchema, type ReactResponse, type SendRequest, SendRequestSchema, type SendResponse } from "../gen/chatwire/v1/messages_pb.js";
-import { type GetEditHistoryRequest, GetEditHistoryRequestSchema, type GetEditHistoryResponse, type MemberRestricted, type ReportMessageRequest, ReportMessageRequestSchema, type ReportMessageResponse, type RestrictMemberRequest, RestrictMemberRequestSchema, type RestrictMemberResponse } from "../gen/chatwire/v1/moderation_pb.js";
+import { type GetEditHistoryRequest, GetEditHistoryRequestSchema, type GetEditHistoryResponse, type ListReviewsRequest, ListReviewsRequestSchema, type ListReviewsResponse, type MemberRestricted, type ReportMessageRequest, ReportMessageRequestSchema, type ReportMessageResponse, type ResolveReviewRequest, ResolveReviewRequestSchema, type ResolveReviewResponse, type RestrictMemberRequest, RestrictMemberRequestSchema, type RestrictMemberResponse } from "../gen/chatwire/v1/moderation_pb.js";
 import { type Presence, type TypingRequest, TypingRequestSchema, type TypingResponse, type UnwatchPresenceRequest, UnwatchPresenceRequestSchema, type UnwatchPresenceResponse, type WatchPresenceRequest, WatchPresenceRequestSchema, type WatchPresenceResponse } from "../gen/chatwire/v1/presence_pb.js";
 import { type GetReceiptsRequest, GetReceiptsRequestSchema, type GetReceiptsResponse, type MarkDeliveredRequest, MarkDeliveredRequestSchema, type MarkDeliveredResponse, type MarkReadRequest, MarkReadRequestSchema, type MarkReadResponse } from "../gen/chatwire/v1/receipts_pb.js";
 import { type AddMembersRequest, AddMembersRequestSchema, type AddMembersResponse, type CreateGroupRequest, CreateGroupRequestSchema, type CreateGroupResponse, type GetRoomRequest, GetRoomRequestSchema, type GetRoomResponse, type LeaveRoomRequest, LeaveRoomRequestSchema, type LeaveRoomResponse, type ListMembersRequest, ListMembersRequestSchema, type ListMembersResponse, type OpenDirectRequest, OpenDirectRequestSchema, type OpenDirectResponse, type RemoveMemberRequest, RemoveMemberRequestSchema, type RemoveMemberResponse, type SetRoleRequest, SetRoleRequestSchema, type SetRoleResponse, type UpdateRoomRequest, UpdateRoomRequestSchema, type UpdateRoomResponse } from "../gen/chatwire/v1/rooms_pb.js";
@@ -168,6 +168,15 @@ export interface Requests {
    * Reports a message to the server's moderators (capability `message-reports`).
    */
   reportMessage: { request: ReportMessageRequest; response: ReportMessageResponse };
+  /**
+   * Lists a group's reported and flagged messages for its moderators (capability
+   * `message-reports`).
+   */
+  listReviews: { request: ListReviewsRequest; response: ListReviewsResponse };
+  /**
+   * Approves or removes a reported or flagged message (capability `message-reports`).
+   */
+  resolveReview: { request: ResolveReviewRequest; response: ResolveReviewResponse };
 }
 
 /** The name of a request: its `ClientFrame.request` (and `Reply.result`) case. */
@@ -223,6 +232,8 @@ export const REQUESTS: readonly RequestInfo[] = [
   { kind: "restrictMember", rpc: "RestrictMember", number: 110 },
   { kind: "getEditHistory", rpc: "GetEditHistory", number: 111 },
   { kind: "reportMessage", rpc: "ReportMessage", number: 112 },
+  { kind: "listReviews", rpc: "ListReviews", number: 113 },
+  { kind: "resolveReview", rpc: "ResolveReview", number: 114 },
 ];
 
 /** Options of one request. */
@@ -613,6 +624,27 @@ export abstract class ChatwireRequests {
     options?: CallOptions,
   ): Promise<ReportMessageResponse> {
     return this.call("reportMessage", create(ReportMessageRequestSchema, request), options);
+  }
+
+  /**
+   * Lists a group's reported and flagged messages for its moderators (capability
+   * `message-reports`).
+   */
+  listReviews(
+    request: MessageInitShape<typeof ListReviewsRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<ListReviewsResponse> {
+    return this.call("listReviews", create(ListReviewsRequestSchema, request), options);
+  }
+
+  /**
+   * Approves or removes a reported or flagged message (capability `message-reports`).
+   */
+  resolveReview(
+    request: MessageInitShape<typeof ResolveReviewRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<ResolveReviewResponse> {
+    return this.call("resolveReview", create(ResolveReviewRequestSchema, request), options);
   }
 }
 

@@ -49,7 +49,12 @@ pub(super) fn cases() -> Vec<Case> {
             "moderation",
             Must,
             ["R-5.7.2"],
-            ["RestrictMember", "GetEditHistory", "ReportMessage"],
+            [
+                "RestrictMember",
+                "GetEditHistory",
+                "ReportMessage",
+                "ListReviews"
+            ],
             None,
             false,
             "a request whose capability is not listed is UNSUPPORTED",
@@ -66,6 +71,24 @@ pub(super) fn cases() -> Vec<Case> {
             "ReportMessage: one review id per message, repeats idempotent, typed errors, \
              nothing in the room log",
             report_message
+        ),
+        case!(
+            "MD-06",
+            "moderation",
+            Must,
+            ["R-8.11.5", "R-8.11.6"],
+            [
+                "ListReviews",
+                "ResolveReview",
+                "ReportMessage",
+                "SetRole",
+                "History"
+            ],
+            None,
+            false,
+            "a group's moderators list its reported messages, remove one with a reason and \
+             approve another; the first review stands; plain members may not",
+            review_reports
         ),
     ]
 }
@@ -563,6 +586,195 @@ async fn report_message(ctx: Ctx) -> Check {
     )
 }
 
+async fn review_reports(ctx: Ctx) -> Check {
+    let (alice, bob, carol, dave) = (
+        ctx.user("alice"),
+        ctx.user("bob"),
+        ctx.user("carol"),
+        ctx.user("dave"),
+    );
+    let (a, offered) = session_with(&ctx, &alice, "message-reports").await?;
+    if !offered {
+        return Err(skip_without("message-reports"));
+    }
+    let b = ctx.client(&bob).await?;
+    let c = ctx.client(&carol).await?;
+    let d = ctx.client(&dave).await?;
+    let room = super::group(&a, &[&bob, &carol, &dave]).await?;
+    within(
+        "SetRoleResponse",
+        a.set_role(set_role(&room, &carol, Role::Moderator)),
+    )
+    .await??;
+    let spam = super::send(&a, &room, "v-1", "buy followers here").await?;
+    let fine = super::send(&a, &room, "v-2", "lunch at noon").await?;
+    let rude = super::send(&a, &room, "v-3", "you are all slow").await?;
+    let report = |seq: u64, reason: &str| v1::ReportMessageRequest {
+        room_id: room.clone(),
+        target_seq: seq,
+        reason: reason.to_owned(),
+    };
+    let reported = within(
+        "ReportMessageResponse",
+        b.report_message(report(spam.seq, "spam")),
+    )
+    .await??;
+    within(
+        "ReportMessageResponse",
+        d.report_message(report(spam.seq, "scam")),
+    )
+    .await??;
+    within(
+        "ReportMessageResponse",
+        b.report_message(report(rude.seq, "rude")),
+    )
+    .await??;
+    let list = |after_seq: u64, limit: u32, include_reviewed: bool| v1::ListReviewsRequest {
+        room_id: room.clone(),
+        after_seq,
+        limit,
+        include_reviewed,
+    };
+    // R-8.11.5: plain members may not list.
+    ensure_error(
+        within("the reply", b.list_reviews(list(0, 0, false))).await?,
+        ErrorCode::PermissionDenied,
+        None,
+    )?;
+    let page = within("ListReviewsResponse", c.list_reviews(list(0, 0, false))).await??;
+    let reported_entries: Vec<(u64, Vec<(String, String)>)> = page
+        .entries
+        .iter()
+        .filter(|e| !e.reports.is_empty())
+        .map(|e| {
+            let reports = e
+                .reports
+                .iter()
+                .map(|r| (r.reporter.clone(), r.reason.clone()));
+            (e.target_seq, reports.collect())
+        })
+        .collect();
+    let pair = |user: &str, reason: &str| (user.to_owned(), reason.to_owned());
+    ensure_eq(
+        "reported entries (seq, reports)",
+        vec![
+            (spam.seq, vec![pair(&bob, "spam"), pair(&dave, "scam")]),
+            (rude.seq, vec![pair(&bob, "rude")]),
+        ],
+        reported_entries,
+    )?;
+    let first = page.entries.iter().find(|e| e.target_seq == spam.seq);
+    ensure_eq(
+        "review_id is the report_id",
+        Some(reported.report_id.as_str()),
+        first.map(|e| e.review_id.as_str()),
+    )?;
+    ensure(
+        page.entries
+            .iter()
+            .all(|e| e.status() == v1::ReviewStatus::Open && e.target_seq != fine.seq),
+        "open entries only, none for the unreported message",
+        &page.entries,
+    )?;
+    let one = within("ListReviewsResponse", c.list_reviews(list(0, 1, false))).await??;
+    ensure_eq("a page of one", 1, one.entries.len())?;
+    ensure(one.has_more, "has_more on a full page", one.has_more)?;
+    // R-8.11.6: a removal needs a reason, deletes the message as the reviewer.
+    let resolve = |seq: u64, remove: bool, reason: &str| v1::ResolveReviewRequest {
+        room_id: room.clone(),
+        target_seq: seq,
+        remove,
+        reason: reason.to_owned(),
+    };
+    ensure_error(
+        within("the reply", c.resolve_review(resolve(spam.seq, true, " "))).await?,
+        ErrorCode::InvalidArgument,
+        Some("reason"),
+    )?;
+    ensure_error(
+        within("the reply", b.resolve_review(resolve(spam.seq, true, "no"))).await?,
+        ErrorCode::PermissionDenied,
+        None,
+    )?;
+    let removed = within(
+        "ResolveReviewResponse",
+        c.resolve_review(resolve(spam.seq, true, "spam ring")),
+    )
+    .await??
+    .entry
+    .unwrap_or_default();
+    ensure_eq(
+        "removed entry (status, reviewed_by, reason)",
+        (
+            v1::ReviewStatus::Removed,
+            carol.clone(),
+            "spam ring".to_owned(),
+        ),
+        (
+            removed.status(),
+            removed.reviewed_by.clone(),
+            removed.review_reason.clone(),
+        ),
+    )?;
+    let history = within(
+        "HistoryResponse",
+        b.history(v1::HistoryRequest {
+            room_id: room.clone(),
+            ..Default::default()
+        }),
+    )
+    .await??;
+    let gone = history.messages.iter().find(|m| m.seq == spam.seq);
+    ensure(
+        gone.is_some_and(|m| m.deleted && m.content.is_none()),
+        "the removed message is a tombstone",
+        gone,
+    )?;
+    let approved = within(
+        "ResolveReviewResponse",
+        c.resolve_review(resolve(rude.seq, false, "")),
+    )
+    .await??
+    .entry
+    .unwrap_or_default();
+    ensure_eq("approved", v1::ReviewStatus::Approved, approved.status())?;
+    // The first review stands.
+    let again = within(
+        "ResolveReviewResponse",
+        a.resolve_review(resolve(spam.seq, false, "")),
+    )
+    .await??
+    .entry
+    .unwrap_or_default();
+    ensure_eq("a second review", v1::ReviewStatus::Removed, again.status())?;
+    ensure_error(
+        within("the reply", c.resolve_review(resolve(fine.seq, false, ""))).await?,
+        ErrorCode::NotFound,
+        Some("target_seq"),
+    )?;
+    let open = within("ListReviewsResponse", c.list_reviews(list(0, 0, false))).await??;
+    ensure(
+        open.entries.iter().all(|e| e.reports.is_empty()),
+        "no reported entry left open",
+        &open.entries,
+    )?;
+    let all = within("ListReviewsResponse", c.list_reviews(list(0, 0, true))).await??;
+    let statuses: Vec<(u64, v1::ReviewStatus)> = all
+        .entries
+        .iter()
+        .filter(|e| !e.reports.is_empty())
+        .map(|e| (e.target_seq, e.status()))
+        .collect();
+    ensure_eq(
+        "with include_reviewed",
+        vec![
+            (spam.seq, v1::ReviewStatus::Removed),
+            (rude.seq, v1::ReviewStatus::Approved),
+        ],
+        statuses,
+    )
+}
+
 async fn unsupported_without_capability(ctx: Ctx) -> Check {
     let alice = ctx.user("alice");
     let (a, connected) = ctx.session(&alice).await?;
@@ -603,9 +815,21 @@ async fn unsupported_without_capability(ctx: Ctx) -> Check {
             within(
                 "the reply",
                 a.report_message(v1::ReportMessageRequest {
-                    room_id: room,
+                    room_id: room.clone(),
                     target_seq: 1,
                     reason: "spam".into(),
+                }),
+            )
+            .await?,
+            ErrorCode::Unsupported,
+            None,
+        )?;
+        ensure_error(
+            within(
+                "the reply",
+                a.list_reviews(v1::ListReviewsRequest {
+                    room_id: room,
+                    ..Default::default()
                 }),
             )
             .await?,

@@ -99,7 +99,9 @@ pub(super) fn cases() -> Vec<Case> {
                 "Search",
                 "RestrictMember",
                 "GetEditHistory",
-                "ReportMessage"
+                "ReportMessage",
+                "ListReviews",
+                "ResolveReview"
             ],
             None,
             false,
@@ -290,6 +292,8 @@ fn empty_request(name: &str) -> Option<Request> {
         "RestrictMember" => Request::RestrictMember(RestrictMemberRequest::default()),
         "GetEditHistory" => Request::GetEditHistory(GetEditHistoryRequest::default()),
         "ReportMessage" => Request::ReportMessage(ReportMessageRequest::default()),
+        "ListReviews" => Request::ListReviews(ListReviewsRequest::default()),
+        "ResolveReview" => Request::ResolveReview(ResolveReviewRequest::default()),
         "Search" => Request::Search(SearchRequest::default()),
         _ => return None,
     })

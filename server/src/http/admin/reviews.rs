@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use chatwire_protocol::v1;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -87,13 +88,13 @@ async fn view(state: &AppState, item: ReviewItem) -> ApiResult<ReviewView> {
         .filter(|message| !message.deleted)
         .map(|message| message.content.map(|c| c.text).unwrap_or_default());
     let resolution = item.resolution.clone().unwrap_or_default();
-    let status = match &item.resolution {
-        None => ReviewStatus::Open,
-        Some(r) if r.removed => ReviewStatus::Removed,
-        Some(_) => ReviewStatus::Approved,
+    let status = match item.status() {
+        v1::ReviewStatus::Removed => ReviewStatus::Removed,
+        v1::ReviewStatus::Approved => ReviewStatus::Approved,
+        _ => ReviewStatus::Open,
     };
     Ok(ReviewView {
-        id: key.id(),
+        id: item.id(),
         room_id: item.room_id,
         seq: item.seq,
         sender: item.sender,

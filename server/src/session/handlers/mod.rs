@@ -192,6 +192,8 @@ pub async fn execute(
         Request::RestrictMember(r) => moderation::restrict_member(ctx, r).await,
         Request::GetEditHistory(r) => moderation::get_edit_history(ctx, r).await,
         Request::ReportMessage(r) => moderation::report_message(ctx, r).await,
+        Request::ListReviews(r) => moderation::list_reviews(ctx, r).await,
+        Request::ResolveReview(r) => moderation::resolve_review(ctx, r).await,
         Request::Search(r) => search::search(ctx, r).await,
     }
 }

@@ -1,12 +1,12 @@
-//! RestrictMember, GetEditHistory and ReportMessage (docs/protocol.md sections 6.6, 8.9 and
-//! 8.11), and the reason field of Delete.
+//! RestrictMember, GetEditHistory, ReportMessage, ListReviews and ResolveReview
+//! (docs/protocol.md sections 6.6, 8.9 and 8.11), and the reason field of Delete.
 
 use chatwire_protocol::v1::{self, room_event::Kind};
 use v1::reply::Result as Reply;
 
 use super::rooms::expect_seq;
 use super::{Ctx, reads, room_id};
-use crate::backend::reviews::ReviewKey;
+use crate::backend::reviews::{ReviewItem, ReviewKey, ReviewScope};
 use crate::chat::command::RoomOp;
 use crate::chat::error::ChatError;
 use crate::chat::validate;
@@ -148,5 +148,123 @@ pub(super) async fn report_message(
         .await?;
     Ok(Reply::ReportMessage(v1::ReportMessageResponse {
         report_id: key.id(),
+    }))
+}
+
+/// The caller reviews `room`'s entries: an owner, admin or moderator of a group.
+async fn reviewer(ctx: &Ctx<'_>, room: &crate::chat::ids::RoomId) -> Result<(), ChatError> {
+    let member = ctx.member(room).await?;
+    let moderates = matches!(
+        member.role(),
+        v1::Role::Owner | v1::Role::Admin | v1::Role::Moderator
+    );
+    if !room.is_direct() && moderates {
+        Ok(())
+    } else {
+        Err(ChatError::PermissionDenied(
+            "only owners, admins and moderators of a group review its reports",
+        ))
+    }
+}
+
+/// A stored review item as the protocol's entry.
+fn entry(item: ReviewItem) -> v1::ReviewEntry {
+    let resolution = item.resolution.clone().unwrap_or_default();
+    let status = item.status();
+    v1::ReviewEntry {
+        review_id: item.id(),
+        target_seq: item.seq,
+        sender: item.sender,
+        opened_ms: item.opened_ms,
+        flagged: item.flagged,
+        score: item.score,
+        reasons: item.reasons,
+        reports: item
+            .reports
+            .into_iter()
+            .map(|r| v1::MessageReport {
+                reporter: r.reporter,
+                reason: r.reason,
+                at_ms: r.at_ms,
+            })
+            .collect(),
+        status: status.into(),
+        reviewed_by: resolution.by,
+        reviewed_at_ms: resolution.at_ms,
+        review_reason: resolution.reason,
+    }
+}
+
+/// A group's review entries by seq, open ones only unless `include_reviewed`.
+pub(super) async fn list_reviews(
+    ctx: Ctx<'_>,
+    r: v1::ListReviewsRequest,
+) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    reviewer(&ctx, &room).await?;
+    let limit = ctx.services.page_limit(r.limit, 100);
+    let scope = ReviewScope::Room(room.clone());
+    let mut after = ReviewKey {
+        room,
+        seq: r.after_seq,
+    };
+    let mut entries = Vec::new();
+    // Reviewed entries are skipped unless asked for, so read on until the page is full.
+    let has_more = loop {
+        let items = ctx
+            .services
+            .store
+            .reviews(&scope, Some(&after), limit)
+            .await?;
+        let exhausted = items.len() < limit;
+        for item in items {
+            after.seq = item.seq;
+            if r.include_reviewed || item.is_open() {
+                entries.push(entry(item));
+                if entries.len() == limit {
+                    break;
+                }
+            }
+        }
+        if entries.len() == limit {
+            break true;
+        }
+        if exhausted {
+            break false;
+        }
+    };
+    Ok(Reply::ListReviews(v1::ListReviewsResponse {
+        entries,
+        has_more,
+    }))
+}
+
+/// Approves or removes a reported or flagged message: a removal is a Delete by the
+/// caller with the reason; the first review stands.
+pub(super) async fn resolve_review(
+    ctx: Ctx<'_>,
+    r: v1::ResolveReviewRequest,
+) -> Result<Reply, ChatError> {
+    let room = room_id(&r.room_id)?;
+    let reason = reason(&r.reason)?;
+    if r.remove && reason.trim().is_empty() {
+        return Err(ChatError::invalid("reason", "a removal needs a reason"));
+    }
+    reviewer(&ctx, &room).await?;
+    let key = ReviewKey {
+        room,
+        seq: r.target_seq,
+    };
+    let item =
+        crate::moderation::review::resolve(ctx.services, &key, r.remove, ctx.user, reason, false)
+            .await
+            .map_err(|error| match error {
+                ChatError::NotFound => ChatError::MessageNotFound {
+                    field: "target_seq",
+                },
+                other => other,
+            })?;
+    Ok(Reply::ResolveReview(v1::ResolveReviewResponse {
+        entry: Some(entry(item)),
     }))
 }

@@ -79,6 +79,11 @@ public enum RequestKind: String, CaseIterable, Sendable {
     case getEditHistory = "get_edit_history"
     /// Reports a message to the server's moderators (capability `message-reports`).
     case reportMessage = "report_message"
+    /// Lists a group's reported and flagged messages for its moderators (capability
+    /// `message-reports`).
+    case listReviews = "list_reviews"
+    /// Approves or removes a reported or flagged message (capability `message-reports`).
+    case resolveReview = "resolve_review"
 
     /// The rpc of `ChatwireService`.
     public var rpc: String {
@@ -120,6 +125,8 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .restrictMember: return "RestrictMember"
         case .getEditHistory: return "GetEditHistory"
         case .reportMessage: return "ReportMessage"
+        case .listReviews: return "ListReviews"
+        case .resolveReview: return "ResolveReview"
         }
     }
 
@@ -163,6 +170,8 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .restrictMember: return 110
         case .getEditHistory: return 111
         case .reportMessage: return 112
+        case .listReviews: return 113
+        case .resolveReview: return 114
         }
     }
 }
@@ -208,6 +217,8 @@ extension ClientFrame.Request {
         case .restrictMember: return .restrictMember
         case .getEditHistory: return .getEditHistory
         case .reportMessage: return .reportMessage
+        case .listReviews: return .listReviews
+        case .resolveReview: return .resolveReview
         }
     }
 }
@@ -689,6 +700,25 @@ extension ChatwireClient {
         let result = try await call(.reportMessage(request), options: options)
         guard case .reportMessage(let response) = result else {
             throw ChatwireError.unexpectedReply(request: .reportMessage)
+        }
+        return response
+    }
+
+    /// Lists a group's reported and flagged messages for its moderators (capability
+    /// `message-reports`).
+    public func listReviews(_ request: ListReviewsRequest, options: CallOptions = CallOptions()) async throws -> ListReviewsResponse {
+        let result = try await call(.listReviews(request), options: options)
+        guard case .listReviews(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .listReviews)
+        }
+        return response
+    }
+
+    /// Approves or removes a reported or flagged message (capability `message-reports`).
+    public func resolveReview(_ request: ResolveReviewRequest, options: CallOptions = CallOptions()) async throws -> ResolveReviewResponse {
+        let result = try await call(.resolveReview(request), options: options)
+        guard case .resolveReview(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .resolveReview)
         }
         return response
     }

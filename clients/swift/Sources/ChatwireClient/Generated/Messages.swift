@@ -433,6 +433,63 @@ public enum PushPlatform: ProtoEnum {
     }
 }
 
+/// ReviewStatus is where a review entry stands.
+public enum ReviewStatus: ProtoEnum {
+    /// Not set; never sent.
+    case unspecified
+    /// Waiting for a moderator.
+    case open
+    /// Reviewed: the message stays.
+    case approved
+    /// Reviewed: the message was deleted.
+    case removed
+    /// A number this version of the protocol does not name.
+    case unrecognized(Int32)
+
+    /// Every value this version names, in declaration order.
+    public static let allKnown: [ReviewStatus] = [.unspecified, .open, .approved, .removed]
+
+    public init(number: Int32) {
+        switch number {
+        case 0: self = .unspecified
+        case 1: self = .open
+        case 2: self = .approved
+        case 3: self = .removed
+        default: self = .unrecognized(number)
+        }
+    }
+
+    public init?(protoName: String) {
+        switch protoName {
+        case "REVIEW_STATUS_UNSPECIFIED": self = .unspecified
+        case "REVIEW_STATUS_OPEN": self = .open
+        case "REVIEW_STATUS_APPROVED": self = .approved
+        case "REVIEW_STATUS_REMOVED": self = .removed
+        default: return nil
+        }
+    }
+
+    public var number: Int32 {
+        switch self {
+        case .unspecified: return 0
+        case .open: return 1
+        case .approved: return 2
+        case .removed: return 3
+        case .unrecognized(let number): return number
+        }
+    }
+
+    public var protoName: String? {
+        switch self {
+        case .unspecified: return "REVIEW_STATUS_UNSPECIFIED"
+        case .open: return "REVIEW_STATUS_OPEN"
+        case .approved: return "REVIEW_STATUS_APPROVED"
+        case .removed: return "REVIEW_STATUS_REMOVED"
+        case .unrecognized: return nil
+        }
+    }
+}
+
 /// Role is a member's role in a group. Owners do everything: change settings, add and remove
 /// anyone but themselves, change any role and delete any message. Admins change settings, add
 /// and remove plain members and delete any message. Members chat, edit and delete their own
@@ -1213,6 +1270,11 @@ public struct ClientFrame: ProtoMessage {
         case getEditHistory(GetEditHistoryRequest)
         /// Reports a message to the server's moderators (capability `message-reports`).
         case reportMessage(ReportMessageRequest)
+        /// Lists a group's reported and flagged messages for its moderators (capability
+        /// `message-reports`).
+        case listReviews(ListReviewsRequest)
+        /// Approves or removes a reported or flagged message (capability `message-reports`).
+        case resolveReview(ResolveReviewRequest)
     }
 
     public init() {}
@@ -1260,6 +1322,8 @@ public struct ClientFrame: ProtoMessage {
             case 110: self.request = .restrictMember(try reader.message(key, as: RestrictMemberRequest.self))
             case 111: self.request = .getEditHistory(try reader.message(key, as: GetEditHistoryRequest.self))
             case 112: self.request = .reportMessage(try reader.message(key, as: ReportMessageRequest.self))
+            case 113: self.request = .listReviews(try reader.message(key, as: ListReviewsRequest.self))
+            case 114: self.request = .resolveReview(try reader.message(key, as: ResolveReviewRequest.self))
             default: try reader.skip(key)
             }
         }
@@ -1384,6 +1448,12 @@ public struct ClientFrame: ProtoMessage {
         if let value = ProtoJSON.field(json, "reportMessage", "report_message") {
             self.request = .reportMessage(try ProtoJSON.message(value, "report_message", as: ReportMessageRequest.self))
         }
+        if let value = ProtoJSON.field(json, "listReviews", "list_reviews") {
+            self.request = .listReviews(try ProtoJSON.message(value, "list_reviews", as: ListReviewsRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "resolveReview", "resolve_review") {
+            self.request = .resolveReview(try ProtoJSON.message(value, "resolve_review", as: ResolveReviewRequest.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -1426,6 +1496,8 @@ public struct ClientFrame: ProtoMessage {
         if case .restrictMember(let value)? = self.request { writer.message(110, value) }
         if case .getEditHistory(let value)? = self.request { writer.message(111, value) }
         if case .reportMessage(let value)? = self.request { writer.message(112, value) }
+        if case .listReviews(let value)? = self.request { writer.message(113, value) }
+        if case .resolveReview(let value)? = self.request { writer.message(114, value) }
     }
 }
 
@@ -2969,6 +3041,93 @@ public struct ListMembersResponse: ProtoMessage {
     }
 }
 
+/// ListReviewsRequest lists the review entries of a group, by seq. Owners, admins and
+/// moderators of the group may list them. Needs the `message-reports` capability.
+public struct ListReviewsRequest: ProtoMessage {
+    /// The group.
+    public var roomId: String = ""
+    /// Entries of messages above this seq (0: from the start).
+    public var afterSeq: UInt64 = 0
+    /// Most entries to return (1 to 100; 0 means 100).
+    public var limit: UInt32 = 0
+    /// False: open entries only. True: reviewed ones too.
+    public var includeReviewed: Bool = false
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.roomId = try reader.string(key)
+            case 2: self.afterSeq = try reader.varint(key)
+            case 3: self.limit = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 4: self.includeReviewed = (try reader.varint(key) != 0)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "afterSeq", "after_seq") {
+            self.afterSeq = try ProtoJSON.uint64(value, "after_seq")
+        }
+        if let value = ProtoJSON.field(json, "limit", "limit") {
+            self.limit = try ProtoJSON.uint32(value, "limit")
+        }
+        if let value = ProtoJSON.field(json, "includeReviewed", "include_reviewed") {
+            self.includeReviewed = try ProtoJSON.bool(value, "include_reviewed")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.roomId)
+        writer.varint(2, self.afterSeq)
+        writer.varint(3, UInt64(self.limit))
+        writer.varint(4, (self.includeReviewed ? 1 : 0))
+    }
+}
+
+/// ListReviewsResponse is a page of review entries.
+public struct ListReviewsResponse: ProtoMessage {
+    /// The entries, by target_seq.
+    public var entries: [ReviewEntry] = []
+    /// True when more entries may follow: ask again with `after_seq` the last target_seq.
+    public var hasMore: Bool = false
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.entries.append(try reader.message(key, as: ReviewEntry.self))
+            case 2: self.hasMore = (try reader.varint(key) != 0)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "entries", "entries") {
+            self.entries = try ProtoJSON.list(value, "entries").map { try ProtoJSON.message($0, "entries", as: ReviewEntry.self) }
+        }
+        if let value = ProtoJSON.field(json, "hasMore", "has_more") {
+            self.hasMore = try ProtoJSON.bool(value, "has_more")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        for value in self.entries { writer.message(1, value) }
+        writer.varint(2, (self.hasMore ? 1 : 0))
+    }
+}
+
 /// MarkDeliveredRequest moves the caller's delivered watermark in a room. Watermarks only move
 /// forward: a lower seq changes nothing. A new member's watermarks start at its joined_seq - 1,
 /// and sending a message moves the sender's watermarks to it.
@@ -3648,6 +3807,49 @@ public struct MessagePreview: ProtoMessage {
         writer.varint(5, UInt64(bitPattern: self.createdAtMs))
         writer.varint(6, UInt64(self.attachmentCount))
         writer.varint(7, (self.deleted ? 1 : 0))
+    }
+}
+
+/// MessageReport is one member's report of a message.
+public struct MessageReport: ProtoMessage {
+    /// Who reported it.
+    public var reporter: String = ""
+    /// Why.
+    public var reason: String = ""
+    /// When, in Unix milliseconds.
+    public var atMs: Int64 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.reporter = try reader.string(key)
+            case 2: self.reason = try reader.string(key)
+            case 3: self.atMs = Int64(bitPattern: try reader.varint(key))
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "reporter", "reporter") {
+            self.reporter = try ProtoJSON.string(value, "reporter")
+        }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
+        if let value = ProtoJSON.field(json, "atMs", "at_ms") {
+            self.atMs = try ProtoJSON.int64(value, "at_ms")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.reporter)
+        writer.string(2, self.reason)
+        writer.varint(3, UInt64(bitPattern: self.atMs))
     }
 }
 
@@ -4515,6 +4717,10 @@ public struct Reply: ProtoMessage {
         case getEditHistory(GetEditHistoryResponse)
         /// The result of ReportMessageRequest.
         case reportMessage(ReportMessageResponse)
+        /// The result of ListReviewsRequest.
+        case listReviews(ListReviewsResponse)
+        /// The result of ResolveReviewRequest.
+        case resolveReview(ResolveReviewResponse)
     }
 
     public init() {}
@@ -4562,6 +4768,8 @@ public struct Reply: ProtoMessage {
             case 110: self.result = .restrictMember(try reader.message(key, as: RestrictMemberResponse.self))
             case 111: self.result = .getEditHistory(try reader.message(key, as: GetEditHistoryResponse.self))
             case 112: self.result = .reportMessage(try reader.message(key, as: ReportMessageResponse.self))
+            case 113: self.result = .listReviews(try reader.message(key, as: ListReviewsResponse.self))
+            case 114: self.result = .resolveReview(try reader.message(key, as: ResolveReviewResponse.self))
             default: try reader.skip(key)
             }
         }
@@ -4686,6 +4894,12 @@ public struct Reply: ProtoMessage {
         if let value = ProtoJSON.field(json, "reportMessage", "report_message") {
             self.result = .reportMessage(try ProtoJSON.message(value, "report_message", as: ReportMessageResponse.self))
         }
+        if let value = ProtoJSON.field(json, "listReviews", "list_reviews") {
+            self.result = .listReviews(try ProtoJSON.message(value, "list_reviews", as: ListReviewsResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "resolveReview", "resolve_review") {
+            self.result = .resolveReview(try ProtoJSON.message(value, "resolve_review", as: ResolveReviewResponse.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -4728,6 +4942,8 @@ public struct Reply: ProtoMessage {
         if case .restrictMember(let value)? = self.result { writer.message(110, value) }
         if case .getEditHistory(let value)? = self.result { writer.message(111, value) }
         if case .reportMessage(let value)? = self.result { writer.message(112, value) }
+        if case .listReviews(let value)? = self.result { writer.message(113, value) }
+        if case .resolveReview(let value)? = self.result { writer.message(114, value) }
     }
 }
 
@@ -4802,6 +5018,88 @@ public struct ReportMessageResponse: ProtoMessage {
 
     public func encode(to writer: inout ProtoWriter) {
         writer.string(1, self.reportId)
+    }
+}
+
+/// ResolveReviewRequest approves a reported or flagged message (it stays) or removes it (it is
+/// deleted with the reason, as a Delete by the caller). Owners, admins and moderators of the
+/// group may. Needs the `message-reports` capability.
+public struct ResolveReviewRequest: ProtoMessage {
+    /// The group.
+    public var roomId: String = ""
+    /// The seq of the message.
+    public var targetSeq: UInt64 = 0
+    /// True: remove the message. False: approve it.
+    public var remove: Bool = false
+    /// Why (at most 500 characters; required to remove).
+    public var reason: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.roomId = try reader.string(key)
+            case 2: self.targetSeq = try reader.varint(key)
+            case 3: self.remove = (try reader.varint(key) != 0)
+            case 4: self.reason = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "roomId", "room_id") {
+            self.roomId = try ProtoJSON.string(value, "room_id")
+        }
+        if let value = ProtoJSON.field(json, "targetSeq", "target_seq") {
+            self.targetSeq = try ProtoJSON.uint64(value, "target_seq")
+        }
+        if let value = ProtoJSON.field(json, "remove", "remove") {
+            self.remove = try ProtoJSON.bool(value, "remove")
+        }
+        if let value = ProtoJSON.field(json, "reason", "reason") {
+            self.reason = try ProtoJSON.string(value, "reason")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.roomId)
+        writer.varint(2, self.targetSeq)
+        writer.varint(3, (self.remove ? 1 : 0))
+        writer.string(4, self.reason)
+    }
+}
+
+/// ResolveReviewResponse is the entry after the review. An entry reviewed before is answered as
+/// it stands: the first review stands.
+public struct ResolveReviewResponse: ProtoMessage {
+    /// The entry.
+    public var entry: ReviewEntry? = nil
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.entry = try reader.message(key, as: ReviewEntry.self)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "entry", "entry") {
+            self.entry = try ProtoJSON.message(value, "entry", as: ReviewEntry.self)
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        if let value = self.entry { writer.message(1, value) }
     }
 }
 
@@ -4884,6 +5182,112 @@ public struct RestrictMemberResponse: ProtoMessage {
 
     public func encode(to writer: inout ProtoWriter) {
         writer.varint(1, self.seq)
+    }
+}
+
+/// ReviewEntry is a message that members reported or the server's moderation flagged.
+public struct ReviewEntry: ProtoMessage {
+    /// The entry's id: the `report_id` that ReportMessage answers.
+    public var reviewId: String = ""
+    /// The seq of the message.
+    public var targetSeq: UInt64 = 0
+    /// The message's author.
+    public var sender: String = ""
+    /// When the first report or flag came, in Unix milliseconds.
+    public var openedMs: Int64 = 0
+    /// True when the server's moderation flagged the message.
+    public var flagged: Bool = false
+    /// The moderation's score of the message (0 when only reported).
+    public var score: UInt32 = 0
+    /// The moderation rules that flagged or scored it, as the server names them.
+    public var reasons: [String] = []
+    /// Members' reports, one per reporter, oldest first.
+    public var reports: [MessageReport] = []
+    /// Open, approved or removed.
+    public var status: ReviewStatus = ReviewStatus(number: 0)
+    /// Who reviewed it; empty while open.
+    public var reviewedBy: String = ""
+    /// When it was reviewed, in Unix milliseconds; 0 while open.
+    public var reviewedAtMs: Int64 = 0
+    /// The reviewer's reason.
+    public var reviewReason: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.reviewId = try reader.string(key)
+            case 2: self.targetSeq = try reader.varint(key)
+            case 3: self.sender = try reader.string(key)
+            case 4: self.openedMs = Int64(bitPattern: try reader.varint(key))
+            case 5: self.flagged = (try reader.varint(key) != 0)
+            case 6: self.score = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 7: self.reasons.append(try reader.string(key))
+            case 8: self.reports.append(try reader.message(key, as: MessageReport.self))
+            case 9: self.status = ReviewStatus(number: Int32(truncatingIfNeeded: try reader.varint(key)))
+            case 10: self.reviewedBy = try reader.string(key)
+            case 11: self.reviewedAtMs = Int64(bitPattern: try reader.varint(key))
+            case 12: self.reviewReason = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "reviewId", "review_id") {
+            self.reviewId = try ProtoJSON.string(value, "review_id")
+        }
+        if let value = ProtoJSON.field(json, "targetSeq", "target_seq") {
+            self.targetSeq = try ProtoJSON.uint64(value, "target_seq")
+        }
+        if let value = ProtoJSON.field(json, "sender", "sender") {
+            self.sender = try ProtoJSON.string(value, "sender")
+        }
+        if let value = ProtoJSON.field(json, "openedMs", "opened_ms") {
+            self.openedMs = try ProtoJSON.int64(value, "opened_ms")
+        }
+        if let value = ProtoJSON.field(json, "flagged", "flagged") {
+            self.flagged = try ProtoJSON.bool(value, "flagged")
+        }
+        if let value = ProtoJSON.field(json, "score", "score") {
+            self.score = try ProtoJSON.uint32(value, "score")
+        }
+        if let value = ProtoJSON.field(json, "reasons", "reasons") {
+            self.reasons = try ProtoJSON.list(value, "reasons").map { try ProtoJSON.string($0, "reasons") }
+        }
+        if let value = ProtoJSON.field(json, "reports", "reports") {
+            self.reports = try ProtoJSON.list(value, "reports").map { try ProtoJSON.message($0, "reports", as: MessageReport.self) }
+        }
+        if let value = ProtoJSON.field(json, "status", "status") {
+            self.status = try ProtoJSON.enumValue(value, "status", as: ReviewStatus.self)
+        }
+        if let value = ProtoJSON.field(json, "reviewedBy", "reviewed_by") {
+            self.reviewedBy = try ProtoJSON.string(value, "reviewed_by")
+        }
+        if let value = ProtoJSON.field(json, "reviewedAtMs", "reviewed_at_ms") {
+            self.reviewedAtMs = try ProtoJSON.int64(value, "reviewed_at_ms")
+        }
+        if let value = ProtoJSON.field(json, "reviewReason", "review_reason") {
+            self.reviewReason = try ProtoJSON.string(value, "review_reason")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.reviewId)
+        writer.varint(2, self.targetSeq)
+        writer.string(3, self.sender)
+        writer.varint(4, UInt64(bitPattern: self.openedMs))
+        writer.varint(5, (self.flagged ? 1 : 0))
+        writer.varint(6, UInt64(self.score))
+        for value in self.reasons { writer.string(7, value, always: true) }
+        for value in self.reports { writer.message(8, value) }
+        writer.varint(9, UInt64(bitPattern: Int64(self.status.number)))
+        writer.string(10, self.reviewedBy)
+        writer.varint(11, UInt64(bitPattern: self.reviewedAtMs))
+        writer.string(12, self.reviewReason)
     }
 }
 

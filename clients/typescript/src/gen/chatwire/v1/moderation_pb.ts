@@ -2,8 +2,8 @@
 // @generated from file chatwire/v1/moderation.proto (package chatwire.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Content } from "./messages_pb.js";
 import { file_chatwire_v1_messages } from "./messages_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatwire/v1/moderation.proto.
  */
 export const file_chatwire_v1_moderation: GenFile = /*@__PURE__*/
-  fileDesc("ChxjaGF0d2lyZS92MS9tb2RlcmF0aW9uLnByb3RvEgtjaGF0d2lyZS52MSJbChVSZXN0cmljdE1lbWJlclJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhAKCHVudGlsX21zGAMgASgDEg4KBnJlYXNvbhgEIAEoCSIlChZSZXN0cmljdE1lbWJlclJlc3BvbnNlEgsKA3NlcRgBIAEoBCJFChBNZW1iZXJSZXN0cmljdGVkEg8KB3VzZXJfaWQYASABKAkSEAoIdW50aWxfbXMYAiABKAMSDgoGcmVhc29uGAMgASgJIjwKFUdldEVkaXRIaXN0b3J5UmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCnRhcmdldF9zZXEYAiABKAQiZQoOTWVzc2FnZVZlcnNpb24SCwoDc2VxGAEgASgEEg0KBXRzX21zGAIgASgDEiUKB2NvbnRlbnQYAyABKAsyFC5jaGF0d2lyZS52MS5Db250ZW50EhAKCHJlZGFjdGVkGAQgASgIIm0KFkdldEVkaXRIaXN0b3J5UmVzcG9uc2USLQoIdmVyc2lvbnMYASADKAsyGy5jaGF0d2lyZS52MS5NZXNzYWdlVmVyc2lvbhIPCgdkZWxldGVkGAIgASgIEhMKC2RlbGV0ZWRfc2VxGAMgASgEIksKFFJlcG9ydE1lc3NhZ2VSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKdGFyZ2V0X3NlcRgCIAEoBBIOCgZyZWFzb24YAyABKAkiKgoVUmVwb3J0TWVzc2FnZVJlc3BvbnNlEhEKCXJlcG9ydF9pZBgBIAEoCWIGcHJvdG8z", [file_chatwire_v1_messages]);
+  fileDesc("ChxjaGF0d2lyZS92MS9tb2RlcmF0aW9uLnByb3RvEgtjaGF0d2lyZS52MSJbChVSZXN0cmljdE1lbWJlclJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhAKCHVudGlsX21zGAMgASgDEg4KBnJlYXNvbhgEIAEoCSIlChZSZXN0cmljdE1lbWJlclJlc3BvbnNlEgsKA3NlcRgBIAEoBCJFChBNZW1iZXJSZXN0cmljdGVkEg8KB3VzZXJfaWQYASABKAkSEAoIdW50aWxfbXMYAiABKAMSDgoGcmVhc29uGAMgASgJIjwKFUdldEVkaXRIaXN0b3J5UmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhIKCnRhcmdldF9zZXEYAiABKAQiZQoOTWVzc2FnZVZlcnNpb24SCwoDc2VxGAEgASgEEg0KBXRzX21zGAIgASgDEiUKB2NvbnRlbnQYAyABKAsyFC5jaGF0d2lyZS52MS5Db250ZW50EhAKCHJlZGFjdGVkGAQgASgIIm0KFkdldEVkaXRIaXN0b3J5UmVzcG9uc2USLQoIdmVyc2lvbnMYASADKAsyGy5jaGF0d2lyZS52MS5NZXNzYWdlVmVyc2lvbhIPCgdkZWxldGVkGAIgASgIEhMKC2RlbGV0ZWRfc2VxGAMgASgEIksKFFJlcG9ydE1lc3NhZ2VSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEgoKdGFyZ2V0X3NlcRgCIAEoBBIOCgZyZWFzb24YAyABKAkiKgoVUmVwb3J0TWVzc2FnZVJlc3BvbnNlEhEKCXJlcG9ydF9pZBgBIAEoCSJACg1NZXNzYWdlUmVwb3J0EhAKCHJlcG9ydGVyGAEgASgJEg4KBnJlYXNvbhgCIAEoCRINCgVhdF9tcxgDIAEoAyKkAgoLUmV2aWV3RW50cnkSEQoJcmV2aWV3X2lkGAEgASgJEhIKCnRhcmdldF9zZXEYAiABKAQSDgoGc2VuZGVyGAMgASgJEhEKCW9wZW5lZF9tcxgEIAEoAxIPCgdmbGFnZ2VkGAUgASgIEg0KBXNjb3JlGAYgASgNEg8KB3JlYXNvbnMYByADKAkSKwoHcmVwb3J0cxgIIAMoCzIaLmNoYXR3aXJlLnYxLk1lc3NhZ2VSZXBvcnQSKQoGc3RhdHVzGAkgASgOMhkuY2hhdHdpcmUudjEuUmV2aWV3U3RhdHVzEhMKC3Jldmlld2VkX2J5GAogASgJEhYKDnJldmlld2VkX2F0X21zGAsgASgDEhUKDXJldmlld19yZWFzb24YDCABKAkiYQoSTGlzdFJldmlld3NSZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNEhgKEGluY2x1ZGVfcmV2aWV3ZWQYBCABKAgiUgoTTGlzdFJldmlld3NSZXNwb25zZRIpCgdlbnRyaWVzGAEgAygLMhguY2hhdHdpcmUudjEuUmV2aWV3RW50cnkSEAoIaGFzX21vcmUYAiABKAgiWwoUUmVzb2x2ZVJldmlld1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRISCgp0YXJnZXRfc2VxGAIgASgEEg4KBnJlbW92ZRgDIAEoCBIOCgZyZWFzb24YBCABKAkiQAoVUmVzb2x2ZVJldmlld1Jlc3BvbnNlEicKBWVudHJ5GAEgASgLMhguY2hhdHdpcmUudjEuUmV2aWV3RW50cnkqfAoMUmV2aWV3U3RhdHVzEh0KGVJFVklFV19TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJSRVZJRVdfU1RBVFVTX09QRU4QARIaChZSRVZJRVdfU1RBVFVTX0FQUFJPVkVEEAISGQoVUkVWSUVXX1NUQVRVU19SRU1PVkVEEANiBnByb3RvMw", [file_chatwire_v1_messages]);
 
 /**
  * RestrictMemberRequest stops a member of a group from sending and reacting until a time, or
@@ -280,4 +280,315 @@ export type ReportMessageResponse = Message<"chatwire.v1.ReportMessageResponse">
  */
 export const ReportMessageResponseSchema: GenMessage<ReportMessageResponse> = /*@__PURE__*/
   messageDesc(file_chatwire_v1_moderation, 7);
+
+/**
+ * MessageReport is one member's report of a message.
+ *
+ * @generated from message chatwire.v1.MessageReport
+ */
+export type MessageReport = Message<"chatwire.v1.MessageReport"> & {
+  /**
+   * Who reported it.
+   *
+   * @generated from field: string reporter = 1;
+   */
+  reporter: string;
+
+  /**
+   * Why.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * When, in Unix milliseconds.
+   *
+   * @generated from field: int64 at_ms = 3;
+   */
+  atMs: bigint;
+};
+
+/**
+ * Describes the message chatwire.v1.MessageReport.
+ * Use `create(MessageReportSchema)` to create a new message.
+ */
+export const MessageReportSchema: GenMessage<MessageReport> = /*@__PURE__*/
+  messageDesc(file_chatwire_v1_moderation, 8);
+
+/**
+ * ReviewEntry is a message that members reported or the server's moderation flagged.
+ *
+ * @generated from message chatwire.v1.ReviewEntry
+ */
+export type ReviewEntry = Message<"chatwire.v1.ReviewEntry"> & {
+  /**
+   * The entry's id: the `report_id` that ReportMessage answers.
+   *
+   * @generated from field: string review_id = 1;
+   */
+  reviewId: string;
+
+  /**
+   * The seq of the message.
+   *
+   * @generated from field: uint64 target_seq = 2;
+   */
+  targetSeq: bigint;
+
+  /**
+   * The message's author.
+   *
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * When the first report or flag came, in Unix milliseconds.
+   *
+   * @generated from field: int64 opened_ms = 4;
+   */
+  openedMs: bigint;
+
+  /**
+   * True when the server's moderation flagged the message.
+   *
+   * @generated from field: bool flagged = 5;
+   */
+  flagged: boolean;
+
+  /**
+   * The moderation's score of the message (0 when only reported).
+   *
+   * @generated from field: uint32 score = 6;
+   */
+  score: number;
+
+  /**
+   * The moderation rules that flagged or scored it, as the server names them.
+   *
+   * @generated from field: repeated string reasons = 7;
+   */
+  reasons: string[];
+
+  /**
+   * Members' reports, one per reporter, oldest first.
+   *
+   * @generated from field: repeated chatwire.v1.MessageReport reports = 8;
+   */
+  reports: MessageReport[];
+
+  /**
+   * Open, approved or removed.
+   *
+   * @generated from field: chatwire.v1.ReviewStatus status = 9;
+   */
+  status: ReviewStatus;
+
+  /**
+   * Who reviewed it; empty while open.
+   *
+   * @generated from field: string reviewed_by = 10;
+   */
+  reviewedBy: string;
+
+  /**
+   * When it was reviewed, in Unix milliseconds; 0 while open.
+   *
+   * @generated from field: int64 reviewed_at_ms = 11;
+   */
+  reviewedAtMs: bigint;
+
+  /**
+   * The reviewer's reason.
+   *
+   * @generated from field: string review_reason = 12;
+   */
+  reviewReason: string;
+};
+
+/**
+ * Describes the message chatwire.v1.ReviewEntry.
+ * Use `create(ReviewEntrySchema)` to create a new message.
+ */
+export const ReviewEntrySchema: GenMessage<ReviewEntry> = /*@__PURE__*/
+  messageDesc(file_chatwire_v1_moderation, 9);
+
+/**
+ * ListReviewsRequest lists the review entries of a group, by seq. Owners, admins and
+ * moderators of the group may list them. Needs the `message-reports` capability.
+ *
+ * @generated from message chatwire.v1.ListReviewsRequest
+ */
+export type ListReviewsRequest = Message<"chatwire.v1.ListReviewsRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * Entries of messages above this seq (0: from the start).
+   *
+   * @generated from field: uint64 after_seq = 2;
+   */
+  afterSeq: bigint;
+
+  /**
+   * Most entries to return (1 to 100; 0 means 100).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * False: open entries only. True: reviewed ones too.
+   *
+   * @generated from field: bool include_reviewed = 4;
+   */
+  includeReviewed: boolean;
+};
+
+/**
+ * Describes the message chatwire.v1.ListReviewsRequest.
+ * Use `create(ListReviewsRequestSchema)` to create a new message.
+ */
+export const ListReviewsRequestSchema: GenMessage<ListReviewsRequest> = /*@__PURE__*/
+  messageDesc(file_chatwire_v1_moderation, 10);
+
+/**
+ * ListReviewsResponse is a page of review entries.
+ *
+ * @generated from message chatwire.v1.ListReviewsResponse
+ */
+export type ListReviewsResponse = Message<"chatwire.v1.ListReviewsResponse"> & {
+  /**
+   * The entries, by target_seq.
+   *
+   * @generated from field: repeated chatwire.v1.ReviewEntry entries = 1;
+   */
+  entries: ReviewEntry[];
+
+  /**
+   * True when more entries may follow: ask again with `after_seq` the last target_seq.
+   *
+   * @generated from field: bool has_more = 2;
+   */
+  hasMore: boolean;
+};
+
+/**
+ * Describes the message chatwire.v1.ListReviewsResponse.
+ * Use `create(ListReviewsResponseSchema)` to create a new message.
+ */
+export const ListReviewsResponseSchema: GenMessage<ListReviewsResponse> = /*@__PURE__*/
+  messageDesc(file_chatwire_v1_moderation, 11);
+
+/**
+ * ResolveReviewRequest approves a reported or flagged message (it stays) or removes it (it is
+ * deleted with the reason, as a Delete by the caller). Owners, admins and moderators of the
+ * group may. Needs the `message-reports` capability.
+ *
+ * @generated from message chatwire.v1.ResolveReviewRequest
+ */
+export type ResolveReviewRequest = Message<"chatwire.v1.ResolveReviewRequest"> & {
+  /**
+   * The group.
+   *
+   * @generated from field: string room_id = 1;
+   */
+  roomId: string;
+
+  /**
+   * The seq of the message.
+   *
+   * @generated from field: uint64 target_seq = 2;
+   */
+  targetSeq: bigint;
+
+  /**
+   * True: remove the message. False: approve it.
+   *
+   * @generated from field: bool remove = 3;
+   */
+  remove: boolean;
+
+  /**
+   * Why (at most 500 characters; required to remove).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message chatwire.v1.ResolveReviewRequest.
+ * Use `create(ResolveReviewRequestSchema)` to create a new message.
+ */
+export const ResolveReviewRequestSchema: GenMessage<ResolveReviewRequest> = /*@__PURE__*/
+  messageDesc(file_chatwire_v1_moderation, 12);
+
+/**
+ * ResolveReviewResponse is the entry after the review. An entry reviewed before is answered as
+ * it stands: the first review stands.
+ *
+ * @generated from message chatwire.v1.ResolveReviewResponse
+ */
+export type ResolveReviewResponse = Message<"chatwire.v1.ResolveReviewResponse"> & {
+  /**
+   * The entry.
+   *
+   * @generated from field: chatwire.v1.ReviewEntry entry = 1;
+   */
+  entry?: ReviewEntry | undefined;
+};
+
+/**
+ * Describes the message chatwire.v1.ResolveReviewResponse.
+ * Use `create(ResolveReviewResponseSchema)` to create a new message.
+ */
+export const ResolveReviewResponseSchema: GenMessage<ResolveReviewResponse> = /*@__PURE__*/
+  messageDesc(file_chatwire_v1_moderation, 13);
+
+/**
+ * ReviewStatus is where a review entry stands.
+ *
+ * @generated from enum chatwire.v1.ReviewStatus
+ */
+export enum ReviewStatus {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: REVIEW_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for a moderator.
+   *
+   * @generated from enum value: REVIEW_STATUS_OPEN = 1;
+   */
+  OPEN = 1,
+
+  /**
+   * Reviewed: the message stays.
+   *
+   * @generated from enum value: REVIEW_STATUS_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * Reviewed: the message was deleted.
+   *
+   * @generated from enum value: REVIEW_STATUS_REMOVED = 3;
+   */
+  REMOVED = 3,
+}
+
+/**
+ * Describes the enum chatwire.v1.ReviewStatus.
+ */
+export const ReviewStatusSchema: GenEnum<ReviewStatus> = /*@__PURE__*/
+  enumDesc(file_chatwire_v1_moderation, 0);
 

@@ -164,6 +164,15 @@ public enum class RequestKind(
    * Reports a message to the server's moderators (capability `message-reports`).
    */
   REPORT_MESSAGE("ReportMessage", "report_message", 112),
+  /**
+   * Lists a group's reported and flagged messages for its moderators (capability
+   * `message-reports`).
+   */
+  LIST_REVIEWS("ListReviews", "list_reviews", 113),
+  /**
+   * Approves or removes a reported or flagged message (capability `message-reports`).
+   */
+  RESOLVE_REVIEW("ResolveReview", "resolve_review", 114),
   ;
 }
 
@@ -597,6 +606,29 @@ public abstract class ChatwireRequests {
   ): chatwire.v1.ReportMessageResponse {
     val reply = call(RequestKind.REPORT_MESSAGE, chatwire.v1.ClientFrame(report_message = request), options)
     return reply.report_message ?: throw unexpectedReply(RequestKind.REPORT_MESSAGE, reply)
+  }
+
+  /**
+   * Lists a group's reported and flagged messages for its moderators (capability
+   * `message-reports`).
+   */
+  public suspend fun listReviews(
+    request: chatwire.v1.ListReviewsRequest = chatwire.v1.ListReviewsRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.ListReviewsResponse {
+    val reply = call(RequestKind.LIST_REVIEWS, chatwire.v1.ClientFrame(list_reviews = request), options)
+    return reply.list_reviews ?: throw unexpectedReply(RequestKind.LIST_REVIEWS, reply)
+  }
+
+  /**
+   * Approves or removes a reported or flagged message (capability `message-reports`).
+   */
+  public suspend fun resolveReview(
+    request: chatwire.v1.ResolveReviewRequest = chatwire.v1.ResolveReviewRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.ResolveReviewResponse {
+    val reply = call(RequestKind.RESOLVE_REVIEW, chatwire.v1.ClientFrame(resolve_review = request), options)
+    return reply.resolve_review ?: throw unexpectedReply(RequestKind.RESOLVE_REVIEW, reply)
   }
 }
 
