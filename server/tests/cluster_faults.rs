@@ -1619,3 +1619,403 @@ async fn service_fault_soak_delivers_everything_and_returns_its_file_descriptors
         "the server's open file descriptors return to their count before the clients"
     );
 }
+
+/// What a scenario 6 worker process is given (a JSON file named by `CHATWIRE_FAULT_WORKER`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WorkerSpec {
+    /// The gateway every client connects to first: the one the test kills.
+    victim: std::net::SocketAddr,
+    /// The gateways to reconnect to.
+    others: Vec<std::net::SocketAddr>,
+    /// Each client's token and room.
+    clients: Vec<(String, String)>,
+}
+
+/// What a scenario 6 worker reports (one JSON line on stdout).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct WorkerReport {
+    clients: usize,
+    events: usize,
+    reconnected: usize,
+    reconnect_attempts: usize,
+    duplicated_or_reordered: usize,
+    gaps: usize,
+    /// Clients whose stream did not start at the room's first seq.
+    late_start: usize,
+}
+
+/// One scenario 6 client: subscribed from seq 0 on the victim; after losing it, it reconnects
+/// to one of `others` after a jittered delay and resumes from the last seq it saw, until it has
+/// seen `head`.
+struct Follower {
+    token: String,
+    room: String,
+    client: Option<Client>,
+    seqs: Vec<u64>,
+    reconnects: usize,
+    attempts: usize,
+}
+
+impl Follower {
+    /// Subscribes after the last seq seen, paging through the replay; `false` on any failure.
+    async fn subscribe(&mut self) -> bool {
+        let Some(client) = &self.client else {
+            return false;
+        };
+        loop {
+            let after = self.seqs.last().copied().unwrap_or(0);
+            let request = chatwire_protocol::v1::SubscribeRequest {
+                room_id: self.room.clone(),
+                after_seq: after,
+                limit: 0,
+            };
+            let Ok(Ok(page)) = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client.subscribe(request),
+            )
+            .await
+            else {
+                return false;
+            };
+            self.seqs.extend(page.events.iter().map(|e| e.seq));
+            if page.complete {
+                return true;
+            }
+        }
+    }
+
+    /// Opens a session to `addr` and resumes; `false` on any failure.
+    async fn attach(&mut self, addr: std::net::SocketAddr) -> bool {
+        let open = async {
+            let c = Client::open(&chatwire_conformance::client::WsTarget::new(addr))
+                .await
+                .ok()?;
+            c.connect(&self.token).await.ok()?;
+            Some(c)
+        };
+        self.client = tokio::time::timeout(std::time::Duration::from_secs(10), open)
+            .await
+            .ok()
+            .flatten();
+        self.client.is_some() && self.subscribe().await
+    }
+
+    /// Follows the room until `head` arrives (the watch holds 0 until the test knows it).
+    async fn follow(
+        mut self,
+        index: usize,
+        others: Vec<std::net::SocketAddr>,
+        mut head: tokio::sync::watch::Receiver<u64>,
+    ) -> Self {
+        use chatwire_protocol::v1::event::Kind;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let want = *head.borrow();
+            if want > 0 && self.seqs.last().copied().unwrap_or(0) >= want {
+                return self;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "client {index} stuck at {:?} of {want}",
+                self.seqs.last()
+            );
+            let event = match &self.client {
+                Some(client) => tokio::select! {
+                    event = client.next_event() => Some(event),
+                    _ = head.changed() => None,
+                },
+                None => None,
+            };
+            match event {
+                None if self.client.is_some() => {}
+                Some(Ok(event)) => {
+                    if let Some(Kind::Room(e)) = event.kind
+                        && e.room_id == self.room
+                    {
+                        self.seqs.push(e.seq);
+                    }
+                }
+                _ => {
+                    // Lost the gateway (or never reattached): a jittered pause spreads the
+                    // reconnects of a thousand clients, then another gateway, resuming.
+                    if self.client.take().is_some() {
+                        self.reconnects += 1;
+                    }
+                    self.attempts += 1;
+                    let spread = (index as u64 * 7919 + self.attempts as u64 * 104_729) % 1_000;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 + spread)).await;
+                    let addr = others[(index + self.attempts) % others.len()];
+                    if !self.attach(addr).await {
+                        self.client = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The client side of scenario 6, run as a separate process by
+/// `service_fault_gateway_with_many_clients_killed_they_resume_elsewhere` (it is ignored
+/// otherwise). Connects and subscribes every client of its spec, prints `ready`, follows the
+/// rooms through the gateway's death, reads the rooms' final heads from stdin (one JSON line,
+/// room to seq) and prints its [`WorkerReport`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a worker process of scenario 6, started by that test"]
+async fn gateway_kill_client_worker() {
+    use tokio::io::AsyncBufReadExt;
+    let path = std::env::var("CHATWIRE_FAULT_WORKER").expect("started by scenario 6");
+    let spec: WorkerSpec =
+        serde_json::from_slice(&std::fs::read(&path).expect("spec")).expect("spec JSON");
+    let mut followers = Vec::new();
+    for chunk in spec.clients.chunks(50) {
+        let attached = futures_util::future::join_all(chunk.iter().map(|(token, room)| async {
+            let mut follower = Follower {
+                token: token.clone(),
+                room: room.clone(),
+                client: None,
+                seqs: Vec::new(),
+                reconnects: 0,
+                attempts: 0,
+            };
+            assert!(follower.attach(spec.victim).await, "attach to the victim");
+            follower
+        }))
+        .await;
+        followers.extend(attached);
+    }
+    println!("ready");
+    let (heads_tx, _) =
+        tokio::sync::watch::channel(std::collections::HashMap::<String, u64>::new());
+    let mut tasks = Vec::new();
+    let mut per_room: std::collections::HashMap<String, tokio::sync::watch::Sender<u64>> =
+        std::collections::HashMap::new();
+    for (index, follower) in followers.into_iter().enumerate() {
+        let head = per_room
+            .entry(follower.room.clone())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe();
+        tasks.push(tokio::spawn(follower.follow(
+            index,
+            spec.others.clone(),
+            head,
+        )));
+    }
+    drop(heads_tx);
+    let mut line = String::new();
+    tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await
+        .expect("heads on stdin");
+    let heads: std::collections::HashMap<String, u64> =
+        serde_json::from_str(&line).expect("heads JSON");
+    for (room, head) in &heads {
+        if let Some(tx) = per_room.get(room) {
+            tx.send_replace(*head);
+        }
+    }
+    let mut report = WorkerReport::default();
+    for task in tasks {
+        let follower = task.await.expect("follower");
+        let (bad_order, gaps) = check_stream(&follower.seqs);
+        report.clients += 1;
+        report.events += follower.seqs.len();
+        report.reconnected += usize::from(follower.reconnects > 0);
+        report.reconnect_attempts += follower.attempts;
+        report.duplicated_or_reordered += bad_order;
+        report.gaps += gaps;
+        report.late_start += usize::from(follower.seqs.first() != Some(&1));
+    }
+    println!("{}", serde_json::to_string(&report).expect("report JSON"));
+}
+
+/// Scenario 6: a gateway with many clients (1,000 in both variants, spread over four worker
+/// processes) is SIGKILLed while messages flow; each client reconnects after a jittered pause
+/// to another gateway and resumes from the last seq it saw. Every client's stream must be
+/// every seq of its room from 1 to the head, once and in order; every acknowledged message
+/// must be in the log once. The long variant sends ten times the messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_fault_gateway_with_many_clients_killed_they_resume_elsewhere() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    const WORKERS: usize = 4;
+    const CLIENTS: usize = 1_000;
+    const ROOMS: usize = 10;
+    let round = scaled(20, 200);
+    let mut cluster = Cluster::new(Services::shared());
+    for (key, value) in [
+        // A thousand sessions from one address, and the senders' pace, within the limits.
+        ("CHATWIRE_LIMITS__MAX_CONNECTIONS_PER_IP", "5000"),
+        (
+            "CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__RATE_PER_MINUTE",
+            "1000000",
+        ),
+        ("CHATWIRE_LIMITS__RATE_CONNECTS_PER_IP__BURST", "100000"),
+        ("CHATWIRE_LIMITS__RATE_SENDS__RATE_PER_MINUTE", "1000000"),
+        ("CHATWIRE_LIMITS__RATE_SENDS__BURST", "100000"),
+        // The followers only listen: no client heartbeat closes them meanwhile.
+        ("CHATWIRE_SESSION__HEARTBEAT_INTERVAL_MS", "300000"),
+    ] {
+        cluster.set_env(key, value);
+    }
+    let mut nodes = vec![
+        cluster.node().await,
+        cluster.node().await,
+        cluster.node().await,
+    ];
+    let owner = cluster.client(&nodes[1], "alice").await;
+    let users: Vec<String> = (0..CLIENTS).map(|i| format!("f{i}")).collect();
+    let mut rooms = Vec::new();
+    for r in 0..ROOMS {
+        let members: Vec<&str> = users
+            .iter()
+            .skip(r)
+            .step_by(ROOMS)
+            .map(String::as_str)
+            .collect();
+        rooms.push(group(&owner, &members).await);
+    }
+    let work = tempfile::tempdir().expect("worker folder");
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let clients = (0..CLIENTS)
+            .filter(|i| i % WORKERS == w)
+            .map(|i| (cluster.token(&users[i]), rooms[i % ROOMS].clone()))
+            .collect();
+        let spec = WorkerSpec {
+            victim: nodes[0].addr,
+            others: vec![nodes[1].addr, nodes[2].addr],
+            clients,
+        };
+        let path = work.path().join(format!("worker-{w}.json"));
+        std::fs::write(&path, serde_json::to_vec(&spec).expect("spec JSON")).expect("spec");
+        let mut child = tokio::process::Command::new(&exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "gateway_kill_client_worker",
+                "--nocapture",
+            ])
+            .env("CHATWIRE_FAULT_WORKER", &path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("worker process");
+        let stdout = child.stdout.take().expect("stdout");
+        workers.push((child, tokio::io::BufReader::new(stdout).lines()));
+    }
+    // The JSON lines a worker prints (the test harness prints its own lines around them).
+    async fn next_line(
+        lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(240), lines.next_line())
+                .await
+                .expect("the worker answers")
+                .expect("worker stdout")
+                .expect("the worker is running");
+            if want(&line) {
+                return line;
+            }
+        }
+    }
+    for (_, lines) in &mut workers {
+        next_line(lines, |l| l == "ready").await;
+    }
+
+    let addrs = Arc::new(Mutex::new(vec![nodes[1].addr, nodes[2].addr]));
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(vec![0; ROOMS]);
+    let progress_tx = Arc::new(progress_tx);
+    let senders: Vec<_> = rooms
+        .iter()
+        .enumerate()
+        .map(|(i, room)| {
+            tokio::spawn(send_through_faults(
+                Arc::clone(&addrs),
+                cluster.token("alice"),
+                room.clone(),
+                format!("g{i}"),
+                round,
+                (Arc::clone(&progress_tx), i),
+            ))
+        })
+        .collect();
+    let moved = |progress: &mut tokio::sync::watch::Receiver<Vec<usize>>, from: Vec<usize>| {
+        let mut progress = progress.clone();
+        async move {
+            // The senders' own deadline bounds this; a thousand reconnecting clients can keep
+            // a loaded machine busy for longer than `within` allows.
+            let wait = progress.wait_for(|now| now.iter().zip(&from).all(|(n, f)| *n >= f + 3));
+            tokio::time::timeout(std::time::Duration::from_secs(180), wait)
+                .await
+                .expect("the senders move on")
+                .expect("senders running");
+        }
+    };
+    moved(&mut progress, vec![0; ROOMS]).await;
+    nodes.remove(0).kill();
+    let now = progress.borrow().clone();
+    moved(&mut progress, now).await;
+    let mut acked = Vec::new();
+    for sender in senders {
+        acked.push(within(sender).await.expect("sender"));
+    }
+
+    let survivor = cluster.client(&nodes[1], "alice").await;
+    let mut total = LogCheck::default();
+    let mut heads = std::collections::HashMap::new();
+    for (room, acked) in rooms.iter().zip(&acked) {
+        let log = subscribe_live(&survivor, room).await;
+        let check = check_log(&log, acked);
+        total.lost += check.lost;
+        total.duplicated += check.duplicated;
+        total.out_of_order += check.out_of_order;
+        total.skipped_seqs += check.skipped_seqs;
+        heads.insert(room.clone(), log.last().map_or(0, |e| e.seq));
+    }
+    let heads_line = format!("{}\n", serde_json::to_string(&heads).expect("heads JSON"));
+    let mut reports = WorkerReport::default();
+    for (child, lines) in &mut workers {
+        let stdin = child.stdin.as_mut().expect("stdin");
+        stdin.write_all(heads_line.as_bytes()).await.expect("heads");
+        stdin.flush().await.expect("heads");
+        let line = next_line(lines, |l| l.starts_with('{')).await;
+        let report: WorkerReport = serde_json::from_str(&line).expect("report JSON");
+        reports.clients += report.clients;
+        reports.events += report.events;
+        reports.reconnected += report.reconnected;
+        reports.reconnect_attempts += report.reconnect_attempts;
+        reports.duplicated_or_reordered += report.duplicated_or_reordered;
+        reports.gaps += report.gaps;
+        reports.late_start += report.late_start;
+        let status = within(child.wait()).await.expect("worker exit");
+        assert!(status.success(), "worker failed: {status}");
+    }
+    print_line(&format!(
+        "fault scenario gateway with {} clients killed{}: {} clients reconnected elsewhere ({} attempts), {} events followed, duplicated or out of order {}, gaps {}, late starts {}",
+        reports.clients,
+        if long() { " (long)" } else { "" },
+        reports.reconnected,
+        reports.reconnect_attempts,
+        reports.events,
+        reports.duplicated_or_reordered,
+        reports.gaps,
+        reports.late_start
+    ));
+    assert_eq!(reports.clients, CLIENTS);
+    assert_eq!(
+        reports.reconnected, CLIENTS,
+        "every client was on the killed gateway"
+    );
+    assert_eq!(
+        (
+            reports.duplicated_or_reordered,
+            reports.gaps,
+            reports.late_start
+        ),
+        (0, 0, 0),
+        "every client saw every seq once, in order"
+    );
+    report("gateway kill", acked.iter().map(Vec::len).sum(), &total);
+}

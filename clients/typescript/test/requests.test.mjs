@@ -182,7 +182,7 @@ test("errors are typed values", async () => {
 });
 
 test("every request of the protocol was exercised", () => {
-  assert.equal(REQUESTS.length, 37);
+  assert.equal(REQUESTS.length, 39);
   const missing = REQUESTS.map((r) => r.kind).filter((k) => !used.has(k));
   assert.deepEqual(missing, []);
 });
