@@ -402,6 +402,8 @@ fn limits() -> v1::Limits {
         typing_ttl_ms: 5000,
         room_send_rate_per_second: 40,
         room_send_burst: 80,
+        contact_requests_per_minute: 20,
+        contact_requests_burst: 10,
     }
 }
 

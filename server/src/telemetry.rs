@@ -344,6 +344,9 @@ fn describe() {
     for bucket in BUCKETS {
         metrics::counter!("chatwire_rate_limited_total", "bucket" => bucket).absolute(0);
     }
+    for result in ["hit", "miss", "error"] {
+        metrics::counter!("chatwire_contact_cache_total", "result" => result).absolute(0);
+    }
     for lane in ["high", "medium", "low"] {
         metrics::counter!("chatwire_events_delivered_total", "lane" => lane).absolute(0);
         metrics::counter!("chatwire_events_retries_total", "lane" => lane).absolute(0);
@@ -355,14 +358,20 @@ fn describe() {
 }
 
 /// Rate-limit buckets with a series of their own.
-const BUCKETS: [&str; 6] = [
+const BUCKETS: [&str; 7] = [
     "requests",
     "send",
     "typing",
     "connect",
     "room-send",
     "search",
+    "contact-requests",
 ];
+
+/// A read of the Redis contact cache (distributed mode): `hit`, `miss` or `error`.
+pub fn contact_cache(result: &'static str) {
+    metrics::counter!("chatwire_contact_cache_total", "result" => result).increment(1);
+}
 
 /// Handles of the hot paths, registered once.
 struct Hot {
@@ -495,6 +504,12 @@ pub fn request_kind(request: &v1::client_frame::Request) -> &'static str {
         R::GetEditHistory(_) => "get_edit_history",
         R::ReportMessage(_) => "report_message",
         R::Search(_) => "search",
+        R::SendContactRequest(_) => "send_contact_request",
+        R::AcceptContactRequest(_) => "accept_contact_request",
+        R::DeclineContactRequest(_) => "decline_contact_request",
+        R::CancelContactRequest(_) => "cancel_contact_request",
+        R::RemoveContact(_) => "remove_contact",
+        R::ListContacts(_) => "list_contacts",
     }
 }
 

@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use chatwire_protocol::v1;
 
+use crate::chat::contacts::{ContactOp, ContactRow, ContactUpdate};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
 
@@ -459,7 +460,47 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError>;
 }
 
-/// All three storage traits, as one handle.
-pub trait Store: RoomLog + Directory + Accounts {}
+// ---------------------------------------------------------------------------------------------
+// Issue 22: contacts (docs/protocol.md §25). Behavioural suite: server/tests/support/contacts_suite.rs.
 
-impl<T: RoomLog + Directory + Accounts> Store for T {}
+/// Contact relationships: one row per side and pair of users (see [`crate::chat::contacts`]).
+#[async_trait]
+pub trait Contacts: Send + Sync + std::fmt::Debug {
+    /// Applies `op` of `actor` about `other` at `now_ms`: reads both rows, computes
+    /// [`transition`](crate::chat::contacts::transition) and writes the rows that changed;
+    /// returns both rows before and after. The embedded store does this in one transaction; the
+    /// CQL store reads then writes (two concurrent changes of one pair: the last write of each
+    /// row wins, docs/architecture.md "Contacts").
+    async fn update_contact(
+        &self,
+        actor: &UserId,
+        other: &UserId,
+        op: ContactOp,
+        now_ms: i64,
+    ) -> Result<ContactUpdate, StoreError>;
+
+    /// `user`'s row about `other`.
+    async fn contact(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<Option<ContactRow>, StoreError>;
+
+    /// `user`'s rows ordered by the other user's id, after `after` (exclusive), only those in
+    /// `state` when it is set, at most `limit`.
+    async fn list_contacts(
+        &self,
+        user: &UserId,
+        state: Option<v1::ContactState>,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, ContactRow)>, StoreError>;
+
+    /// Every user `user` has accepted as a contact, ordered by id.
+    async fn accepted_contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+}
+
+/// All the storage traits, as one handle.
+pub trait Store: RoomLog + Directory + Accounts + Contacts {}
+
+impl<T: RoomLog + Directory + Accounts + Contacts> Store for T {}

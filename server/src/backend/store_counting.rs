@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use chatwire_protocol::v1;
 
 use super::store::{
-    Accounts, AppendOutcome, Batch, DedupeEntry, Directory, Head, HistoryQuery, MessagePage,
-    PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
+    Accounts, AppendOutcome, Batch, Contacts, DedupeEntry, Directory, Head, HistoryQuery,
+    MessagePage, PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
 };
+use crate::chat::contacts::{ContactOp, ContactRow, ContactUpdate};
 use crate::chat::ids::{RoomId, UserId};
 
 /// Forwards every call to `inner` and counts it by operation name.
@@ -266,6 +267,45 @@ impl Accounts for CountingStore {
     async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError> {
         self.count("tokens_revoked_before")
             .tokens_revoked_before(user)
+            .await
+    }
+}
+
+// Issue 22: contacts.
+#[async_trait]
+impl Contacts for CountingStore {
+    async fn update_contact(
+        &self,
+        actor: &UserId,
+        other: &UserId,
+        op: ContactOp,
+        now_ms: i64,
+    ) -> Result<ContactUpdate, StoreError> {
+        self.count("update_contact")
+            .update_contact(actor, other, op, now_ms)
+            .await
+    }
+    async fn contact(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<Option<ContactRow>, StoreError> {
+        self.count("contact").contact(user, other).await
+    }
+    async fn list_contacts(
+        &self,
+        user: &UserId,
+        state: Option<v1::ContactState>,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, ContactRow)>, StoreError> {
+        self.count("list_contacts")
+            .list_contacts(user, state, after, limit)
+            .await
+    }
+    async fn accepted_contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        self.count("accepted_contacts")
+            .accepted_contacts(user)
             .await
     }
 }

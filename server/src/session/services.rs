@@ -86,6 +86,10 @@ pub struct Services {
     /// The message search index; `None` when search is off (Search is UNSUPPORTED and the
     /// `search` capability is not listed).
     pub search: Option<Arc<crate::search::SearchIndex>>,
+    /// Accepted contact ids (issue 22): the store on one node, cached in Redis in a cluster.
+    pub contact_ids: Arc<dyn crate::contacts::ContactIds>,
+    /// The contacts settings: auto-watch and presence visibility.
+    pub contacts: crate::config::ContactsConfig,
     next_session: AtomicU64,
 }
 
@@ -109,7 +113,10 @@ impl Services {
             max_mentions: limits.max_mentions as usize,
             max_content_bytes: limits.max_content_bytes as usize,
         };
+        let contact_ids = Arc::new(crate::contacts::StoreContactIds::new(Arc::clone(&store)));
         Self {
+            contact_ids,
+            contacts: crate::config::ContactsConfig::default(),
             store,
             pipeline,
             fanout,
@@ -194,6 +201,8 @@ pub struct Rates {
     pub connects_per_ip: RateLimit,
     /// Searches.
     pub search: RateLimit,
+    /// Contact requests (issue 22).
+    pub contact_requests: RateLimit,
 }
 
 impl Rates {
@@ -206,6 +215,7 @@ impl Rates {
             room_sends: limits.rate_room_sends,
             connects_per_ip: limits.rate_connects_per_ip,
             search: limits.rate_search,
+            contact_requests: limits.rate_contact_requests,
         }
     }
 }

@@ -84,6 +84,10 @@ pub(super) const OUTBOX: TableDefinition<'_, &str, u64> = TableDefinition::new("
 pub(super) const REACTIONS: TableDefinition<'_, (&str, &str, u64, &str), ()> =
     TableDefinition::new("reactions");
 
+/// Contacts (issue 22): `(user, other) -> (state, since_ms)`, one row per side.
+pub(super) const CONTACTS: TableDefinition<'_, (&str, &str), (i32, i64)> =
+    TableDefinition::new("contacts");
+
 /// Opens (creating) every table, so that later read transactions find them all.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(META)?;
@@ -105,6 +109,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(REVOCATIONS)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(REACTIONS)?;
+    txn.open_table(CONTACTS)?;
     Ok(())
 }
 

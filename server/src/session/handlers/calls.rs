@@ -82,7 +82,7 @@ pub(super) async fn watch_presence(
     let (mut visible, mut hidden) = (Vec::new(), Vec::new());
     for raw in &r.user_ids {
         let user = validate::user_id("user_ids", raw)?;
-        if ctx.services.store.either_blocked(ctx.user, &user).await? {
+        if !may_see_presence(&ctx, &user).await? {
             presences.push(v1::Presence {
                 user_id: user.to_string(),
                 online: false,
@@ -104,6 +104,24 @@ pub(super) async fn watch_presence(
     Ok(Reply::WatchPresence(v1::WatchPresenceResponse {
         presences,
     }))
+}
+
+/// Whether the caller may see `user`'s presence: not when either blocked the other, and with
+/// `contacts.presence_visibility = "contacts"` only for accepted contacts (and oneself).
+/// Everyone else appears offline, never seen.
+pub(crate) async fn may_see_presence(ctx: &Ctx<'_>, user: &UserId) -> Result<bool, ChatError> {
+    if user == ctx.user {
+        return Ok(true);
+    }
+    if ctx.services.store.either_blocked(ctx.user, user).await? {
+        return Ok(false);
+    }
+    match ctx.services.contacts.presence_visibility {
+        crate::config::PresenceVisibility::Anyone => Ok(true),
+        crate::config::PresenceVisibility::Contacts => {
+            ctx.services.contact_ids.is_contact(ctx.user, user).await
+        }
+    }
 }
 
 /// Stops presence events for users.

@@ -4,6 +4,7 @@
 
 mod account;
 mod calls;
+mod contacts;
 mod messages;
 mod moderation;
 mod reads;
@@ -11,6 +12,7 @@ mod receipts;
 mod rooms;
 mod search;
 
+pub(crate) use calls::may_see_presence;
 use chatwire_protocol::v1;
 use v1::client_frame::Request;
 use v1::reply::Result as Reply;
@@ -191,5 +193,11 @@ pub async fn execute(
         // Not offered yet: the `message-reports` capability is not listed.
         Request::ReportMessage(_) => Err(ChatError::Unsupported("ReportMessage is not offered")),
         Request::Search(r) => search::search(ctx, r).await,
+        Request::SendContactRequest(r) => contacts::send_request(ctx, r).await,
+        Request::AcceptContactRequest(r) => contacts::accept_request(ctx, r).await,
+        Request::DeclineContactRequest(r) => contacts::decline_request(ctx, r).await,
+        Request::CancelContactRequest(r) => contacts::cancel_request(ctx, r).await,
+        Request::RemoveContact(r) => contacts::remove(ctx, r).await,
+        Request::ListContacts(r) => contacts::list(ctx, r).await,
     }
 }
