@@ -67,6 +67,12 @@ calls! {
     restrict_member: RestrictMember(RestrictMemberRequest) -> RestrictMemberResponse;
     get_edit_history: GetEditHistory(GetEditHistoryRequest) -> GetEditHistoryResponse;
     report_message: ReportMessage(ReportMessageRequest) -> ReportMessageResponse;
+    send_contact_request: SendContactRequest(SendContactRequestRequest) -> SendContactRequestResponse;
+    accept_contact_request: AcceptContactRequest(AcceptContactRequestRequest) -> AcceptContactRequestResponse;
+    decline_contact_request: DeclineContactRequest(DeclineContactRequestRequest) -> DeclineContactRequestResponse;
+    cancel_contact_request: CancelContactRequest(CancelContactRequestRequest) -> CancelContactRequestResponse;
+    remove_contact: RemoveContact(RemoveContactRequest) -> RemoveContactResponse;
+    list_contacts: ListContacts(ListContactsRequest) -> ListContactsResponse;
 }
 
 /// The `ClientInfo` this library sends in `connect`.
