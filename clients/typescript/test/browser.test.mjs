@@ -439,3 +439,47 @@ test("a user finds an old message by a word in it from the search box, opens its
     await server.stop();
   }
 });
+
+test("two users become contacts from the page, see each other's presence without watching, keep the list after a reload and start a chat from a contact", async () => {
+  const server = await TestServer.start();
+  try {
+    const alice = await login(server, "alice");
+    let bob = await login(server, "bob");
+    await alice.page.waitForSelector("#contacts-box:not([hidden])");
+    await alice.page.fill("#contact-user", "bob");
+    await alice.page.click("#contact-add");
+    await alice.page.waitForSelector('#contacts li[data-user="bob"][data-state="outgoing"]');
+    assert.equal(await alice.page.textContent("#contacts-status"), "Request sent to bob.");
+
+    // Bob sees the request and accepts it.
+    const request = await bob.page.waitForSelector('#contact-requests li[data-user="alice"]');
+    assert.match(await request.textContent(), /alice wants to be your contact/);
+    await bob.page.click('#contact-requests li[data-user="alice"] .accept');
+    await bob.page.waitForSelector('#contacts li[data-user="alice"][data-state="accepted"] .presence:has-text("online")');
+    assert.equal(await bob.page.$$eval("#contact-requests li", (lis) => lis.length), 0);
+    // Alice sees bob as a contact, online: nobody watched anyone by hand.
+    await alice.page.waitForSelector('#contacts li[data-user="bob"][data-state="accepted"] .presence:has-text("online")');
+    await shot(alice.page, "contacts");
+
+    // Bob leaves: alice sees him offline; after her reload he is still her contact, offline.
+    await bob.context.close();
+    await alice.page.waitForSelector('#contacts li[data-user="bob"] .presence:has-text("offline")');
+    await alice.page.reload();
+    await connected(alice.page);
+    await alice.page.waitForSelector('#contacts li[data-user="bob"][data-state="accepted"] .presence:has-text("offline")');
+    // Bob comes back: the presence the server watches from alice's Connect turns him online.
+    bob = await login(server, "bob");
+    await alice.page.waitForSelector('#contacts li[data-user="bob"] .presence:has-text("online")');
+    await bob.page.waitForSelector('#contacts li[data-user="alice"][data-state="accepted"] .presence:has-text("online")');
+
+    // "Chat" opens the direct room with the contact, on both sides.
+    await alice.page.click('#contacts li[data-user="bob"] .chat');
+    await alice.page.waitForSelector('#room-title:has-text("bob")');
+    await bob.page.waitForSelector('#rooms li:has-text("alice")');
+    assert.deepEqual([...alice.errors, ...bob.errors], []);
+    await alice.context.close();
+    await bob.context.close();
+  } finally {
+    await server.stop();
+  }
+});
