@@ -89,9 +89,9 @@ pub(super) async fn accept_request(
 ) -> Result<Reply, ChatError> {
     let other = other(&ctx, &r.user_id)?;
     let update = apply(&ctx, &other, ContactOp::Accept).await?;
-    if !update
+    if update
         .actor_after
-        .is_some_and(|row| row.state == v1::ContactState::Accepted)
+        .is_none_or(|row| row.state != v1::ContactState::Accepted)
     {
         // no request from that user (never sent, cancelled, or not delivered).
         return Err(ChatError::MessageNotFound { field: "user_id" });
