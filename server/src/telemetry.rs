@@ -160,7 +160,13 @@ pub const FAMILIES: &[Family] = &[
         "chatwire_rate_limited_total",
         C,
         "bucket",
-        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send, search).",
+        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send, search, contact-requests).",
+    ),
+    family(
+        "chatwire_contact_cache_total",
+        C,
+        "result",
+        "Distributed mode: reads of the Redis contact cache (hit, miss, error; a miss or an error reads the store).",
     ),
     family(
         "chatwire_store_operation_seconds",
