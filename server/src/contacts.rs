@@ -20,9 +20,72 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use chatwire_protocol::v1;
+
 use crate::backend::store::Store;
+use crate::chat::contacts::{ContactOp, ContactRow, ContactUpdate, to_contact};
 use crate::chat::error::ChatError;
 use crate::chat::ids::UserId;
+use crate::session::services::Services;
+
+/// Applies `op` of `actor` about `other` (docs/protocol.md §25): the store change, then the
+/// invalidation of both users' cached accepted ids when an accepted relationship began or
+/// ended, then `ContactChanged` to every session of each side whose row changed.
+pub async fn change(
+    services: &Services,
+    actor: &UserId,
+    other: &UserId,
+    op: ContactOp,
+) -> Result<ContactUpdate, ChatError> {
+    let now_ms = services.clock.now_ms();
+    let update = services
+        .store
+        .update_contact(actor, other, op, now_ms)
+        .await?;
+    let accepted =
+        |row: Option<ContactRow>| row.is_some_and(|r| r.state == v1::ContactState::Accepted);
+    if accepted(update.actor_before) != accepted(update.actor_after)
+        || accepted(update.other_before) != accepted(update.other_after)
+    {
+        services.contact_ids.invalidate(&[actor, other]).await;
+    }
+    let event = |about: &UserId, row| v1::Event {
+        kind: Some(v1::event::Kind::ContactChanged(v1::ContactChanged {
+            contact: Some(to_contact(about.as_str(), row)),
+            actor: actor.to_string(),
+        })),
+    };
+    if update.actor_changed() {
+        services
+            .fanout
+            .publish_user(actor, event(other, update.actor_after), None);
+    }
+    if update.other_changed() {
+        services
+            .fanout
+            .publish_user(other, event(actor, update.other_after), None);
+    }
+    Ok(update)
+}
+
+/// Ends every relationship of `user` (admin erasure): declines what was asked of them, cancels
+/// what they asked, removes their contacts; the other users are told as for any change.
+/// Returns how many relationships ended.
+pub async fn end_all(services: &Services, user: &UserId) -> Result<usize, ChatError> {
+    let rows = services
+        .store
+        .list_contacts(user, None, None, usize::MAX)
+        .await?;
+    for (other, row) in &rows {
+        let op = match row.state {
+            v1::ContactState::Incoming => ContactOp::Decline,
+            v1::ContactState::Outgoing => ContactOp::Cancel,
+            _ => ContactOp::Remove,
+        };
+        change(services, user, other, op).await?;
+    }
+    Ok(rows.len())
+}
 
 /// Who a user's accepted contacts are.
 #[async_trait]

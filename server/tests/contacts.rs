@@ -352,3 +352,37 @@ async fn contacts_visibility_shows_presence_to_contacts_only() {
     assert!(online[2].1, "oneself is seen");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn erasing_a_user_ends_their_contacts_and_requests_for_everyone() {
+    let server = TestServer::start().await;
+    let (alice, bob, carol) = (
+        server.client("alice").await,
+        server.client("bob").await,
+        server.client("carol").await,
+    );
+    alice.send_contact_request(req("bob")).await.expect("send");
+    bob.accept_contact_request(accept("alice"))
+        .await
+        .expect("accept");
+    carol.send_contact_request(req("bob")).await.expect("send");
+    bob.send_contact_request(req("dave")).await.expect("send");
+    let (status, erased) = server
+        .admin(reqwest::Method::POST, "/admin/users/bob/erase")
+        .await;
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["contacts_removed"], 3, "{erased}");
+    // Alice hears that bob is no longer her contact; nobody lists bob any more.
+    loop {
+        let change = next_change(&alice).await;
+        if change.1 == Unspecified {
+            assert_eq!(change, ("bob".into(), Unspecified, "bob".into()));
+            break;
+        }
+    }
+    assert_eq!(list(&alice, Unspecified).await, []);
+    assert_eq!(list(&carol, Unspecified).await, []);
+    let dave = server.client("dave").await;
+    assert_eq!(list(&dave, Unspecified).await, []);
+    server.stop().await;
+}

@@ -1,6 +1,6 @@
 //! Contacts (docs/protocol.md §25, issue 22): requests, their answers, removal and the list.
-//! Every change reaches both users' sessions as `ContactChanged` (each side's own view), and
-//! invalidates the cached accepted ids of both when an accepted relationship began or ended.
+//! Every change goes through [`crate::contacts::change`]: both users' sessions get
+//! `ContactChanged`, and the cached accepted ids of both are invalidated when needed.
 
 use chatwire_protocol::v1;
 use v1::reply::Result as Reply;
@@ -27,39 +27,7 @@ fn other(ctx: &Ctx<'_>, raw: &str) -> Result<UserId, ChatError> {
 }
 
 async fn apply(ctx: &Ctx<'_>, other: &UserId, op: ContactOp) -> Result<ContactUpdate, ChatError> {
-    let now_ms = ctx.services.clock.now_ms();
-    let update = ctx
-        .services
-        .store
-        .update_contact(ctx.user, other, op, now_ms)
-        .await?;
-    let accepted = |row: Option<crate::chat::contacts::ContactRow>| {
-        row.is_some_and(|r| r.state == v1::ContactState::Accepted)
-    };
-    if accepted(update.actor_before) != accepted(update.actor_after)
-        || accepted(update.other_before) != accepted(update.other_after)
-    {
-        ctx.services
-            .contact_ids
-            .invalidate(&[ctx.user, other])
-            .await;
-    }
-    let event = |about: &UserId, row| v1::Event {
-        kind: Some(v1::event::Kind::ContactChanged(v1::ContactChanged {
-            contact: Some(to_contact(about.as_str(), row)),
-            actor: ctx.user.to_string(),
-        })),
-    };
-    // every session of each side whose row changed, the caller's included.
-    if update.actor_changed() {
-        let event = event(other, update.actor_after);
-        ctx.services.fanout.publish_user(ctx.user, event, None);
-    }
-    if update.other_changed() {
-        let event = event(ctx.user, update.other_after);
-        ctx.services.fanout.publish_user(other, event, None);
-    }
-    Ok(update)
+    crate::contacts::change(ctx.services, ctx.user, other, op).await
 }
 
 pub(super) async fn send_request(
