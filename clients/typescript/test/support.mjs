@@ -1,7 +1,8 @@
 // Test support: a real `chatwire serve` on 127.0.0.1:0 over a temporary data folder (the
 // embedded default), tokens from `chatwire token`, and condition waits with deadlines.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,8 +35,9 @@ const serverEnv = {
 
 /** A running server process. */
 export class TestServer {
-  static async start({ dataDir, listen = "127.0.0.1:0" } = {}) {
+  static async start({ dataDir, listen = "127.0.0.1:0", env = {} } = {}) {
     const server = new TestServer();
+    server.env = { ...process.env, ...serverEnv, ...env };
     server.ownDir = !dataDir;
     server.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "chatwire-ts-"));
     await server.spawn(listen);
@@ -44,7 +46,7 @@ export class TestServer {
 
   async spawn(listen) {
     this.proc = spawn(chatwireBin, ["serve", "--listen", listen, "--data-dir", this.dataDir], {
-      env: { ...process.env, ...serverEnv },
+      env: this.env,
       stdio: ["ignore", "ignore", "pipe"],
     });
     this.exited = new Promise((resolve) => this.proc.once("exit", resolve));
@@ -72,7 +74,7 @@ export class TestServer {
   }
 
   token(user, ttl = "1h") {
-    return execFileSync(chatwireBin, ["token", "--user", user, "--ttl", ttl, "--data-dir", this.dataDir], { env: { ...process.env, ...serverEnv } })
+    return execFileSync(chatwireBin, ["token", "--user", user, "--ttl", ttl, "--data-dir", this.dataDir], { env: this.env })
       .toString()
       .trim();
   }
@@ -107,6 +109,44 @@ export class TestServer {
     }
     if (this.ownDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `count` nodes of one cluster (distributed mode) on the shared services of the test command
+ * (`scripts/services`: CHATWIRE_TEST_REDIS_URL, CHATWIRE_TEST_AMQP_URL, CHATWIRE_TEST_CQL_NODES;
+ * a missing one fails the test), in a keyspace, queue prefix and key prefix of their own. The
+ * nodes share the first node's development secrets, so a token of one is a token of all.
+ */
+export async function startCluster(count) {
+  const need = (name) => {
+    const value = process.env[name];
+    if (!value) throw new Error(`${name} is not set: run the tests through scripts/test, or load .services/env`);
+    return value;
+  };
+  const name = randomBytes(5).toString("hex");
+  const env = {
+    CHATWIRE_STORAGE__BACKEND: "scylla",
+    CHATWIRE_STORAGE__CQL__NODES: need("CHATWIRE_TEST_CQL_NODES"),
+    CHATWIRE_STORAGE__CQL__KEYSPACE: `webchat_${name}`,
+    CHATWIRE_CLUSTER__AMQP_URL: need("CHATWIRE_TEST_AMQP_URL"),
+    CHATWIRE_CLUSTER__QUEUE_PREFIX: `w${name}.`,
+    CHATWIRE_CLUSTER__HEARTBEAT_INTERVAL_MS: "250",
+    CHATWIRE_CLUSTER__NODE_TTL_MS: "1500",
+    CHATWIRE_REDIS__URL: need("CHATWIRE_TEST_REDIS_URL"),
+    CHATWIRE_REDIS__KEY_PREFIX: `w${name}:`,
+    CHATWIRE_SEARCH__ENABLED: "false",
+  };
+  const dirs = Array.from({ length: count }, () => mkdtempSync(join(tmpdir(), "chatwire-ts-node-")));
+  execFileSync(chatwireBin, ["--data-dir", dirs[0], "migrate"], { env: { ...process.env, ...serverEnv, ...env } });
+  const nodes = [await TestServer.start({ dataDir: dirs[0], env })];
+  for (const dir of dirs.slice(1)) {
+    for (const file of ["jwt-secret", "admin-key", "tls-cert.der", "tls-key.der"]) {
+      copyFileSync(join(dirs[0], file), join(dir, file));
+    }
+    nodes.push(await TestServer.start({ dataDir: dir, env }));
+  }
+  for (const node of nodes) node.ownDir = true;
+  return nodes;
 }
 
 /** Resolves once `condition()` is true; checks again on every event the emitter reports, and fails after the deadline. */
