@@ -461,7 +461,7 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue 22: contacts (docs/protocol.md §25). Behavioural suite: server/tests/support/contacts_suite.rs.
+// Issue 22: contacts (docs/protocol.md §25). Behavioural suite: server/tests/support/contacts_suite.rs (one test per store, `contacts_suite`).
 
 /// Contact relationships: one row per side and pair of users (see [`crate::chat::contacts`]).
 #[async_trait]

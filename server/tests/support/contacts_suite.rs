@@ -10,36 +10,40 @@ use chatwire_server::backend::store::Store;
 use chatwire_server::chat::contacts::{ContactOp, ContactRow};
 use chatwire_server::chat::ids::UserId;
 
-use super::store_suite::{StoreFactory, user};
+use super::store_suite::StoreFactory;
 
-/// One `#[tokio::test]` per behaviour, each with a fresh `$factory()`.
+/// One `#[tokio::test]`, `contacts_suite`, running every behaviour in turn on one `$factory()`
+/// (one store, one CQL keyspace: each behaviour names its users apart), so the suite costs one
+/// store set-up.
 #[allow(unused_macros)]
 macro_rules! contacts_suite_tests {
     ($factory:path) => {
-        $crate::support::contacts_suite::contacts_suite_tests!(
-            @tests $factory;
-            contact_request_accept_and_remove,
-            undelivered_requests_stay_with_the_sender,
-            contact_operations_are_idempotent,
-            decline_and_cancel_clear_both_sides,
-            contacts_page_by_id_and_state,
-            contacts_are_durable_across_reopen,
-        );
-    };
-    (@tests $factory:path; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let factory = $factory();
-                $crate::support::contacts_suite::$name(&factory).await;
-            }
-        )*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn contacts_suite() {
+            let factory = $factory();
+            $crate::support::contacts_suite::run_all(&factory).await;
+        }
     };
 }
 #[allow(unused_imports)]
 pub(crate) use contacts_suite_tests;
 
 const T: i64 = 1_700_000_000_000;
+
+/// Every behaviour, in turn, on one factory.
+pub async fn run_all(factory: &dyn StoreFactory) {
+    contact_request_accept_and_remove(factory, "a").await;
+    undelivered_requests_stay_with_the_sender(factory, "b").await;
+    contact_operations_are_idempotent(factory, "c").await;
+    decline_and_cancel_clear_both_sides(factory, "d").await;
+    contacts_page_by_id_and_state(factory, "e").await;
+    contacts_are_durable_across_reopen(factory, "f").await;
+}
+
+/// `name` in the namespace of one behaviour.
+fn named(ns: &str, name: &str) -> UserId {
+    UserId::parse(&format!("{ns}.{name}")).expect("user id")
+}
 
 fn row(state: ContactState, since_ms: i64) -> Option<ContactRow> {
     Some(ContactRow { state, since_ms })
@@ -58,7 +62,8 @@ async fn rows(
 
 const SEND: ContactOp = ContactOp::Request { deliver: true };
 
-pub async fn contact_request_accept_and_remove(factory: &dyn StoreFactory) {
+pub async fn contact_request_accept_and_remove(factory: &dyn StoreFactory, ns: &str) {
+    let user = |name: &str| named(ns, name);
     let store = factory.open().await;
     let (alice, bob) = (user("alice"), user("bob"));
     let update = store
@@ -111,7 +116,8 @@ pub async fn contact_request_accept_and_remove(factory: &dyn StoreFactory) {
     );
 }
 
-pub async fn undelivered_requests_stay_with_the_sender(factory: &dyn StoreFactory) {
+pub async fn undelivered_requests_stay_with_the_sender(factory: &dyn StoreFactory, ns: &str) {
+    let user = |name: &str| named(ns, name);
     let store = factory.open().await;
     let (alice, mallory) = (user("alice"), user("mallory"));
     let hidden = ContactOp::Request { deliver: false };
@@ -143,7 +149,8 @@ pub async fn undelivered_requests_stay_with_the_sender(factory: &dyn StoreFactor
     );
 }
 
-pub async fn contact_operations_are_idempotent(factory: &dyn StoreFactory) {
+pub async fn contact_operations_are_idempotent(factory: &dyn StoreFactory, ns: &str) {
+    let user = |name: &str| named(ns, name);
     let store = factory.open().await;
     let (alice, bob) = (user("alice"), user("bob"));
     store
@@ -198,7 +205,8 @@ pub async fn contact_operations_are_idempotent(factory: &dyn StoreFactory) {
     assert_eq!(repeat, Default::default());
 }
 
-pub async fn decline_and_cancel_clear_both_sides(factory: &dyn StoreFactory) {
+pub async fn decline_and_cancel_clear_both_sides(factory: &dyn StoreFactory, ns: &str) {
+    let user = |name: &str| named(ns, name);
     let store = factory.open().await;
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     store
@@ -233,7 +241,8 @@ pub async fn decline_and_cancel_clear_both_sides(factory: &dyn StoreFactory) {
     assert_eq!(rows(store.as_ref(), &alice, &carol).await, (None, None));
 }
 
-pub async fn contacts_page_by_id_and_state(factory: &dyn StoreFactory) {
+pub async fn contacts_page_by_id_and_state(factory: &dyn StoreFactory, ns: &str) {
+    let user = |name: &str| named(ns, name);
     let store = factory.open().await;
     let me = user("m");
     // Accepted: a, c, e; outgoing: b, d; incoming: f.
@@ -265,7 +274,7 @@ pub async fn contacts_page_by_id_and_state(factory: &dyn StoreFactory) {
 
     let ids = |page: Vec<(UserId, ContactRow)>| {
         page.into_iter()
-            .map(|(u, r)| (u.to_string(), r.state))
+            .map(|(u, r)| (u.as_str()[ns.len() + 1..].to_owned(), r.state))
             .collect::<Vec<_>>()
     };
     let first = store.list_contacts(&me, None, None, 4).await.expect("page");
@@ -303,7 +312,8 @@ pub async fn contacts_page_by_id_and_state(factory: &dyn StoreFactory) {
     );
 }
 
-pub async fn contacts_are_durable_across_reopen(factory: &dyn StoreFactory) {
+pub async fn contacts_are_durable_across_reopen(factory: &dyn StoreFactory, ns: &str) {
+    let user = |name: &str| named(ns, name);
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     {
         let store = factory.open().await;
