@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { TestServer, repoRoot, DEADLINE_MS, nextEvent, startCluster } from "./support.mjs";
+import { TestServer, repoRoot, DEADLINE_MS, nextEvent, startCluster, stopCluster } from "./support.mjs";
 import { Role } from "../dist/index.js";
 
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -498,6 +498,6 @@ test("the same across two nodes of a cluster: each user's page on another node",
   try {
     await contactsFromThePage(nodes[0], nodes[1], "contacts-cluster");
   } finally {
-    await Promise.all(nodes.map((node) => node.stop()));
+    await stopCluster(nodes);
   }
 });

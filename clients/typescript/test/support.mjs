@@ -3,6 +3,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
+import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -116,6 +117,7 @@ export class TestServer {
  * (`scripts/services`: CHATWIRE_TEST_REDIS_URL, CHATWIRE_TEST_AMQP_URL, CHATWIRE_TEST_CQL_NODES;
  * a missing one fails the test), in a keyspace, queue prefix and key prefix of their own. The
  * nodes share the first node's development secrets, so a token of one is a token of all.
+ * `stopCluster` stops them and drops the keyspace.
  */
 export async function startCluster(count) {
   const need = (name) => {
@@ -146,7 +148,69 @@ export async function startCluster(count) {
     nodes.push(await TestServer.start({ dataDir: dir, env }));
   }
   for (const node of nodes) node.ownDir = true;
+  nodes.keyspace = env.CHATWIRE_STORAGE__CQL__KEYSPACE;
+  nodes.cqlNode = env.CHATWIRE_STORAGE__CQL__NODES.split(",")[0];
   return nodes;
+}
+
+/** Stops the nodes of `startCluster` and drops their keyspace. */
+export async function stopCluster(nodes) {
+  await Promise.all(nodes.map((node) => node.stop()));
+  await cqlQuery(nodes.cqlNode, `DROP KEYSPACE IF EXISTS ${nodes.keyspace}`);
+}
+
+/**
+ * Runs one CQL statement on `hostPort` over the native protocol (v4, no authentication, as the
+ * test services run): STARTUP, then QUERY; rejects on an ERROR frame or after the deadline.
+ */
+function cqlQuery(hostPort, cql) {
+  const [host, port] = hostPort.split(":");
+  const frame = (stream, opcode, body) => {
+    const header = Buffer.alloc(9);
+    header.writeUInt8(0x04, 0);
+    header.writeUInt8(0, 1);
+    header.writeInt16BE(stream, 2);
+    header.writeUInt8(opcode, 4);
+    header.writeInt32BE(body.length, 5);
+    return Buffer.concat([header, body]);
+  };
+  const string = (text) => {
+    const bytes = Buffer.from(text, "utf8");
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(bytes.length);
+    return Buffer.concat([len, bytes]);
+  };
+  const startup = Buffer.concat([Buffer.from([0, 1]), string("CQL_VERSION"), string("3.0.0")]);
+  const query = Buffer.from(cql, "utf8");
+  const queryLen = Buffer.alloc(4);
+  queryLen.writeInt32BE(query.length);
+  // Consistency ONE (0x0001), no flags.
+  const queryBody = Buffer.concat([queryLen, query, Buffer.from([0x00, 0x01, 0x00])]);
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(Number(port), host);
+    const timer = setTimeout(() => done(new Error(`CQL ${cql}: timed out`)), DEADLINE_MS);
+    let buffered = Buffer.alloc(0);
+    const done = (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      err ? reject(err) : resolve();
+    };
+    socket.on("error", done);
+    socket.on("connect", () => socket.write(frame(0, 0x01, startup)));
+    socket.on("data", (chunk) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 9) {
+        const length = buffered.readInt32BE(5);
+        if (buffered.length < 9 + length) return;
+        const opcode = buffered.readUInt8(4);
+        const body = buffered.subarray(9, 9 + length);
+        buffered = buffered.subarray(9 + length);
+        if (opcode === 0x00) return done(new Error(`CQL ${cql}: ${body.subarray(6).toString("utf8")}`));
+        if (opcode === 0x02) socket.write(frame(1, 0x07, queryBody)); // READY: send the query
+        else if (opcode === 0x08) return done(); // RESULT
+      }
+    });
+  });
 }
 
 /** Resolves once `condition()` is true; checks again on every event the emitter reports, and fails after the deadline. */
