@@ -94,10 +94,6 @@ pub trait ContactIds: Send + Sync + std::fmt::Debug {
     async fn accepted(&self, user: &UserId) -> Result<Vec<UserId>, ChatError>;
     /// Forgets what is cached about `users` (their accepted contacts changed).
     async fn invalidate(&self, users: &[&UserId]);
-    /// Whether `other` is an accepted contact of `user`.
-    async fn is_contact(&self, user: &UserId, other: &UserId) -> Result<bool, ChatError> {
-        Ok(self.accepted(user).await?.binary_search(other).is_ok())
-    }
 }
 
 /// Reads the store every time (one node: the store is local and fast).
@@ -120,11 +116,6 @@ impl ContactIds for StoreContactIds {
     }
 
     async fn invalidate(&self, _users: &[&UserId]) {}
-
-    async fn is_contact(&self, user: &UserId, other: &UserId) -> Result<bool, ChatError> {
-        let row = self.store.contact(user, other).await?;
-        Ok(row.is_some_and(|row| row.state == chatwire_protocol::v1::ContactState::Accepted))
-    }
 }
 
 /// The longest a Redis call of the cache waits before the store answers instead.

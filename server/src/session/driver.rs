@@ -843,18 +843,10 @@ async fn watch_contacts(services: &Arc<Services>, core: &mut SessionCore, sessio
         }
     };
     let cap = services.limits.max_presence_watch as usize;
-    let ctx = Ctx {
-        services,
-        user: &session.user,
-        session: session.key,
-        trace_id: "",
-    };
     let (mut visible, mut hidden) = (Vec::new(), Vec::new());
     for user in contacts.into_iter().take(cap) {
-        if handlers::may_see_presence(&ctx, &user)
-            .await
-            .unwrap_or(false)
-        {
+        // Contacts pass any presence visibility; only a block hides them.
+        if contact_visible(services, &session.user, &user).await {
             visible.push(user);
         } else {
             hidden.push(user);
@@ -876,6 +868,15 @@ async fn watch_contacts(services: &Arc<Services>, core: &mut SessionCore, sessio
     session
         .auto_watched
         .extend(visible.into_iter().chain(hidden));
+}
+
+/// Whether a contact's presence shows: unless a block exists either way (a store that cannot
+/// answer hides it, as allows).
+async fn contact_visible(services: &Services, user: &UserId, contact: &UserId) -> bool {
+    matches!(
+        services.store.either_blocked(user, contact).await,
+        Ok(false)
+    )
 }
 
 fn offline(user: &UserId) -> v1::Presence {
@@ -902,15 +903,7 @@ async fn contact_changed(
     };
     let accepted = contact.state == v1::ContactState::Accepted as i32;
     if accepted && services.contacts.auto_watch && !session.auto_watched.contains(&user) {
-        let ctx = Ctx {
-            services,
-            user: &session.user,
-            session: session.key,
-            trace_id: "",
-        };
-        let visible = handlers::may_see_presence(&ctx, &user)
-            .await
-            .unwrap_or(false);
+        let visible = contact_visible(services, &session.user, &user).await;
         let cap = services.limits.max_presence_watch as usize;
         let (shown, kept): (&[UserId], &[UserId]) = if visible {
             (std::slice::from_ref(&user), &[])

@@ -12,7 +12,6 @@ mod receipts;
 mod rooms;
 mod search;
 
-pub(crate) use calls::may_see_presence;
 use chatwire_protocol::v1;
 use v1::client_frame::Request;
 use v1::reply::Result as Reply;
