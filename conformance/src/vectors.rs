@@ -87,7 +87,7 @@ pub fn descriptor_pool() -> DescriptorPool {
 
 /// Every golden vector, in a fixed order.
 pub fn all() -> Vec<Vector> {
-    let families: [fn() -> Vec<Vector>; 13] = [
+    let families: [fn() -> Vec<Vector>; 14] = [
         session,
         rooms,
         messages,
@@ -97,6 +97,7 @@ pub fn all() -> Vec<Vector> {
         calls,
         account,
         moderation,
+        contacts,
         errors,
         room_events,
         user_events,
@@ -402,6 +403,8 @@ fn limits() -> v1::Limits {
         typing_ttl_ms: 5000,
         room_send_rate_per_second: 40,
         room_send_burst: 80,
+        contact_requests_per_minute: 20,
+        contact_requests_burst: 10,
     }
 }
 
@@ -1269,6 +1272,87 @@ fn moderation() -> Vec<Vector> {
             }),
         ),
     ]);
+    vectors
+}
+
+/// Contacts (issue 22): the six requests, every ContactState, and a ContactChanged event.
+fn contacts() -> Vec<Vector> {
+    let contact = |user: &str, state: v1::ContactState, since_ms: i64| v1::Contact {
+        user_id: user.to_owned(),
+        state: state.into(),
+        since_ms,
+    };
+    let mut vectors: Vec<Vector> = [
+        pair!(
+            "send_contact_request",
+            130,
+            Request::SendContactRequest(v1::SendContactRequestRequest {
+                user_id: "bob".to_owned(),
+            }),
+            Outcome::SendContactRequest(v1::SendContactRequestResponse {
+                contact: Some(contact("bob", v1::ContactState::Outgoing, T0)),
+            }),
+        ),
+        pair!(
+            "accept_contact_request",
+            131,
+            Request::AcceptContactRequest(v1::AcceptContactRequestRequest {
+                user_id: "carol".to_owned(),
+            }),
+            Outcome::AcceptContactRequest(v1::AcceptContactRequestResponse {
+                contact: Some(contact("carol", v1::ContactState::Accepted, T0 + MINUTE)),
+            }),
+        ),
+        pair!(
+            "decline_contact_request",
+            132,
+            Request::DeclineContactRequest(v1::DeclineContactRequestRequest {
+                user_id: "mallory".to_owned(),
+            }),
+            Outcome::DeclineContactRequest(v1::DeclineContactRequestResponse {}),
+        ),
+        pair!(
+            "cancel_contact_request",
+            133,
+            Request::CancelContactRequest(v1::CancelContactRequestRequest {
+                user_id: "dave".to_owned(),
+            }),
+            Outcome::CancelContactRequest(v1::CancelContactRequestResponse {}),
+        ),
+        pair!(
+            "remove_contact",
+            134,
+            Request::RemoveContact(v1::RemoveContactRequest {
+                user_id: "erin".to_owned(),
+            }),
+            Outcome::RemoveContact(v1::RemoveContactResponse {}),
+        ),
+        pair!(
+            "list_contacts",
+            135,
+            Request::ListContacts(v1::ListContactsRequest {
+                state: v1::ContactState::Unspecified.into(),
+                after_user_id: "alice".to_owned(),
+                limit: 3,
+            }),
+            Outcome::ListContacts(v1::ListContactsResponse {
+                contacts: vec![
+                    contact("bob", v1::ContactState::Outgoing, T0),
+                    contact("carol", v1::ContactState::Accepted, T0 + MINUTE),
+                    contact("frank", v1::ContactState::Incoming, T0 + 2 * MINUTE),
+                ],
+                has_more: true,
+            }),
+        ),
+    ]
+    .concat();
+    vectors.push(event(
+        "server/event/contact_changed",
+        event::Kind::ContactChanged(v1::ContactChanged {
+            contact: Some(contact("carol", v1::ContactState::Accepted, T0 + MINUTE)),
+            actor: "carol".to_owned(),
+        }),
+    ));
     vectors
 }
 

@@ -60,6 +60,12 @@ pub const DEFAULT_ROOM_SEND_RATE_PER_MINUTE: u32 = 3000;
 /// Largest burst of sends to one room.
 pub const DEFAULT_ROOM_SEND_BURST: u32 = 100;
 
+/// Sustained contact requests per user, per minute (capability `contacts`, issue 22).
+pub const DEFAULT_CONTACT_REQUESTS_PER_MINUTE: u32 = 20;
+
+/// Largest burst of contact requests per user.
+pub const DEFAULT_CONTACT_REQUESTS_BURST: u32 = 10;
+
 /// How long a `client_msg_id` is remembered (24 h; the protocol's minimum).
 pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;
 
@@ -107,5 +113,7 @@ pub fn default_limits() -> crate::v1::Limits {
         typing_ttl_ms: DEFAULT_TYPING_TTL_MS,
         room_send_rate_per_second: DEFAULT_ROOM_SEND_RATE_PER_MINUTE.div_ceil(60),
         room_send_burst: DEFAULT_ROOM_SEND_BURST,
+        contact_requests_per_minute: DEFAULT_CONTACT_REQUESTS_PER_MINUTE,
+        contact_requests_burst: DEFAULT_CONTACT_REQUESTS_BURST,
     }
 }

@@ -26,6 +26,7 @@ pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod devdefaults;
 pub mod distributed;
 pub mod http;

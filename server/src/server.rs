@@ -259,6 +259,19 @@ impl Server {
         services.moderation = Arc::new(
             crate::moderation::Stage::from_config(&config.moderation).map_err(StartError)?,
         );
+        services.contacts = config.contacts.clone();
+        // Distributed mode: accepted contact ids cached as Redis sets (issue 22).
+        if clustered && let Some(url) = &config.redis.url {
+            let cache = crate::contacts::RedisContactIds::connect(
+                url,
+                &config.redis.key_prefix,
+                config.contacts.cache_ttl_s,
+                Arc::clone(&services.store),
+            )
+            .await
+            .map_err(|e| StartError(format!("redis (contact cache): {e}")))?;
+            services.contact_ids = Arc::new(cache);
+        }
         if let Some(url) = &config.redis.url {
             let limiter =
                 RedisRateLimiter::connect(url, &format!("{}rate:", config.redis.key_prefix))
@@ -727,6 +740,8 @@ pub fn advertised_limits(config: &Config) -> chatwire_protocol::v1::Limits {
         send_burst: l.rate_sends.burst,
         room_send_rate_per_second: rate(l.rate_room_sends.rate_per_minute),
         room_send_burst: l.rate_room_sends.burst,
+        contact_requests_per_minute: l.rate_contact_requests.rate_per_minute,
+        contact_requests_burst: l.rate_contact_requests.burst,
         idempotency_window_s: u32::try_from(config.storage.idempotency_window_ms / 1000)
             .unwrap_or(u32::MAX),
         ..default_limits()

@@ -160,7 +160,13 @@ pub const FAMILIES: &[Family] = &[
         "chatwire_rate_limited_total",
         C,
         "bucket",
-        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send, search).",
+        "Refusals by the rate limiter, by bucket (requests, send, typing, connect, room-send, search, contact-requests).",
+    ),
+    family(
+        "chatwire_contact_cache_total",
+        C,
+        "result",
+        "Distributed mode: reads of the Redis contact cache (hit, miss, error; a miss or an error reads the store).",
     ),
     family(
         "chatwire_store_operation_seconds",
@@ -344,6 +350,9 @@ fn describe() {
     for bucket in BUCKETS {
         metrics::counter!("chatwire_rate_limited_total", "bucket" => bucket).absolute(0);
     }
+    for result in ["hit", "miss", "error"] {
+        metrics::counter!("chatwire_contact_cache_total", "result" => result).absolute(0);
+    }
     for lane in ["high", "medium", "low"] {
         metrics::counter!("chatwire_events_delivered_total", "lane" => lane).absolute(0);
         metrics::counter!("chatwire_events_retries_total", "lane" => lane).absolute(0);
@@ -355,14 +364,20 @@ fn describe() {
 }
 
 /// Rate-limit buckets with a series of their own.
-const BUCKETS: [&str; 6] = [
+const BUCKETS: [&str; 7] = [
     "requests",
     "send",
     "typing",
     "connect",
     "room-send",
     "search",
+    "contact-requests",
 ];
+
+/// A read of the Redis contact cache (distributed mode): `hit`, `miss` or `error`.
+pub fn contact_cache(result: &'static str) {
+    metrics::counter!("chatwire_contact_cache_total", "result" => result).increment(1);
+}
 
 /// Handles of the hot paths, registered once.
 struct Hot {
@@ -497,6 +512,12 @@ pub fn request_kind(request: &v1::client_frame::Request) -> &'static str {
         R::ListReviews(_) => "list_reviews",
         R::ResolveReview(_) => "resolve_review",
         R::Search(_) => "search",
+        R::SendContactRequest(_) => "send_contact_request",
+        R::AcceptContactRequest(_) => "accept_contact_request",
+        R::DeclineContactRequest(_) => "decline_contact_request",
+        R::CancelContactRequest(_) => "cancel_contact_request",
+        R::RemoveContact(_) => "remove_contact",
+        R::ListContacts(_) => "list_contacts",
     }
 }
 

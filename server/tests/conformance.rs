@@ -28,6 +28,10 @@ async fn server() -> TestServer {
         config.limits.rate_room_sends = chatwire_server::config::Config::default()
             .limits
             .rate_room_sends;
+        // The contact request limit at its default too (CO-05 exhausts the advertised burst).
+        config.limits.rate_contact_requests = chatwire_server::config::Config::default()
+            .limits
+            .rate_contact_requests;
     })
     .await
 }

@@ -49,6 +49,7 @@ impl StoreFactory for Embedded {
 }
 
 store_suite::store_suite_tests!(embedded);
+support::contacts_suite::contacts_suite_tests!(embedded);
 
 #[tokio::test]
 async fn bucket_width_is_kept_from_metadata() {

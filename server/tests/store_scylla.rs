@@ -106,6 +106,7 @@ impl StoreFactory for Scylla {
 }
 
 store_suite::store_suite_tests!(scylla);
+support::contacts_suite::contacts_suite_tests!(scylla);
 
 mod outbox {
     use super::scylla;

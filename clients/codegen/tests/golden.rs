@@ -73,7 +73,7 @@ fn checked_in_sdk_files_match_a_fresh_regeneration() {
 #[test]
 fn the_walker_pairs_every_request_of_chatwire_v1() {
     let protocol = chatwire_codegen::chatwire_v1().expect("chatwire.v1 walks");
-    assert_eq!(protocol.requests.len(), 39);
+    assert_eq!(protocol.requests.len(), 45);
     let send = protocol
         .requests
         .iter()
@@ -83,7 +83,7 @@ fn the_walker_pairs_every_request_of_chatwire_v1() {
     assert_eq!(send.request.name, "SendRequest");
     assert_eq!(send.response.file, "chatwire/v1/messages.proto");
     assert!(send.doc.contains("client_msg_id"));
-    assert_eq!(protocol.events.len(), 14);
+    assert_eq!(protocol.events.len(), 15);
     assert_eq!(protocol.room_events.len(), 10);
     assert!(
         protocol

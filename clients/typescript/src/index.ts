@@ -11,6 +11,7 @@ export type { Unsubscribe } from "./emitter.js";
 export * from "./generated/api.js";
 export * from "./gen/chatwire/v1/account_pb.js";
 export * from "./gen/chatwire/v1/calls_pb.js";
+export * from "./gen/chatwire/v1/contacts_pb.js";
 export * from "./gen/chatwire/v1/errors_pb.js";
 export * from "./gen/chatwire/v1/events_pb.js";
 export * from "./gen/chatwire/v1/frames_pb.js";

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { TestServer, repoRoot, DEADLINE_MS, nextEvent } from "./support.mjs";
+import { TestServer, repoRoot, DEADLINE_MS, nextEvent, startCluster, stopCluster } from "./support.mjs";
 import { Role } from "../dist/index.js";
 
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -531,5 +531,67 @@ test("a user finds an old message by a word in it from the search box, opens its
     await carol.context.close();
   } finally {
     await server.stop();
+  }
+});
+
+/**
+ * Alice (a page on `alicesServer`) and bob (a page on `bobsServer`: the same server, or another
+ * node of the same cluster) become contacts from the page, see each other's presence without
+ * anyone watching by hand, keep the list across a reload, and start a chat from a contact.
+ */
+async function contactsFromThePage(alicesServer, bobsServer, name) {
+  const alice = await login(alicesServer, "alice");
+  let bob = await login(bobsServer, "bob");
+  await alice.page.waitForSelector("#contacts-box:not([hidden])");
+  await alice.page.fill("#contact-user", "bob");
+  await alice.page.click("#contact-add");
+  await alice.page.waitForSelector('#contacts li[data-user="bob"][data-state="outgoing"]');
+  assert.equal(await alice.page.textContent("#contacts-status"), "Request sent to bob.");
+
+  // Bob sees the request and accepts it.
+  const request = await bob.page.waitForSelector('#contact-requests li[data-user="alice"]');
+  assert.match(await request.textContent(), /alice wants to be your contact/);
+  await bob.page.click('#contact-requests li[data-user="alice"] .accept');
+  await bob.page.waitForSelector('#contacts li[data-user="alice"][data-state="accepted"] .presence:has-text("online")');
+  assert.equal(await bob.page.$$eval("#contact-requests li", (lis) => lis.length), 0);
+  // Alice sees bob as a contact, online: nobody watched anyone by hand.
+  await alice.page.waitForSelector('#contacts li[data-user="bob"][data-state="accepted"] .presence:has-text("online")');
+  await shot(alice.page, name);
+
+  // Bob leaves: alice sees him offline; after her reload he is still her contact, offline.
+  await bob.context.close();
+  await alice.page.waitForSelector('#contacts li[data-user="bob"] .presence:has-text("offline")');
+  await alice.page.reload();
+  await connected(alice.page);
+  await alice.page.waitForSelector('#contacts li[data-user="bob"][data-state="accepted"] .presence:has-text("offline")');
+  // Bob comes back: the presence the server watches from alice's Connect turns him online.
+  bob = await login(bobsServer, "bob");
+  await alice.page.waitForSelector('#contacts li[data-user="bob"] .presence:has-text("online")');
+  await bob.page.waitForSelector('#contacts li[data-user="alice"][data-state="accepted"] .presence:has-text("online")');
+
+  // "Chat" opens the direct room with the contact, on both sides.
+  await alice.page.click('#contacts li[data-user="bob"] .chat');
+  await alice.page.waitForSelector('#room-title:has-text("bob")');
+  await bob.page.waitForSelector('#rooms li:has-text("alice")');
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+  await alice.context.close();
+  await bob.context.close();
+}
+
+test("two users become contacts from the page, see each other's presence without watching, keep the list after a reload and start a chat from a contact", async () => {
+  const server = await TestServer.start();
+  try {
+    await contactsFromThePage(server, server, "contacts");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("the same across two nodes of a cluster: each user's page on another node", async () => {
+  const nodes = await startCluster(2);
+  try {
+    await contactsFromThePage(nodes[0], nodes[1], "contacts-cluster");
+  } finally {
+    await stopCluster(nodes);
   }
 });

@@ -2,7 +2,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  REQUESTS, ChatwireError, ErrorCode, Role, PushPlatform, HistoryVisibility,
+  REQUESTS, ChatwireError, ErrorCode, Role, PushPlatform, HistoryVisibility, ContactState,
 } from "../dist/index.js";
 import { TestServer, nextEvent } from "./support.mjs";
 
@@ -181,8 +181,43 @@ test("errors are typed values", async () => {
   });
 });
 
+test("contacts: request, accept, list, remove, decline and cancel, with events on both sides", async () => {
+  const carol = await server.client("carol");
+  try {
+    const incoming = nextEvent(carol, "contactChanged");
+    const sent = await alice.sendContactRequest({ userId: "carol" });
+    assert.equal(sent.contact.state, ContactState.OUTGOING);
+    done("sendContactRequest");
+    const changed = await incoming;
+    assert.deepEqual([changed.contact.userId, changed.contact.state, changed.actor], ["alice", ContactState.INCOMING, "alice"]);
+    const accepted = await carol.acceptContactRequest({ userId: "alice" });
+    assert.equal(accepted.contact.state, ContactState.ACCEPTED);
+    done("acceptContactRequest");
+    const listed = await alice.listContacts({ state: ContactState.ACCEPTED });
+    assert.deepEqual(listed.contacts.map((c) => c.userId), ["carol"]);
+    assert.equal(listed.hasMore, false);
+    done("listContacts");
+    await alice.removeContact({ userId: "carol" });
+    done("removeContact");
+    assert.deepEqual((await carol.listContacts({})).contacts, []);
+    await alice.sendContactRequest({ userId: "carol" });
+    await carol.declineContactRequest({ userId: "alice" });
+    done("declineContactRequest");
+    await alice.sendContactRequest({ userId: "carol" });
+    await alice.cancelContactRequest({ userId: "carol" });
+    done("cancelContactRequest");
+    assert.deepEqual((await alice.listContacts({})).contacts, []);
+    await assert.rejects(alice.sendContactRequest({ userId: "alice" }), (err) => {
+      assert.equal(err.code, ErrorCode.INVALID_ARGUMENT);
+      return true;
+    });
+  } finally {
+    carol.close();
+  }
+});
+
 test("every request of the protocol was exercised", () => {
-  assert.equal(REQUESTS.length, 39);
+  assert.equal(REQUESTS.length, 45);
   const missing = REQUESTS.map((r) => r.kind).filter((k) => !used.has(k));
   assert.deepEqual(missing, []);
 });

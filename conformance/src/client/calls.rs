@@ -69,6 +69,12 @@ calls! {
     report_message: ReportMessage(ReportMessageRequest) -> ReportMessageResponse;
     list_reviews: ListReviews(ListReviewsRequest) -> ListReviewsResponse;
     resolve_review: ResolveReview(ResolveReviewRequest) -> ResolveReviewResponse;
+    send_contact_request: SendContactRequest(SendContactRequestRequest) -> SendContactRequestResponse;
+    accept_contact_request: AcceptContactRequest(AcceptContactRequestRequest) -> AcceptContactRequestResponse;
+    decline_contact_request: DeclineContactRequest(DeclineContactRequestRequest) -> DeclineContactRequestResponse;
+    cancel_contact_request: CancelContactRequest(CancelContactRequestRequest) -> CancelContactRequestResponse;
+    remove_contact: RemoveContact(RemoveContactRequest) -> RemoveContactResponse;
+    list_contacts: ListContacts(ListContactsRequest) -> ListContactsResponse;
 }
 
 /// The `ClientInfo` this library sends in `connect`.

@@ -66,6 +66,8 @@ fn limits(max_in_flight: u32) -> v1::Limits {
         typing_ttl_ms: 6000,
         room_send_rate_per_second: 100,
         room_send_burst: 100,
+        contact_requests_per_minute: 20,
+        contact_requests_burst: 10,
     }
 }
 

@@ -225,6 +225,150 @@ pub struct IceCandidate {
     #[prost(uint32, tag = "3")]
     pub sdp_mline_index: u32,
 }
+/// Contact is one other user as the caller sees them.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Contact {
+    /// The other user.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+    /// The relationship, from the caller's side.
+    #[prost(enumeration = "ContactState", tag = "2")]
+    pub state: i32,
+    /// When the relationship entered this state, Unix milliseconds (0 for UNSPECIFIED).
+    #[prost(int64, tag = "3")]
+    pub since_ms: i64,
+}
+/// SendContactRequestRequest asks another user to become a contact. Idempotent; sent to a user
+/// who already asked the caller, it accepts that request.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SendContactRequestRequest {
+    /// The other user (not the caller).
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+/// SendContactRequestResponse is the relationship after the request.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SendContactRequestResponse {
+    /// OUTGOING, or ACCEPTED when the users were or now are contacts.
+    #[prost(message, optional, tag = "1")]
+    pub contact: ::core::option::Option<Contact>,
+}
+/// AcceptContactRequestRequest accepts a request the other user sent. Idempotent.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AcceptContactRequestRequest {
+    /// The user who sent the request.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+/// AcceptContactRequestResponse is the relationship after the accept.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AcceptContactRequestResponse {
+    /// ACCEPTED.
+    #[prost(message, optional, tag = "1")]
+    pub contact: ::core::option::Option<Contact>,
+}
+/// DeclineContactRequestRequest refuses a request the other user sent. Idempotent.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeclineContactRequestRequest {
+    /// The user who sent the request.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+/// DeclineContactRequestResponse confirms the decline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeclineContactRequestResponse {}
+/// CancelContactRequestRequest withdraws a request the caller sent. Idempotent.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelContactRequestRequest {
+    /// The user the request was sent to.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+/// CancelContactRequestResponse confirms the cancel.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelContactRequestResponse {}
+/// RemoveContactRequest ends an accepted contact relationship, for both users. Idempotent.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RemoveContactRequest {
+    /// The contact.
+    #[prost(string, tag = "1")]
+    pub user_id: ::prost::alloc::string::String,
+}
+/// RemoveContactResponse confirms the removal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RemoveContactResponse {}
+/// ListContactsRequest pages through the caller's contacts and requests, ordered by user id.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListContactsRequest {
+    /// Only this state; UNSPECIFIED for every state.
+    #[prost(enumeration = "ContactState", tag = "1")]
+    pub state: i32,
+    /// Return contacts after this user id; empty for the first page.
+    #[prost(string, tag = "2")]
+    pub after_user_id: ::prost::alloc::string::String,
+    /// The most contacts to return; 0 means the server default (100), capped by max_page_size.
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+}
+/// ListContactsResponse is one page of contacts.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListContactsResponse {
+    /// The contacts, ordered by user id.
+    #[prost(message, repeated, tag = "1")]
+    pub contacts: ::prost::alloc::vec::Vec<Contact>,
+    /// True when more contacts follow the last one.
+    #[prost(bool, tag = "2")]
+    pub has_more: bool,
+}
+/// ContactChanged tells every session of a user that a relationship changed (user stream).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ContactChanged {
+    /// The relationship after the change, from the receiving user's side (state UNSPECIFIED when
+    /// it ended: a decline, a cancel or a removal).
+    #[prost(message, optional, tag = "1")]
+    pub contact: ::core::option::Option<Contact>,
+    /// The user whose request caused the change (the receiving user or the other one).
+    #[prost(string, tag = "2")]
+    pub actor: ::prost::alloc::string::String,
+}
+/// ContactState is where the caller stands with another user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ContactState {
+    /// No relationship (in ContactChanged: the relationship ended). In ListContactsRequest: every
+    /// state.
+    Unspecified = 0,
+    /// The caller sent a request that the other user has not answered.
+    Outgoing = 1,
+    /// The other user sent the caller a request that the caller has not answered.
+    Incoming = 2,
+    /// Both agreed: the users are contacts.
+    Accepted = 3,
+}
+impl ContactState {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CONTACT_STATE_UNSPECIFIED",
+            Self::Outgoing => "CONTACT_STATE_OUTGOING",
+            Self::Incoming => "CONTACT_STATE_INCOMING",
+            Self::Accepted => "CONTACT_STATE_ACCEPTED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CONTACT_STATE_UNSPECIFIED" => Some(Self::Unspecified),
+            "CONTACT_STATE_OUTGOING" => Some(Self::Outgoing),
+            "CONTACT_STATE_INCOMING" => Some(Self::Incoming),
+            "CONTACT_STATE_ACCEPTED" => Some(Self::Accepted),
+            _ => None,
+        }
+    }
+}
 /// Error is the failure result of a request. Exactly one Reply carries it, with the request's id.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Error {
@@ -1456,7 +1600,7 @@ pub struct Event {
     /// The kind of event.
     #[prost(
         oneof = "event::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 130"
     )]
     pub kind: ::core::option::Option<event::Kind>,
 }
@@ -1508,6 +1652,9 @@ pub mod event {
         /// The session's token expires soon; send RefreshRequest.
         #[prost(message, tag = "14")]
         TokenExpiring(super::TokenExpiring),
+        /// A contact relationship of the user changed (user stream, capability `contacts`).
+        #[prost(message, tag = "130")]
+        ContactChanged(super::ContactChanged),
     }
 }
 /// RoomEvent is one entry of a room's log. Every persistent change to a room takes the room's
@@ -2237,6 +2384,13 @@ pub struct Limits {
     /// The largest burst of Sends one room takes above its sustained rate.
     #[prost(uint32, tag = "111")]
     pub room_send_burst: u32,
+    /// Sustained contact requests (SendContactRequest) per minute a user may send, across
+    /// sessions (capability `contacts`); one over it gets ERROR_CODE_RATE_LIMITED.
+    #[prost(uint32, tag = "130")]
+    pub contact_requests_per_minute: u32,
+    /// The largest burst of contact requests a user may send above the sustained rate.
+    #[prost(uint32, tag = "131")]
+    pub contact_requests_burst: u32,
 }
 /// RefreshRequest replaces the session's token before it expires, without reconnecting.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -2288,7 +2442,7 @@ pub struct ClientFrame {
     /// CLOSE_CODE_PROTOCOL_VIOLATION.
     #[prost(
         oneof = "client_frame::Request",
-        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112, 113, 114"
+        tags = "10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112, 113, 114, 130, 131, 132, 133, 134, 135"
     )]
     pub request: ::core::option::Option<client_frame::Request>,
 }
@@ -2418,6 +2572,24 @@ pub mod client_frame {
         /// Approves or removes a reported or flagged message (capability `message-reports`).
         #[prost(message, tag = "114")]
         ResolveReview(super::ResolveReviewRequest),
+        /// Asks another user to become a contact (capability `contacts`).
+        #[prost(message, tag = "130")]
+        SendContactRequest(super::SendContactRequestRequest),
+        /// Accepts a contact request (capability `contacts`).
+        #[prost(message, tag = "131")]
+        AcceptContactRequest(super::AcceptContactRequestRequest),
+        /// Declines a contact request (capability `contacts`).
+        #[prost(message, tag = "132")]
+        DeclineContactRequest(super::DeclineContactRequestRequest),
+        /// Withdraws a contact request the caller sent (capability `contacts`).
+        #[prost(message, tag = "133")]
+        CancelContactRequest(super::CancelContactRequestRequest),
+        /// Ends a contact relationship (capability `contacts`).
+        #[prost(message, tag = "134")]
+        RemoveContact(super::RemoveContactRequest),
+        /// Pages through the caller's contacts and requests (capability `contacts`).
+        #[prost(message, tag = "135")]
+        ListContacts(super::ListContactsRequest),
     }
 }
 /// ServerFrame is every frame a server sends: a reply to one request, or an event.
@@ -2452,7 +2624,7 @@ pub struct Reply {
     /// The outcome.
     #[prost(
         oneof = "reply::Result",
-        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112, 113, 114"
+        tags = "2, 10, 11, 12, 20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42, 43, 50, 51, 52, 53, 60, 61, 62, 70, 71, 72, 80, 90, 91, 92, 93, 94, 95, 100, 110, 111, 112, 113, 114, 130, 131, 132, 133, 134, 135"
     )]
     pub result: ::core::option::Option<reply::Result>,
 }
@@ -2581,5 +2753,23 @@ pub mod reply {
         /// The result of ResolveReviewRequest.
         #[prost(message, tag = "114")]
         ResolveReview(super::ResolveReviewResponse),
+        /// The result of SendContactRequestRequest.
+        #[prost(message, tag = "130")]
+        SendContactRequest(super::SendContactRequestResponse),
+        /// The result of AcceptContactRequestRequest.
+        #[prost(message, tag = "131")]
+        AcceptContactRequest(super::AcceptContactRequestResponse),
+        /// The result of DeclineContactRequestRequest.
+        #[prost(message, tag = "132")]
+        DeclineContactRequest(super::DeclineContactRequestResponse),
+        /// The result of CancelContactRequestRequest.
+        #[prost(message, tag = "133")]
+        CancelContactRequest(super::CancelContactRequestResponse),
+        /// The result of RemoveContactRequest.
+        #[prost(message, tag = "134")]
+        RemoveContact(super::RemoveContactResponse),
+        /// The result of ListContactsRequest.
+        #[prost(message, tag = "135")]
+        ListContacts(super::ListContactsResponse),
     }
 }

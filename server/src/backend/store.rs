@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chatwire_protocol::v1;
 
 pub use super::reviews::Reviews;
+use crate::chat::contacts::{ContactOp, ContactRow, ContactUpdate};
 use crate::chat::error::ChatError;
 use crate::chat::ids::{RoomId, UserId};
 
@@ -460,7 +461,47 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     async fn tokens_revoked_before(&self, user: &UserId) -> Result<Option<i64>, StoreError>;
 }
 
-/// Every storage trait, as one handle.
-pub trait Store: RoomLog + Directory + Accounts + Reviews {}
+// ---------------------------------------------------------------------------------------------
+// Issue 22: contacts (docs/protocol.md §25). Behavioural suite: server/tests/support/contacts_suite.rs (one test per store, `contacts_suite`).
 
-impl<T: RoomLog + Directory + Accounts + Reviews> Store for T {}
+/// Contact relationships: one row per side and pair of users (see [`crate::chat::contacts`]).
+#[async_trait]
+pub trait Contacts: Send + Sync + std::fmt::Debug {
+    /// Applies `op` of `actor` about `other` at `now_ms`: reads both rows, computes
+    /// [`transition`](crate::chat::contacts::transition) and writes the rows that changed;
+    /// returns both rows before and after. The embedded store does this in one transaction; the
+    /// CQL store reads then writes (two concurrent changes of one pair: the last write of each
+    /// row wins, docs/architecture.md "Contacts").
+    async fn update_contact(
+        &self,
+        actor: &UserId,
+        other: &UserId,
+        op: ContactOp,
+        now_ms: i64,
+    ) -> Result<ContactUpdate, StoreError>;
+
+    /// `user`'s row about `other`.
+    async fn contact(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<Option<ContactRow>, StoreError>;
+
+    /// `user`'s rows ordered by the other user's id, after `after` (exclusive), only those in
+    /// `state` when it is set, at most `limit`.
+    async fn list_contacts(
+        &self,
+        user: &UserId,
+        state: Option<v1::ContactState>,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, ContactRow)>, StoreError>;
+
+    /// Every user `user` has accepted as a contact, ordered by id.
+    async fn accepted_contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError>;
+}
+
+/// Every storage trait, as one handle.
+pub trait Store: RoomLog + Directory + Accounts + Reviews + Contacts {}
+
+impl<T: RoomLog + Directory + Accounts + Reviews + Contacts> Store for T {}

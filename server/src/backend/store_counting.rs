@@ -11,9 +11,10 @@ use chatwire_protocol::v1;
 
 use super::reviews::{ReviewChange, ReviewItem, ReviewKey, ReviewScope, ReviewUpdate, Reviews};
 use super::store::{
-    Accounts, AppendOutcome, Batch, DedupeEntry, Directory, Head, HistoryQuery, MessagePage,
-    PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
+    Accounts, AppendOutcome, Batch, Contacts, DedupeEntry, Directory, Head, HistoryQuery,
+    MessagePage, PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
 };
+use crate::chat::contacts::{ContactOp, ContactRow, ContactUpdate};
 use crate::chat::ids::{RoomId, UserId};
 
 /// Forwards every call to `inner` and counts it by operation name.
@@ -290,5 +291,44 @@ impl Reviews for CountingStore {
         limit: usize,
     ) -> Result<Vec<ReviewItem>, StoreError> {
         self.count("reviews").reviews(scope, after, limit).await
+    }
+}
+
+// Issue 22: contacts.
+#[async_trait]
+impl Contacts for CountingStore {
+    async fn update_contact(
+        &self,
+        actor: &UserId,
+        other: &UserId,
+        op: ContactOp,
+        now_ms: i64,
+    ) -> Result<ContactUpdate, StoreError> {
+        self.count("update_contact")
+            .update_contact(actor, other, op, now_ms)
+            .await
+    }
+    async fn contact(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<Option<ContactRow>, StoreError> {
+        self.count("contact").contact(user, other).await
+    }
+    async fn list_contacts(
+        &self,
+        user: &UserId,
+        state: Option<v1::ContactState>,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, ContactRow)>, StoreError> {
+        self.count("list_contacts")
+            .list_contacts(user, state, after, limit)
+            .await
+    }
+    async fn accepted_contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        self.count("accepted_contacts")
+            .accepted_contacts(user)
+            .await
     }
 }

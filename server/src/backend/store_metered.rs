@@ -10,13 +10,14 @@ use chatwire_protocol::v1;
 
 use super::reviews::{ReviewChange, ReviewItem, ReviewKey, ReviewScope, ReviewUpdate, Reviews};
 use super::store::{
-    Accounts, AppendOutcome, Batch, DedupeEntry, Directory, Head, HistoryQuery, MessagePage,
-    PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
+    Accounts, AppendOutcome, Batch, Contacts, DedupeEntry, Directory, Head, HistoryQuery,
+    MessagePage, PushToken, RetentionOutcome, RoomLog, RoomSnapshot, Store, StoreError, UserRoom,
 };
+use crate::chat::contacts::{ContactOp, ContactRow, ContactUpdate};
 use crate::chat::ids::{RoomId, UserId};
 
 /// Every operation, by the name it has in the metrics' `op` label.
-const OPERATIONS: [&str; 26] = [
+const OPERATIONS: [&str; 33] = [
     "load_room",
     "head",
     "append",
@@ -43,6 +44,13 @@ const OPERATIONS: [&str; 26] = [
     "push_tokens",
     "revoke_tokens_before",
     "tokens_revoked_before",
+    "update_contact",
+    "contact",
+    "list_contacts",
+    "accepted_contacts",
+    "review",
+    "update_review",
+    "reviews",
 ];
 
 /// Forwards every call to `inner`, timed, labelled with `backend`.
@@ -303,6 +311,48 @@ impl Reviews for MeteredStore {
         limit: usize,
     ) -> Result<Vec<ReviewItem>, StoreError> {
         self.timed("reviews", self.inner.reviews(scope, after, limit))
+            .await
+    }
+}
+
+// Issue 22: contacts.
+#[async_trait]
+impl Contacts for MeteredStore {
+    async fn update_contact(
+        &self,
+        actor: &UserId,
+        other: &UserId,
+        op: ContactOp,
+        now_ms: i64,
+    ) -> Result<ContactUpdate, StoreError> {
+        self.timed(
+            "update_contact",
+            self.inner.update_contact(actor, other, op, now_ms),
+        )
+        .await
+    }
+    async fn contact(
+        &self,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<Option<ContactRow>, StoreError> {
+        self.timed("contact", self.inner.contact(user, other)).await
+    }
+    async fn list_contacts(
+        &self,
+        user: &UserId,
+        state: Option<v1::ContactState>,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(UserId, ContactRow)>, StoreError> {
+        self.timed(
+            "list_contacts",
+            self.inner.list_contacts(user, state, after, limit),
+        )
+        .await
+    }
+    async fn accepted_contacts(&self, user: &UserId) -> Result<Vec<UserId>, StoreError> {
+        self.timed("accepted_contacts", self.inner.accepted_contacts(user))
             .await
     }
 }

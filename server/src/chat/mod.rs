@@ -3,6 +3,7 @@
 //! fails when it does); the backends build on it and the room writer on both.
 
 pub mod command;
+pub mod contacts;
 pub mod error;
 pub mod ids;
 pub mod validate;

@@ -38,6 +38,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tls",
     "moderation",
     "search",
+    "contacts",
 ];
 
 /// Overrides from command-line flags, applied last.

@@ -146,6 +146,46 @@ pub struct Config {
     pub moderation: ModerationConfig,
     /// Message search (the `search` capability).
     pub search: SearchConfig,
+    /// Contacts (the `contacts` capability) and who may watch whose presence.
+    pub contacts: ContactsConfig,
+}
+
+/// Contacts (docs/operations.md, "Contacts"; docs/protocol.md §25).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContactsConfig {
+    /// Watch every session's accepted contacts for presence from Connect, within
+    /// `max_presence_watch`. Default true.
+    pub auto_watch: bool,
+    /// Who a session may watch for presence with WatchPresence (R-14.1.6 allows a check):
+    /// `anyone` (default) or `contacts` (only accepted contacts; anyone else appears offline
+    /// with `last_seen_ms` 0, exactly as a blocked user).
+    pub presence_visibility: PresenceVisibility,
+    /// How long a user's accepted contact ids stay cached in Redis (distributed mode), in
+    /// seconds; every change invalidates the entry at once, the lifetime only bounds a stale
+    /// entry left by a rebuild racing a change. Default 3600.
+    pub cache_ttl_s: u64,
+}
+
+/// Whose presence a session may see (`contacts.presence_visibility`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceVisibility {
+    /// Anyone not blocked either way.
+    #[default]
+    Anyone,
+    /// Accepted contacts only (and oneself).
+    Contacts,
+}
+
+impl Default for ContactsConfig {
+    fn default() -> Self {
+        Self {
+            auto_watch: true,
+            presence_visibility: PresenceVisibility::Anyone,
+            cache_ttl_s: 3600,
+        }
+    }
 }
 
 /// Message search (docs/operations.md, "Message search").
@@ -228,6 +268,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             moderation: ModerationConfig::default(),
             search: SearchConfig::default(),
+            contacts: ContactsConfig::default(),
         }
     }
 }
@@ -477,6 +518,9 @@ pub struct LimitsConfig {
     pub rate_search: RateLimit,
     /// Message reports per user (RATE_LIMITED beyond). Default 10/min, burst 5.
     pub rate_reports: RateLimit,
+    /// Contact requests per user (RATE_LIMITED beyond; advertised in `Limits`). Default 20/min,
+    /// burst 10.
+    pub rate_contact_requests: RateLimit,
 }
 
 /// Smallest `max_server_frame_bytes`: a largest event must fit in one frame.
@@ -506,6 +550,10 @@ impl Default for LimitsConfig {
             ),
             rate_search: RateLimit::new(60, 10),
             rate_reports: RateLimit::new(10, 5),
+            rate_contact_requests: RateLimit::new(
+                limits::DEFAULT_CONTACT_REQUESTS_PER_MINUTE,
+                limits::DEFAULT_CONTACT_REQUESTS_BURST,
+            ),
         }
     }
 }
@@ -562,6 +610,7 @@ impl LimitsConfig {
             ("rate_room_sends", self.rate_room_sends),
             ("rate_search", self.rate_search),
             ("rate_reports", self.rate_reports),
+            ("rate_contact_requests", self.rate_contact_requests),
         ];
         for (name, rate) in rates {
             if rate.rate_per_minute == 0 || rate.burst == 0 {

@@ -109,14 +109,17 @@ pub const EDIT_HISTORY: &str = "edit-history";
 pub const MESSAGE_REPORTS: &str = "message-reports";
 /// The capability of servers that answer Search (docs/protocol.md §22, §24).
 pub const SEARCH: &str = "search";
+/// Friend requests, the contact list and presence of contacts (docs/protocol.md §22, §25).
+pub const CONTACTS: &str = "contacts";
 /// Every capability this server can list in `ConnectResponse.capabilities`.
-pub const SERVER_CAPABILITIES: [&str; 6] = [
+pub const SERVER_CAPABILITIES: [&str; 7] = [
     TYPING_DATAGRAMS,
     JSON_FRAMES,
     MODERATION,
     EDIT_HISTORY,
     MESSAGE_REPORTS,
     SEARCH,
+    CONTACTS,
 ];
 
 /// What the transport of a session offers, for `ConnectResponse.capabilities`.
@@ -143,6 +146,8 @@ struct Connected {
     read_ordinals: HashMap<RoomId, u64>,
     /// Deliveries taken from the queue (the queue's depth is sampled every 16th).
     taken: u32,
+    /// Contacts watched for presence without asking, unwatched when the contact ends.
+    auto_watched: std::collections::HashSet<UserId>,
 }
 
 /// Most rooms whose read position a session remembers for RoomActivity.
@@ -546,9 +551,11 @@ async fn execute(
         (Request::Connect(connect), _) => {
             match connect_session(services, core, &connect, features).await {
                 Ok((session, response)) => {
-                    *connected = Some(session);
+                    let session = connected.insert(session);
                     answered("OK");
                     core.on_reply(id, Ok(v1::reply::Result::Connect(response)));
+                    // After the reply: the contacts' presence follows ConnectResponse.
+                    watch_contacts(services, core, session).await;
                 }
                 Err((error, code)) => {
                     answered(crate::telemetry::outcome(&Err::<(), _>(error.clone())));
@@ -682,7 +689,7 @@ async fn connect_session(
         capabilities.push(JSON_FRAMES.to_owned());
     }
     // Server-only names this server always offers.
-    capabilities.extend([MODERATION, EDIT_HISTORY, MESSAGE_REPORTS].map(str::to_owned));
+    capabilities.extend([MODERATION, EDIT_HISTORY, MESSAGE_REPORTS, CONTACTS].map(str::to_owned));
     // Server-only: listed exactly when Search is answered.
     if services.search.is_some() {
         capabilities.push(SEARCH.to_owned());
@@ -710,6 +717,7 @@ async fn connect_session(
             overflow,
             typing_datagrams,
             read_ordinals: HashMap::new(),
+            auto_watched: std::collections::HashSet::new(),
             taken: 0,
         },
         response,
@@ -805,11 +813,127 @@ async fn on_delivery(
                         session.read_ordinals.remove(&room);
                     }
                 }
+                Some(v1::event::Kind::ContactChanged(changed)) => {
+                    if let Some(kind) = event.kind.clone() {
+                        core.event(kind);
+                    }
+                    if let Some(session) = connected {
+                        contact_changed(services, core, session, changed).await;
+                    }
+                    return;
+                }
                 _ => {}
             }
             if let Some(kind) = event.kind.clone() {
                 core.event(kind);
             }
+        }
+    }
+}
+
+/// Watches the session's accepted contacts for presence, the first `max_presence_watch` of
+/// them by id, and sends each one's presence after ConnectResponse. Contacts the
+/// session may not see count and read offline, as in WatchPresence.
+async fn watch_contacts(services: &Arc<Services>, core: &mut SessionCore, session: &mut Connected) {
+    if !services.contacts.auto_watch {
+        return;
+    }
+    let contacts = match services.contact_ids.accepted(&session.user).await {
+        Ok(contacts) => contacts,
+        Err(error) => {
+            tracing::warn!(user = %session.user, %error, "contacts not watched at connect");
+            return;
+        }
+    };
+    let cap = services.limits.max_presence_watch as usize;
+    let (mut visible, mut hidden) = (Vec::new(), Vec::new());
+    for user in contacts.into_iter().take(cap) {
+        // Contacts pass any presence visibility; only a block hides them.
+        if contact_visible(services, &session.user, &user).await {
+            visible.push(user);
+        } else {
+            hidden.push(user);
+        }
+    }
+    if services
+        .fanout
+        .watch_presence(session.key, &visible, &hidden, cap)
+        .is_err()
+    {
+        return;
+    }
+    for user in &visible {
+        core.event(v1::event::Kind::Presence(services.fanout.presence(user)));
+    }
+    for user in &hidden {
+        core.event(v1::event::Kind::Presence(offline(user)));
+    }
+    session
+        .auto_watched
+        .extend(visible.into_iter().chain(hidden));
+}
+
+/// Whether a contact's presence shows: unless a block exists either way (a store that cannot
+/// answer hides it, as allows).
+async fn contact_visible(services: &Services, user: &UserId, contact: &UserId) -> bool {
+    matches!(
+        services.store.either_blocked(user, contact).await,
+        Ok(false)
+    )
+}
+
+fn offline(user: &UserId) -> v1::Presence {
+    v1::Presence {
+        user_id: user.to_string(),
+        online: false,
+        last_seen_ms: 0,
+    }
+}
+
+/// A contact relationship of the session's user changed: a new contact is watched (when the
+/// watch set has room) and its presence sent; an ended one is no longer watched.
+async fn contact_changed(
+    services: &Arc<Services>,
+    core: &mut SessionCore,
+    session: &mut Connected,
+    changed: &v1::ContactChanged,
+) {
+    let Some(contact) = &changed.contact else {
+        return;
+    };
+    let Ok(user) = UserId::parse(&contact.user_id) else {
+        return;
+    };
+    let accepted = contact.state == v1::ContactState::Accepted as i32;
+    if accepted && services.contacts.auto_watch && !session.auto_watched.contains(&user) {
+        let visible = contact_visible(services, &session.user, &user).await;
+        let cap = services.limits.max_presence_watch as usize;
+        let (shown, kept): (&[UserId], &[UserId]) = if visible {
+            (std::slice::from_ref(&user), &[])
+        } else {
+            (&[], std::slice::from_ref(&user))
+        };
+        if services
+            .fanout
+            .watch_presence(session.key, shown, kept, cap)
+            .is_ok()
+        {
+            let presence = if visible {
+                services.fanout.presence(&user)
+            } else {
+                offline(&user)
+            };
+            core.event(v1::event::Kind::Presence(presence));
+            session.auto_watched.insert(user);
+        }
+    } else if !accepted {
+        let watched = session.auto_watched.remove(&user);
+        if watched
+            || services.contacts.presence_visibility == crate::config::PresenceVisibility::Contacts
+        {
+            services
+                .fanout
+                .unwatch_presence(session.key, std::slice::from_ref(&user));
         }
     }
 }

@@ -89,6 +89,10 @@ pub struct Services {
     /// Where events outside the room log go to the webhook consumers (`moderation.flagged`);
     /// `None` when no consumer is configured.
     pub events: Option<Arc<dyn crate::backend::events::EventPublisher>>,
+    /// Accepted contact ids (issue 22): the store on one node, cached in Redis in a cluster.
+    pub contact_ids: Arc<dyn crate::contacts::ContactIds>,
+    /// The contacts settings: auto-watch and presence visibility.
+    pub contacts: crate::config::ContactsConfig,
     next_session: AtomicU64,
 }
 
@@ -112,7 +116,10 @@ impl Services {
             max_mentions: limits.max_mentions as usize,
             max_content_bytes: limits.max_content_bytes as usize,
         };
+        let contact_ids = Arc::new(crate::contacts::StoreContactIds::new(Arc::clone(&store)));
         Self {
+            contact_ids,
+            contacts: crate::config::ContactsConfig::default(),
             store,
             pipeline,
             fanout,
@@ -200,6 +207,8 @@ pub struct Rates {
     pub search: RateLimit,
     /// Message reports.
     pub reports: RateLimit,
+    /// Contact requests (issue 22).
+    pub contact_requests: RateLimit,
 }
 
 impl Rates {
@@ -213,6 +222,7 @@ impl Rates {
             connects_per_ip: limits.rate_connects_per_ip,
             search: limits.rate_search,
             reports: limits.rate_reports,
+            contact_requests: limits.rate_contact_requests,
         }
     }
 }

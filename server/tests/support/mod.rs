@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod conformance_run;
+pub mod contacts_suite;
 pub mod events_suite;
 pub mod fanout_suite;
 pub mod outbox_suite;

@@ -62,6 +62,7 @@ impl TestServer {
         config.limits.rate_connects_per_ip = generous;
         config.limits.rate_search = generous;
         config.limits.rate_reports = generous;
+        config.limits.rate_contact_requests = generous;
         change(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,13 +1,14 @@
 // The example web chat on @chatwire/client: rooms with unread counts from the server's
 // watermarks, history (newest page on open, older pages on scroll), direct chats and groups,
-// edit / delete / react, moderation (a moderator's delete with a reason, "edited" opening the
-// message's versions, reporting others' messages to the server's review queue), message
-// status, typing and presence, an outbox kept in IndexedDB and the token kept for the tab
-// (sessionStorage). Build: `npm run build:example` in
+// edit / delete / react, contacts (requests to accept or decline, each contact's presence,
+// "Chat" to open the direct room), moderation (a moderator's delete with a reason, "edited" opening the
+// message's versions, reporting others' messages to the server's review queue), message status, typing and presence, an outbox kept in IndexedDB
+// and the token kept for the tab (sessionStorage). Build: `npm run build:example` in
 // clients/typescript (scripts/regen does it); `chatwire serve` serves the bundle at `/`.
 import {
   ChatwireClient,
   ConnectionError,
+  ContactState,
   IndexedDbOutboxStore,
   Role,
   RoomKind,
@@ -19,6 +20,7 @@ import {
   type RoomEvent,
   type RoomSummary,
   type SearchHit,
+  type Contact,
 } from "../../src/index.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -81,6 +83,8 @@ function reportedSet(): Set<string> {
     return new Set<string>();
   }
 }
+/** The user's contacts and requests by user id, as the server lists them (ContactChanged moves it). */
+const contacts = new Map<string, ContactState>();
 
 // ---------------------------------------------------------------------------------------------
 // Log in and out
@@ -131,6 +135,10 @@ function start(token: string): void {
   c.on("session", (connected) => {
     // The search box is there when the server offers search (capability `search`).
     $("search-box").hidden = !connected.capabilities.includes("search");
+    // Contacts (capability `contacts`): the list is read again on every (re)connect.
+    const offersContacts = connected.capabilities.includes("contacts");
+    $("contacts-box").hidden = !offersContacts;
+    if (offersContacts) void loadContacts(c);
     void onSession(c);
   });
   c.on("room", onRoomEvent);
@@ -152,6 +160,15 @@ function start(token: string): void {
   c.on("presence", (p) => {
     online.set(p.userId, p.online);
     renderPresence();
+    renderContacts();
+  });
+  c.on("contactChanged", (changed) => {
+    const contact = changed.contact;
+    if (!contact) return;
+    applyContact(contact);
+    // The note of a sent request is stale once the other user answered it.
+    if (changed.actor !== me) $("contacts-status").textContent = "";
+    renderContacts();
   });
   c.on("roomAdded", (r) => {
     if (!r.room) return;
@@ -190,8 +207,10 @@ function logout(): void {
   sessionStorage.removeItem(ROOMS_KEY);
   sessionStorage.removeItem(CURRENT_KEY);
   rooms.clear();
+  contacts.clear();
   closeRoom();
   renderRooms();
+  renderContacts();
   $("app").hidden = true;
   $("login").hidden = false;
   $<HTMLInputElement>("token").value = "";
@@ -363,6 +382,145 @@ $<HTMLFormElement>("add-member-form").addEventListener("submit", (e) => {
 });
 
 $("back").addEventListener("click", () => closeRoom());
+
+// ---------------------------------------------------------------------------------------------
+// Contacts: add by user id, accept or decline requests, see each contact's presence (the server
+// watches contacts from Connect: no WatchPresence here), and "Chat" opens the direct room.
+
+async function loadContacts(c: ChatwireClient): Promise<void> {
+  const all: Contact[] = [];
+  let after = "";
+  for (;;) {
+    const page = await c.listContacts({ afterUserId: after, limit: 100 });
+    all.push(...page.contacts);
+    if (!page.hasMore || page.contacts.length === 0) break;
+    after = page.contacts[page.contacts.length - 1]!.userId;
+  }
+  if (c !== client) return;
+  contacts.clear();
+  for (const contact of all) applyContact(contact);
+  renderContacts();
+}
+
+function applyContact(contact: Contact): void {
+  if (contact.state === ContactState.UNSPECIFIED) contacts.delete(contact.userId);
+  else contacts.set(contact.userId, contact.state);
+}
+
+$<HTMLFormElement>("contact-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const userId = $<HTMLInputElement>("contact-user").value.trim();
+  if (!userId || !client) return;
+  void guard(async () => {
+    try {
+      const { contact } = await client!.sendContactRequest({ userId });
+      if (contact) applyContact(contact);
+      $<HTMLInputElement>("contact-user").value = "";
+      $("contacts-status").textContent =
+        contact?.state === ContactState.ACCEPTED ? `${userId} is a contact.` : `Request sent to ${userId}.`;
+      renderContacts();
+    } catch (err) {
+      $("contacts-status").textContent = String((err as Error)?.message ?? err);
+    }
+  });
+});
+
+function contactButton(label: string, className: string, action: () => Promise<unknown>): HTMLButtonElement {
+  const button = document.createElement("button");
+  button.textContent = label;
+  button.className = className;
+  button.onclick = (e) => {
+    e.stopPropagation();
+    void guard(async () => {
+      await action();
+    });
+  };
+  return button;
+}
+
+function renderContacts(): void {
+  const sorted = [...contacts.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const item = (userId: string, state: ContactState) => {
+    const li = document.createElement("li");
+    li.dataset.user = userId;
+    li.dataset.state = state === ContactState.ACCEPTED ? "accepted" : state === ContactState.INCOMING ? "incoming" : "outgoing";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = userId;
+    return { li, name };
+  };
+  const requests = sorted
+    .filter(([, state]) => state === ContactState.INCOMING)
+    .map(([userId, state]) => {
+      const { li, name } = item(userId, state);
+      const note = document.createElement("span");
+      note.className = "note";
+      note.textContent = " wants to be your contact ";
+      li.append(
+        name,
+        note,
+        contactButton("Accept", "accept", async () => {
+          const { contact } = await client!.acceptContactRequest({ userId });
+          if (contact) applyContact(contact);
+          renderContacts();
+        }),
+        contactButton("Decline", "decline", async () => {
+          await client!.declineContactRequest({ userId });
+          contacts.delete(userId);
+          renderContacts();
+        }),
+      );
+      return li;
+    });
+  const list = sorted
+    .filter(([, state]) => state !== ContactState.INCOMING)
+    .map(([userId, state]) => {
+      const { li, name } = item(userId, state);
+      if (state === ContactState.ACCEPTED) {
+        const isOnline = online.get(userId) ?? false;
+        const dot = document.createElement("span");
+        dot.className = `dot ${isOnline ? "online" : ""}`;
+        const presence = document.createElement("span");
+        presence.className = "presence";
+        presence.textContent = isOnline ? "online" : "offline";
+        li.append(
+          dot,
+          name,
+          presence,
+          contactButton("Chat", "chat", () => startChat(userId)),
+          contactButton("Remove", "remove", async () => {
+            await client!.removeContact({ userId });
+            contacts.delete(userId);
+            renderContacts();
+          }),
+        );
+      } else {
+        const note = document.createElement("span");
+        note.className = "note";
+        note.textContent = " request sent ";
+        li.append(
+          name,
+          note,
+          contactButton("Cancel", "cancel", async () => {
+            await client!.cancelContactRequest({ userId });
+            contacts.delete(userId);
+            renderContacts();
+          }),
+        );
+      }
+      return li;
+    });
+  $("contact-requests").replaceChildren(...requests);
+  $("contacts").replaceChildren(...list);
+}
+
+/** "Chat" on a contact: opens (creating on first use) the direct room with them. */
+async function startChat(userId: string): Promise<void> {
+  const { room } = await client!.openDirect({ userId });
+  addRoom(room!.id, room!.kind, room!.name, room!.memberCount, 0, room!.lastSeq);
+  await select(room!.id);
+  void follow(room!.id);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The open room

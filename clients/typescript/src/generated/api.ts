@@ -5,6 +5,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { type BlockUserRequest, BlockUserRequestSchema, type BlockUserResponse, type ListBlockedRequest, ListBlockedRequestSchema, type ListBlockedResponse, type MuteRoomRequest, MuteRoomRequestSchema, type MuteRoomResponse, type RegisterPushTokenRequest, RegisterPushTokenRequestSchema, type RegisterPushTokenResponse, type UnblockUserRequest, UnblockUserRequestSchema, type UnblockUserResponse, type UnregisterPushTokenRequest, UnregisterPushTokenRequestSchema, type UnregisterPushTokenResponse } from "../gen/chatwire/v1/account_pb.js";
 import { type CallSignalRequest, CallSignalRequestSchema, type CallSignalResponse } from "../gen/chatwire/v1/calls_pb.js";
+import { type AcceptContactRequestRequest, AcceptContactRequestRequestSchema, type AcceptContactRequestResponse, type CancelContactRequestRequest, CancelContactRequestRequestSchema, type CancelContactRequestResponse, type ContactChanged, type DeclineContactRequestRequest, DeclineContactRequestRequestSchema, type DeclineContactRequestResponse, type ListContactsRequest, ListContactsRequestSchema, type ListContactsResponse, type RemoveContactRequest, RemoveContactRequestSchema, type RemoveContactResponse, type SendContactRequestRequest, SendContactRequestRequestSchema, type SendContactRequestResponse } from "../gen/chatwire/v1/contacts_pb.js";
 import { type CallSignalReceived, type Degraded, type Disconnect, type Heartbeat, type MemberJoined, type MemberLeft, type MemberRoleChanged, type MessageCreated, type MessageDeleted, type MessageEdited, type ReactionChanged, type ReadPositionMoved, type ReceiptsChanged, type RoomActivity, type RoomAdded, type RoomChanged, type RoomCreated, type RoomEvent, type RoomRemoved, type RoomUpdated, type TokenExpiring, type TypingChanged } from "../gen/chatwire/v1/events_pb.js";
 import { type HistoryRequest, HistoryRequestSchema, type HistoryResponse, type SubscribeRequest, SubscribeRequestSchema, type SubscribeResponse, type SyncRequest, SyncRequestSchema, type SyncResponse, type UnsubscribeRequest, UnsubscribeRequestSchema, type UnsubscribeResponse } from "../gen/chatwire/v1/history_pb.js";
 import { type DeleteRequest, DeleteRequestSchema, type DeleteResponse, type EditRequest, EditRequestSchema, type EditResponse, type ReactRequest, ReactRequestSchema, type ReactResponse, type SendRequest, SendRequestSchema, type SendResponse } from "../gen/chatwire/v1/messages_pb.js";
@@ -177,6 +178,30 @@ export interface Requests {
    * Approves or removes a reported or flagged message (capability `message-reports`).
    */
   resolveReview: { request: ResolveReviewRequest; response: ResolveReviewResponse };
+  /**
+   * Asks another user to become a contact (capability `contacts`).
+   */
+  sendContactRequest: { request: SendContactRequestRequest; response: SendContactRequestResponse };
+  /**
+   * Accepts a contact request (capability `contacts`).
+   */
+  acceptContactRequest: { request: AcceptContactRequestRequest; response: AcceptContactRequestResponse };
+  /**
+   * Declines a contact request (capability `contacts`).
+   */
+  declineContactRequest: { request: DeclineContactRequestRequest; response: DeclineContactRequestResponse };
+  /**
+   * Withdraws a contact request the caller sent (capability `contacts`).
+   */
+  cancelContactRequest: { request: CancelContactRequestRequest; response: CancelContactRequestResponse };
+  /**
+   * Ends a contact relationship (capability `contacts`).
+   */
+  removeContact: { request: RemoveContactRequest; response: RemoveContactResponse };
+  /**
+   * Pages through the caller's contacts and requests (capability `contacts`).
+   */
+  listContacts: { request: ListContactsRequest; response: ListContactsResponse };
 }
 
 /** The name of a request: its `ClientFrame.request` (and `Reply.result`) case. */
@@ -234,6 +259,12 @@ export const REQUESTS: readonly RequestInfo[] = [
   { kind: "reportMessage", rpc: "ReportMessage", number: 112 },
   { kind: "listReviews", rpc: "ListReviews", number: 113 },
   { kind: "resolveReview", rpc: "ResolveReview", number: 114 },
+  { kind: "sendContactRequest", rpc: "SendContactRequest", number: 130 },
+  { kind: "acceptContactRequest", rpc: "AcceptContactRequest", number: 131 },
+  { kind: "declineContactRequest", rpc: "DeclineContactRequest", number: 132 },
+  { kind: "cancelContactRequest", rpc: "CancelContactRequest", number: 133 },
+  { kind: "removeContact", rpc: "RemoveContact", number: 134 },
+  { kind: "listContacts", rpc: "ListContacts", number: 135 },
 ];
 
 /** Options of one request. */
@@ -646,6 +677,66 @@ export abstract class ChatwireRequests {
   ): Promise<ResolveReviewResponse> {
     return this.call("resolveReview", create(ResolveReviewRequestSchema, request), options);
   }
+
+  /**
+   * Asks another user to become a contact (capability `contacts`).
+   */
+  sendContactRequest(
+    request: MessageInitShape<typeof SendContactRequestRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<SendContactRequestResponse> {
+    return this.call("sendContactRequest", create(SendContactRequestRequestSchema, request), options);
+  }
+
+  /**
+   * Accepts a contact request (capability `contacts`).
+   */
+  acceptContactRequest(
+    request: MessageInitShape<typeof AcceptContactRequestRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<AcceptContactRequestResponse> {
+    return this.call("acceptContactRequest", create(AcceptContactRequestRequestSchema, request), options);
+  }
+
+  /**
+   * Declines a contact request (capability `contacts`).
+   */
+  declineContactRequest(
+    request: MessageInitShape<typeof DeclineContactRequestRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<DeclineContactRequestResponse> {
+    return this.call("declineContactRequest", create(DeclineContactRequestRequestSchema, request), options);
+  }
+
+  /**
+   * Withdraws a contact request the caller sent (capability `contacts`).
+   */
+  cancelContactRequest(
+    request: MessageInitShape<typeof CancelContactRequestRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<CancelContactRequestResponse> {
+    return this.call("cancelContactRequest", create(CancelContactRequestRequestSchema, request), options);
+  }
+
+  /**
+   * Ends a contact relationship (capability `contacts`).
+   */
+  removeContact(
+    request: MessageInitShape<typeof RemoveContactRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<RemoveContactResponse> {
+    return this.call("removeContact", create(RemoveContactRequestSchema, request), options);
+  }
+
+  /**
+   * Pages through the caller's contacts and requests (capability `contacts`).
+   */
+  listContacts(
+    request: MessageInitShape<typeof ListContactsRequestSchema> = {},
+    options?: CallOptions,
+  ): Promise<ListContactsResponse> {
+    return this.call("listContacts", create(ListContactsRequestSchema, request), options);
+  }
 }
 
 /** The events of the user stream (`Event.kind`), by case. */
@@ -707,10 +798,14 @@ export interface Events {
    * The session's token expires soon; send RefreshRequest.
    */
   tokenExpiring: TokenExpiring;
+  /**
+   * A contact relationship of the user changed (user stream, capability `contacts`).
+   */
+  contactChanged: ContactChanged;
 }
 
 /** Every case of `Events`, in field order. */
-export const EVENTS_KINDS: readonly (keyof Events)[] = ["room", "receiptsChanged", "typingChanged", "presence", "callSignalReceived", "roomAdded", "roomRemoved", "roomChanged", "readPositionMoved", "roomActivity", "heartbeat", "disconnect", "degraded", "tokenExpiring"];
+export const EVENTS_KINDS: readonly (keyof Events)[] = ["room", "receiptsChanged", "typingChanged", "presence", "callSignalReceived", "roomAdded", "roomRemoved", "roomChanged", "readPositionMoved", "roomActivity", "heartbeat", "disconnect", "degraded", "tokenExpiring", "contactChanged"];
 
 /** The events of a room's log (`RoomEvent.kind`), by case. */
 export interface RoomEvents {

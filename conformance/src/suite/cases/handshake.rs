@@ -296,6 +296,7 @@ async fn capabilities(ctx: Ctx) -> Check {
         "edit-history",
         "message-reports",
         "search",
+        "contacts",
         "typing-datagrams",
     ];
     ensure(

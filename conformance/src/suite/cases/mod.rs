@@ -15,9 +15,11 @@
 //! | `moderation` | 5.7, 6.6, 8.9 |
 //! | `quic` | 2.5 |
 //! | `search` | 24 (capability `search`) |
+//! | `contacts` | 25 (capability `contacts`) |
 
 mod account;
 mod auth;
+mod contacts;
 mod framing;
 mod handshake;
 mod history;
@@ -70,6 +72,7 @@ pub fn all() -> Vec<Case> {
         account::cases(),
         moderation::cases(),
         search::cases(),
+        contacts::cases(),
         quic::cases(),
     ]
     .concat()

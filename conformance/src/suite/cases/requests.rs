@@ -295,6 +295,20 @@ fn empty_request(name: &str) -> Option<Request> {
         "ListReviews" => Request::ListReviews(ListReviewsRequest::default()),
         "ResolveReview" => Request::ResolveReview(ResolveReviewRequest::default()),
         "Search" => Request::Search(SearchRequest::default()),
+        "SendContactRequest" => {
+            Request::SendContactRequest(v1::SendContactRequestRequest::default())
+        }
+        "AcceptContactRequest" => {
+            Request::AcceptContactRequest(v1::AcceptContactRequestRequest::default())
+        }
+        "DeclineContactRequest" => {
+            Request::DeclineContactRequest(v1::DeclineContactRequestRequest::default())
+        }
+        "CancelContactRequest" => {
+            Request::CancelContactRequest(v1::CancelContactRequestRequest::default())
+        }
+        "RemoveContact" => Request::RemoveContact(v1::RemoveContactRequest::default()),
+        "ListContacts" => Request::ListContacts(v1::ListContactsRequest::default()),
         _ => return None,
     })
 }

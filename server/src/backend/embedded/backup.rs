@@ -4,9 +4,9 @@ use std::path::Path;
 
 use super::EmbeddedStore;
 use super::tables::{
-    BLOCKS, BUCKET_STARTS, BUCKETS, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS, MESSAGES,
-    META, OPEN_REVIEWS, OUTBOX, PUSH_TOKENS, REACTIONS, RETENTION, REVIEWS, REVOCATIONS, ROOMS,
-    USER_PUSH_TOKENS, USER_ROOMS,
+    BLOCKS, BUCKET_STARTS, BUCKETS, CONTACTS, DEDUPE, DEDUPE_EXPIRY, EDITS, EVENTS, HEADS, MEMBERS,
+    MESSAGES, META, OPEN_REVIEWS, OUTBOX, PUSH_TOKENS, REACTIONS, RETENTION, REVIEWS, REVOCATIONS,
+    ROOMS, USER_PUSH_TOKENS, USER_ROOMS,
 };
 use crate::backend::redb_backup::{Copier, CopyError, copy_database, open_stopped};
 
@@ -32,7 +32,8 @@ fn tables(c: &mut Copier<'_>) -> Result<(), CopyError> {
     c.table(OUTBOX)?;
     c.table(REACTIONS)?;
     c.table(REVIEWS)?;
-    c.table(OPEN_REVIEWS)
+    c.table(OPEN_REVIEWS)?;
+    c.table(CONTACTS)
 }
 
 impl EmbeddedStore {

@@ -13,6 +13,7 @@
 
 mod accounts;
 mod append;
+mod contacts;
 pub use append::DEDUPE_PURGE_GRACE_MS;
 mod directory;
 mod fail;

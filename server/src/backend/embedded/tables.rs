@@ -92,6 +92,9 @@ pub(super) const REVIEWS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinit
 /// The open review items, `(room, seq)`: the queue moderators work through.
 pub(super) const OPEN_REVIEWS: TableDefinition<'_, (&str, u64), ()> =
     TableDefinition::new("open_reviews");
+/// Contacts (issue 22): `(user, other) -> (state, since_ms)`, one row per side.
+pub(super) const CONTACTS: TableDefinition<'_, (&str, &str), (i32, i64)> =
+    TableDefinition::new("contacts");
 
 /// Opens (creating) every table, so that later read transactions find them all.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
@@ -116,6 +119,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), Fail> {
     txn.open_table(REACTIONS)?;
     txn.open_table(REVIEWS)?;
     txn.open_table(OPEN_REVIEWS)?;
+    txn.open_table(CONTACTS)?;
     Ok(())
 }
 

@@ -95,6 +95,11 @@ pub(super) struct Statements {
     pub(super) node_insert: PreparedStatement,
     pub(super) nodes_all: PreparedStatement,
     pub(super) node_delete: PreparedStatement,
+    // Issue 22: contacts.
+    pub(super) contact_upsert: PreparedStatement,
+    pub(super) contact_delete: PreparedStatement,
+    pub(super) contact_select: PreparedStatement,
+    pub(super) contacts_after: PreparedStatement,
 }
 
 /// How a statement is run.
@@ -403,6 +408,28 @@ impl Statements {
             .await?,
             revocation_insert: p(
                 "INSERT INTO {ks}.revocations (user_id, before_ms) VALUES (?, ?)",
+                Plain,
+            )
+            .await?,
+            contact_upsert: p(
+                "INSERT INTO {ks}.contacts (user_id, other_id, state, since_ms) \
+                 VALUES (?, ?, ?, ?)",
+                Plain,
+            )
+            .await?,
+            contact_delete: p(
+                "DELETE FROM {ks}.contacts WHERE user_id = ? AND other_id = ?",
+                Plain,
+            )
+            .await?,
+            contact_select: p(
+                "SELECT state, since_ms FROM {ks}.contacts WHERE user_id = ? AND other_id = ?",
+                Plain,
+            )
+            .await?,
+            contacts_after: p(
+                "SELECT other_id, state, since_ms FROM {ks}.contacts \
+                 WHERE user_id = ? AND other_id > ?",
                 Plain,
             )
             .await?,

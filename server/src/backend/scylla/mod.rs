@@ -17,6 +17,7 @@
 
 mod accounts;
 mod append;
+mod contacts;
 mod cql;
 mod directory;
 mod index;

@@ -51,6 +51,8 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.nodes (node_id text PRIMARY KEY, address text)",
     "CREATE TABLE IF NOT EXISTS {ks}.reactions (room text, user_id text, target_seq bigint, \
      emoji text, PRIMARY KEY ((room, user_id), target_seq, emoji))",
+    "CREATE TABLE IF NOT EXISTS {ks}.contacts (user_id text, other_id text, state int, \
+     since_ms bigint, PRIMARY KEY (user_id, other_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.outbox (shard int, room text, from_seq bigint, \
      PRIMARY KEY (shard, room)) WITH gc_grace_seconds = 3600",
     "CREATE TABLE IF NOT EXISTS {ks}.reviews (room text, seq bigint, item blob, \

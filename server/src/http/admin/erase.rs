@@ -34,12 +34,14 @@ pub(super) struct Erased {
     pub(super) push_tokens_removed: usize,
     /// Blocks made by the user removed.
     pub(super) blocks_removed: usize,
+    /// Contact relationships and requests of the user ended (the other users are told).
+    pub(super) contacts_removed: usize,
     /// Live sessions closed (close code 4003); the user's tokens issued so far are revoked.
     pub(super) sessions_closed: usize,
 }
 
 /// Erases a user's data: revokes the user's tokens and closes their sessions, removes their
-/// push tokens and the blocks they made, redacts every message they sent in the rooms they
+/// push tokens, the blocks they made and their contacts and contact requests, redacts every message they sent in the rooms they
 /// are in (through each room's writer, privileged, as the user: a `MessageDeleted` event per
 /// message), then removes them from each group (as `system`). Kept: messages in rooms the user
 /// had already left, membership and reaction events naming the user, other users' blocks of
@@ -88,6 +90,7 @@ async fn account(services: &Services, user: &UserId, erased: &mut Erased) -> Api
         store.unblock(user, &other).await?;
         erased.blocks_removed += 1;
     }
+    erased.contacts_removed = crate::contacts::end_all(services, user).await?;
     Ok(())
 }
 

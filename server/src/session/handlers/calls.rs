@@ -78,11 +78,17 @@ pub(super) async fn watch_presence(
     if !r.room_id.is_empty() {
         return Err(ChatError::UnknownValue { field: "room_id" });
     }
+    let contacts = match ctx.services.contacts.presence_visibility {
+        crate::config::PresenceVisibility::Anyone => None,
+        crate::config::PresenceVisibility::Contacts => {
+            Some(ctx.services.contact_ids.accepted(ctx.user).await?)
+        }
+    };
     let mut presences = Vec::with_capacity(r.user_ids.len());
     let (mut visible, mut hidden) = (Vec::new(), Vec::new());
     for raw in &r.user_ids {
         let user = validate::user_id("user_ids", raw)?;
-        if ctx.services.store.either_blocked(ctx.user, &user).await? {
+        if !may_see_presence(&ctx, contacts.as_deref(), &user).await? {
             presences.push(v1::Presence {
                 user_id: user.to_string(),
                 online: false,
@@ -104,6 +110,24 @@ pub(super) async fn watch_presence(
     Ok(Reply::WatchPresence(v1::WatchPresenceResponse {
         presences,
     }))
+}
+
+/// Whether the caller may see `user`'s presence: not when either blocked the other, and with
+/// `contacts.presence_visibility = "contacts"` only for accepted contacts (`contacts`, read
+/// once per request) and oneself. Everyone else appears offline, never seen (R-14.1.6,
+///
+async fn may_see_presence(
+    ctx: &Ctx<'_>,
+    contacts: Option<&[UserId]>,
+    user: &UserId,
+) -> Result<bool, ChatError> {
+    if user == ctx.user {
+        return Ok(true);
+    }
+    if ctx.services.store.either_blocked(ctx.user, user).await? {
+        return Ok(false);
+    }
+    Ok(contacts.is_none_or(|contacts| contacts.binary_search(user).is_ok()))
 }
 
 /// Stops presence events for users.

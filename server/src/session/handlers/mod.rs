@@ -4,6 +4,7 @@
 
 mod account;
 mod calls;
+mod contacts;
 mod messages;
 mod moderation;
 mod reads;
@@ -195,5 +196,11 @@ pub async fn execute(
         Request::ListReviews(r) => moderation::list_reviews(ctx, r).await,
         Request::ResolveReview(r) => moderation::resolve_review(ctx, r).await,
         Request::Search(r) => search::search(ctx, r).await,
+        Request::SendContactRequest(r) => contacts::send_request(ctx, r).await,
+        Request::AcceptContactRequest(r) => contacts::accept_request(ctx, r).await,
+        Request::DeclineContactRequest(r) => contacts::decline_request(ctx, r).await,
+        Request::CancelContactRequest(r) => contacts::cancel_request(ctx, r).await,
+        Request::RemoveContact(r) => contacts::remove(ctx, r).await,
+        Request::ListContacts(r) => contacts::list(ctx, r).await,
     }
 }

@@ -84,6 +84,18 @@ public enum RequestKind: String, CaseIterable, Sendable {
     case listReviews = "list_reviews"
     /// Approves or removes a reported or flagged message (capability `message-reports`).
     case resolveReview = "resolve_review"
+    /// Asks another user to become a contact (capability `contacts`).
+    case sendContactRequest = "send_contact_request"
+    /// Accepts a contact request (capability `contacts`).
+    case acceptContactRequest = "accept_contact_request"
+    /// Declines a contact request (capability `contacts`).
+    case declineContactRequest = "decline_contact_request"
+    /// Withdraws a contact request the caller sent (capability `contacts`).
+    case cancelContactRequest = "cancel_contact_request"
+    /// Ends a contact relationship (capability `contacts`).
+    case removeContact = "remove_contact"
+    /// Pages through the caller's contacts and requests (capability `contacts`).
+    case listContacts = "list_contacts"
 
     /// The rpc of `ChatwireService`.
     public var rpc: String {
@@ -127,6 +139,12 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .reportMessage: return "ReportMessage"
         case .listReviews: return "ListReviews"
         case .resolveReview: return "ResolveReview"
+        case .sendContactRequest: return "SendContactRequest"
+        case .acceptContactRequest: return "AcceptContactRequest"
+        case .declineContactRequest: return "DeclineContactRequest"
+        case .cancelContactRequest: return "CancelContactRequest"
+        case .removeContact: return "RemoveContact"
+        case .listContacts: return "ListContacts"
         }
     }
 
@@ -172,6 +190,12 @@ public enum RequestKind: String, CaseIterable, Sendable {
         case .reportMessage: return 112
         case .listReviews: return 113
         case .resolveReview: return 114
+        case .sendContactRequest: return 130
+        case .acceptContactRequest: return 131
+        case .declineContactRequest: return 132
+        case .cancelContactRequest: return 133
+        case .removeContact: return 134
+        case .listContacts: return 135
         }
     }
 }
@@ -219,6 +243,12 @@ extension ClientFrame.Request {
         case .reportMessage: return .reportMessage
         case .listReviews: return .listReviews
         case .resolveReview: return .resolveReview
+        case .sendContactRequest: return .sendContactRequest
+        case .acceptContactRequest: return .acceptContactRequest
+        case .declineContactRequest: return .declineContactRequest
+        case .cancelContactRequest: return .cancelContactRequest
+        case .removeContact: return .removeContact
+        case .listContacts: return .listContacts
         }
     }
 }
@@ -299,6 +329,8 @@ public enum EventKind: String, CaseIterable, Sendable {
     case degraded = "degraded"
     /// The session's token expires soon; send RefreshRequest.
     case tokenExpiring = "token_expiring"
+    /// A contact relationship of the user changed (user stream, capability `contacts`).
+    case contactChanged = "contact_changed"
 }
 
 extension Event.Kind {
@@ -319,6 +351,7 @@ extension Event.Kind {
         case .disconnect: return .disconnect
         case .degraded: return .degraded
         case .tokenExpiring: return .tokenExpiring
+        case .contactChanged: return .contactChanged
         }
     }
 }
@@ -719,6 +752,60 @@ extension ChatwireClient {
         let result = try await call(.resolveReview(request), options: options)
         guard case .resolveReview(let response) = result else {
             throw ChatwireError.unexpectedReply(request: .resolveReview)
+        }
+        return response
+    }
+
+    /// Asks another user to become a contact (capability `contacts`).
+    public func sendContactRequest(_ request: SendContactRequestRequest, options: CallOptions = CallOptions()) async throws -> SendContactRequestResponse {
+        let result = try await call(.sendContactRequest(request), options: options)
+        guard case .sendContactRequest(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .sendContactRequest)
+        }
+        return response
+    }
+
+    /// Accepts a contact request (capability `contacts`).
+    public func acceptContactRequest(_ request: AcceptContactRequestRequest, options: CallOptions = CallOptions()) async throws -> AcceptContactRequestResponse {
+        let result = try await call(.acceptContactRequest(request), options: options)
+        guard case .acceptContactRequest(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .acceptContactRequest)
+        }
+        return response
+    }
+
+    /// Declines a contact request (capability `contacts`).
+    public func declineContactRequest(_ request: DeclineContactRequestRequest, options: CallOptions = CallOptions()) async throws -> DeclineContactRequestResponse {
+        let result = try await call(.declineContactRequest(request), options: options)
+        guard case .declineContactRequest(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .declineContactRequest)
+        }
+        return response
+    }
+
+    /// Withdraws a contact request the caller sent (capability `contacts`).
+    public func cancelContactRequest(_ request: CancelContactRequestRequest, options: CallOptions = CallOptions()) async throws -> CancelContactRequestResponse {
+        let result = try await call(.cancelContactRequest(request), options: options)
+        guard case .cancelContactRequest(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .cancelContactRequest)
+        }
+        return response
+    }
+
+    /// Ends a contact relationship (capability `contacts`).
+    public func removeContact(_ request: RemoveContactRequest, options: CallOptions = CallOptions()) async throws -> RemoveContactResponse {
+        let result = try await call(.removeContact(request), options: options)
+        guard case .removeContact(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .removeContact)
+        }
+        return response
+    }
+
+    /// Pages through the caller's contacts and requests (capability `contacts`).
+    public func listContacts(_ request: ListContactsRequest, options: CallOptions = CallOptions()) async throws -> ListContactsResponse {
+        let result = try await call(.listContacts(request), options: options)
+        guard case .listContacts(let response) = result else {
+            throw ChatwireError.unexpectedReply(request: .listContacts)
         }
         return response
     }

@@ -266,6 +266,64 @@ public enum CloseCode: ProtoEnum {
     }
 }
 
+/// ContactState is where the caller stands with another user.
+public enum ContactState: ProtoEnum {
+    /// No relationship (in ContactChanged: the relationship ended). In ListContactsRequest: every
+    /// state.
+    case unspecified
+    /// The caller sent a request that the other user has not answered.
+    case outgoing
+    /// The other user sent the caller a request that the caller has not answered.
+    case incoming
+    /// Both agreed: the users are contacts.
+    case accepted
+    /// A number this version of the protocol does not name.
+    case unrecognized(Int32)
+
+    /// Every value this version names, in declaration order.
+    public static let allKnown: [ContactState] = [.unspecified, .outgoing, .incoming, .accepted]
+
+    public init(number: Int32) {
+        switch number {
+        case 0: self = .unspecified
+        case 1: self = .outgoing
+        case 2: self = .incoming
+        case 3: self = .accepted
+        default: self = .unrecognized(number)
+        }
+    }
+
+    public init?(protoName: String) {
+        switch protoName {
+        case "CONTACT_STATE_UNSPECIFIED": self = .unspecified
+        case "CONTACT_STATE_OUTGOING": self = .outgoing
+        case "CONTACT_STATE_INCOMING": self = .incoming
+        case "CONTACT_STATE_ACCEPTED": self = .accepted
+        default: return nil
+        }
+    }
+
+    public var number: Int32 {
+        switch self {
+        case .unspecified: return 0
+        case .outgoing: return 1
+        case .incoming: return 2
+        case .accepted: return 3
+        case .unrecognized(let number): return number
+        }
+    }
+
+    public var protoName: String? {
+        switch self {
+        case .unspecified: return "CONTACT_STATE_UNSPECIFIED"
+        case .outgoing: return "CONTACT_STATE_OUTGOING"
+        case .incoming: return "CONTACT_STATE_INCOMING"
+        case .accepted: return "CONTACT_STATE_ACCEPTED"
+        case .unrecognized: return nil
+        }
+    }
+}
+
 /// HistoryVisibility says which part of the room log a member can read.
 public enum HistoryVisibility: ProtoEnum {
     /// The server default, which is HISTORY_VISIBILITY_SINCE_JOIN.
@@ -609,6 +667,64 @@ public enum RoomKind: ProtoEnum {
         case .group: return "ROOM_KIND_GROUP"
         case .unrecognized: return nil
         }
+    }
+}
+
+/// AcceptContactRequestRequest accepts a request the other user sent. Idempotent.
+public struct AcceptContactRequestRequest: ProtoMessage {
+    /// The user who sent the request.
+    public var userId: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+    }
+}
+
+/// AcceptContactRequestResponse is the relationship after the accept.
+public struct AcceptContactRequestResponse: ProtoMessage {
+    /// ACCEPTED.
+    public var contact: Contact? = nil
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.contact = try reader.message(key, as: Contact.self)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "contact", "contact") {
+            self.contact = try ProtoJSON.message(value, "contact", as: Contact.self)
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        if let value = self.contact { writer.message(1, value) }
     }
 }
 
@@ -1178,6 +1294,57 @@ public struct CallSignalResponse: ProtoMessage {
     }
 }
 
+/// CancelContactRequestRequest withdraws a request the caller sent. Idempotent.
+public struct CancelContactRequestRequest: ProtoMessage {
+    /// The user the request was sent to.
+    public var userId: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+    }
+}
+
+/// CancelContactRequestResponse confirms the cancel.
+public struct CancelContactRequestResponse: ProtoMessage {
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+    }
+}
+
 /// ClientFrame is every frame a client sends: one request with its id.
 public struct ClientFrame: ProtoMessage {
     /// The request id, chosen by the client, unique among its requests in flight on this
@@ -1275,6 +1442,18 @@ public struct ClientFrame: ProtoMessage {
         case listReviews(ListReviewsRequest)
         /// Approves or removes a reported or flagged message (capability `message-reports`).
         case resolveReview(ResolveReviewRequest)
+        /// Asks another user to become a contact (capability `contacts`).
+        case sendContactRequest(SendContactRequestRequest)
+        /// Accepts a contact request (capability `contacts`).
+        case acceptContactRequest(AcceptContactRequestRequest)
+        /// Declines a contact request (capability `contacts`).
+        case declineContactRequest(DeclineContactRequestRequest)
+        /// Withdraws a contact request the caller sent (capability `contacts`).
+        case cancelContactRequest(CancelContactRequestRequest)
+        /// Ends a contact relationship (capability `contacts`).
+        case removeContact(RemoveContactRequest)
+        /// Pages through the caller's contacts and requests (capability `contacts`).
+        case listContacts(ListContactsRequest)
     }
 
     public init() {}
@@ -1324,6 +1503,12 @@ public struct ClientFrame: ProtoMessage {
             case 112: self.request = .reportMessage(try reader.message(key, as: ReportMessageRequest.self))
             case 113: self.request = .listReviews(try reader.message(key, as: ListReviewsRequest.self))
             case 114: self.request = .resolveReview(try reader.message(key, as: ResolveReviewRequest.self))
+            case 130: self.request = .sendContactRequest(try reader.message(key, as: SendContactRequestRequest.self))
+            case 131: self.request = .acceptContactRequest(try reader.message(key, as: AcceptContactRequestRequest.self))
+            case 132: self.request = .declineContactRequest(try reader.message(key, as: DeclineContactRequestRequest.self))
+            case 133: self.request = .cancelContactRequest(try reader.message(key, as: CancelContactRequestRequest.self))
+            case 134: self.request = .removeContact(try reader.message(key, as: RemoveContactRequest.self))
+            case 135: self.request = .listContacts(try reader.message(key, as: ListContactsRequest.self))
             default: try reader.skip(key)
             }
         }
@@ -1454,6 +1639,24 @@ public struct ClientFrame: ProtoMessage {
         if let value = ProtoJSON.field(json, "resolveReview", "resolve_review") {
             self.request = .resolveReview(try ProtoJSON.message(value, "resolve_review", as: ResolveReviewRequest.self))
         }
+        if let value = ProtoJSON.field(json, "sendContactRequest", "send_contact_request") {
+            self.request = .sendContactRequest(try ProtoJSON.message(value, "send_contact_request", as: SendContactRequestRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "acceptContactRequest", "accept_contact_request") {
+            self.request = .acceptContactRequest(try ProtoJSON.message(value, "accept_contact_request", as: AcceptContactRequestRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "declineContactRequest", "decline_contact_request") {
+            self.request = .declineContactRequest(try ProtoJSON.message(value, "decline_contact_request", as: DeclineContactRequestRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "cancelContactRequest", "cancel_contact_request") {
+            self.request = .cancelContactRequest(try ProtoJSON.message(value, "cancel_contact_request", as: CancelContactRequestRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "removeContact", "remove_contact") {
+            self.request = .removeContact(try ProtoJSON.message(value, "remove_contact", as: RemoveContactRequest.self))
+        }
+        if let value = ProtoJSON.field(json, "listContacts", "list_contacts") {
+            self.request = .listContacts(try ProtoJSON.message(value, "list_contacts", as: ListContactsRequest.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -1498,6 +1701,12 @@ public struct ClientFrame: ProtoMessage {
         if case .reportMessage(let value)? = self.request { writer.message(112, value) }
         if case .listReviews(let value)? = self.request { writer.message(113, value) }
         if case .resolveReview(let value)? = self.request { writer.message(114, value) }
+        if case .sendContactRequest(let value)? = self.request { writer.message(130, value) }
+        if case .acceptContactRequest(let value)? = self.request { writer.message(131, value) }
+        if case .declineContactRequest(let value)? = self.request { writer.message(132, value) }
+        if case .cancelContactRequest(let value)? = self.request { writer.message(133, value) }
+        if case .removeContact(let value)? = self.request { writer.message(134, value) }
+        if case .listContacts(let value)? = self.request { writer.message(135, value) }
     }
 }
 
@@ -1685,6 +1894,86 @@ public struct ConnectResponse: ProtoMessage {
     }
 }
 
+/// Contact is one other user as the caller sees them.
+public struct Contact: ProtoMessage {
+    /// The other user.
+    public var userId: String = ""
+    /// The relationship, from the caller's side.
+    public var state: ContactState = ContactState(number: 0)
+    /// When the relationship entered this state, Unix milliseconds (0 for UNSPECIFIED).
+    public var sinceMs: Int64 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            case 2: self.state = ContactState(number: Int32(truncatingIfNeeded: try reader.varint(key)))
+            case 3: self.sinceMs = Int64(bitPattern: try reader.varint(key))
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+        if let value = ProtoJSON.field(json, "state", "state") {
+            self.state = try ProtoJSON.enumValue(value, "state", as: ContactState.self)
+        }
+        if let value = ProtoJSON.field(json, "sinceMs", "since_ms") {
+            self.sinceMs = try ProtoJSON.int64(value, "since_ms")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+        writer.varint(2, UInt64(bitPattern: Int64(self.state.number)))
+        writer.varint(3, UInt64(bitPattern: self.sinceMs))
+    }
+}
+
+/// ContactChanged tells every session of a user that a relationship changed (user stream).
+public struct ContactChanged: ProtoMessage {
+    /// The relationship after the change, from the receiving user's side (state UNSPECIFIED when
+    /// it ended: a decline, a cancel or a removal).
+    public var contact: Contact? = nil
+    /// The user whose request caused the change (the receiving user or the other one).
+    public var actor: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.contact = try reader.message(key, as: Contact.self)
+            case 2: self.actor = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "contact", "contact") {
+            self.contact = try ProtoJSON.message(value, "contact", as: Contact.self)
+        }
+        if let value = ProtoJSON.field(json, "actor", "actor") {
+            self.actor = try ProtoJSON.string(value, "actor")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        if let value = self.contact { writer.message(1, value) }
+        writer.string(2, self.actor)
+    }
+}
+
 /// Content is what a message says.
 public struct Content: ProtoMessage {
     /// The message text (UTF-8, at most Limits.max_text_chars characters). May be empty when
@@ -1845,6 +2134,57 @@ public struct CreateGroupResponse: ProtoMessage {
 
     public func encode(to writer: inout ProtoWriter) {
         if let value = self.room { writer.message(1, value) }
+    }
+}
+
+/// DeclineContactRequestRequest refuses a request the other user sent. Idempotent.
+public struct DeclineContactRequestRequest: ProtoMessage {
+    /// The user who sent the request.
+    public var userId: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+    }
+}
+
+/// DeclineContactRequestResponse confirms the decline.
+public struct DeclineContactRequestResponse: ProtoMessage {
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
     }
 }
 
@@ -2191,6 +2531,8 @@ public struct Event: ProtoMessage {
         case degraded(Degraded)
         /// The session's token expires soon; send RefreshRequest.
         case tokenExpiring(TokenExpiring)
+        /// A contact relationship of the user changed (user stream, capability `contacts`).
+        case contactChanged(ContactChanged)
     }
 
     public init() {}
@@ -2213,6 +2555,7 @@ public struct Event: ProtoMessage {
             case 12: self.kind = .disconnect(try reader.message(key, as: Disconnect.self))
             case 13: self.kind = .degraded(try reader.message(key, as: Degraded.self))
             case 14: self.kind = .tokenExpiring(try reader.message(key, as: TokenExpiring.self))
+            case 130: self.kind = .contactChanged(try reader.message(key, as: ContactChanged.self))
             default: try reader.skip(key)
             }
         }
@@ -2262,6 +2605,9 @@ public struct Event: ProtoMessage {
         if let value = ProtoJSON.field(json, "tokenExpiring", "token_expiring") {
             self.kind = .tokenExpiring(try ProtoJSON.message(value, "token_expiring", as: TokenExpiring.self))
         }
+        if let value = ProtoJSON.field(json, "contactChanged", "contact_changed") {
+            self.kind = .contactChanged(try ProtoJSON.message(value, "contact_changed", as: ContactChanged.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -2279,6 +2625,7 @@ public struct Event: ProtoMessage {
         if case .disconnect(let value)? = self.kind { writer.message(12, value) }
         if case .degraded(let value)? = self.kind { writer.message(13, value) }
         if case .tokenExpiring(let value)? = self.kind { writer.message(14, value) }
+        if case .contactChanged(let value)? = self.kind { writer.message(130, value) }
     }
 }
 
@@ -2801,6 +3148,11 @@ public struct Limits: ProtoMessage {
     public var roomSendRatePerSecond: UInt32 = 0
     /// The largest burst of Sends one room takes above its sustained rate.
     public var roomSendBurst: UInt32 = 0
+    /// Sustained contact requests (SendContactRequest) per minute a user may send, across
+    /// sessions (capability `contacts`); one over it gets ERROR_CODE_RATE_LIMITED.
+    public var contactRequestsPerMinute: UInt32 = 0
+    /// The largest burst of contact requests a user may send above the sustained rate.
+    public var contactRequestsBurst: UInt32 = 0
 
     public init() {}
 
@@ -2826,6 +3178,8 @@ public struct Limits: ProtoMessage {
             case 16: self.typingTtlMs = UInt32(truncatingIfNeeded: try reader.varint(key))
             case 110: self.roomSendRatePerSecond = UInt32(truncatingIfNeeded: try reader.varint(key))
             case 111: self.roomSendBurst = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 130: self.contactRequestsPerMinute = UInt32(truncatingIfNeeded: try reader.varint(key))
+            case 131: self.contactRequestsBurst = UInt32(truncatingIfNeeded: try reader.varint(key))
             default: try reader.skip(key)
             }
         }
@@ -2887,6 +3241,12 @@ public struct Limits: ProtoMessage {
         if let value = ProtoJSON.field(json, "roomSendBurst", "room_send_burst") {
             self.roomSendBurst = try ProtoJSON.uint32(value, "room_send_burst")
         }
+        if let value = ProtoJSON.field(json, "contactRequestsPerMinute", "contact_requests_per_minute") {
+            self.contactRequestsPerMinute = try ProtoJSON.uint32(value, "contact_requests_per_minute")
+        }
+        if let value = ProtoJSON.field(json, "contactRequestsBurst", "contact_requests_burst") {
+            self.contactRequestsBurst = try ProtoJSON.uint32(value, "contact_requests_burst")
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -2908,6 +3268,8 @@ public struct Limits: ProtoMessage {
         writer.varint(16, UInt64(self.typingTtlMs))
         writer.varint(110, UInt64(self.roomSendRatePerSecond))
         writer.varint(111, UInt64(self.roomSendBurst))
+        writer.varint(130, UInt64(self.contactRequestsPerMinute))
+        writer.varint(131, UInt64(self.contactRequestsBurst))
     }
 }
 
@@ -2959,6 +3321,85 @@ public struct ListBlockedResponse: ProtoMessage {
 
     public func encode(to writer: inout ProtoWriter) {
         for value in self.userIds { writer.string(1, value, always: true) }
+    }
+}
+
+/// ListContactsRequest pages through the caller's contacts and requests, ordered by user id.
+public struct ListContactsRequest: ProtoMessage {
+    /// Only this state; UNSPECIFIED for every state.
+    public var state: ContactState = ContactState(number: 0)
+    /// Return contacts after this user id; empty for the first page.
+    public var afterUserId: String = ""
+    /// The most contacts to return; 0 means the server default (100), capped by max_page_size.
+    public var limit: UInt32 = 0
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.state = ContactState(number: Int32(truncatingIfNeeded: try reader.varint(key)))
+            case 2: self.afterUserId = try reader.string(key)
+            case 3: self.limit = UInt32(truncatingIfNeeded: try reader.varint(key))
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "state", "state") {
+            self.state = try ProtoJSON.enumValue(value, "state", as: ContactState.self)
+        }
+        if let value = ProtoJSON.field(json, "afterUserId", "after_user_id") {
+            self.afterUserId = try ProtoJSON.string(value, "after_user_id")
+        }
+        if let value = ProtoJSON.field(json, "limit", "limit") {
+            self.limit = try ProtoJSON.uint32(value, "limit")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.varint(1, UInt64(bitPattern: Int64(self.state.number)))
+        writer.string(2, self.afterUserId)
+        writer.varint(3, UInt64(self.limit))
+    }
+}
+
+/// ListContactsResponse is one page of contacts.
+public struct ListContactsResponse: ProtoMessage {
+    /// The contacts, ordered by user id.
+    public var contacts: [Contact] = []
+    /// True when more contacts follow the last one.
+    public var hasMore: Bool = false
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.contacts.append(try reader.message(key, as: Contact.self))
+            case 2: self.hasMore = (try reader.varint(key) != 0)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "contacts", "contacts") {
+            self.contacts = try ProtoJSON.list(value, "contacts").map { try ProtoJSON.message($0, "contacts", as: Contact.self) }
+        }
+        if let value = ProtoJSON.field(json, "hasMore", "has_more") {
+            self.hasMore = try ProtoJSON.bool(value, "has_more")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        for value in self.contacts { writer.message(1, value) }
+        writer.varint(2, (self.hasMore ? 1 : 0))
     }
 }
 
@@ -4563,6 +5004,57 @@ public struct RegisterPushTokenResponse: ProtoMessage {
     }
 }
 
+/// RemoveContactRequest ends an accepted contact relationship, for both users. Idempotent.
+public struct RemoveContactRequest: ProtoMessage {
+    /// The contact.
+    public var userId: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+    }
+}
+
+/// RemoveContactResponse confirms the removal.
+public struct RemoveContactResponse: ProtoMessage {
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+    }
+}
+
 /// RemoveMemberRequest removes a member from a group. Owners may remove anyone but themselves;
 /// admins only plain members. To remove yourself, use LeaveRoomRequest.
 public struct RemoveMemberRequest: ProtoMessage {
@@ -4721,6 +5213,18 @@ public struct Reply: ProtoMessage {
         case listReviews(ListReviewsResponse)
         /// The result of ResolveReviewRequest.
         case resolveReview(ResolveReviewResponse)
+        /// The result of SendContactRequestRequest.
+        case sendContactRequest(SendContactRequestResponse)
+        /// The result of AcceptContactRequestRequest.
+        case acceptContactRequest(AcceptContactRequestResponse)
+        /// The result of DeclineContactRequestRequest.
+        case declineContactRequest(DeclineContactRequestResponse)
+        /// The result of CancelContactRequestRequest.
+        case cancelContactRequest(CancelContactRequestResponse)
+        /// The result of RemoveContactRequest.
+        case removeContact(RemoveContactResponse)
+        /// The result of ListContactsRequest.
+        case listContacts(ListContactsResponse)
     }
 
     public init() {}
@@ -4770,6 +5274,12 @@ public struct Reply: ProtoMessage {
             case 112: self.result = .reportMessage(try reader.message(key, as: ReportMessageResponse.self))
             case 113: self.result = .listReviews(try reader.message(key, as: ListReviewsResponse.self))
             case 114: self.result = .resolveReview(try reader.message(key, as: ResolveReviewResponse.self))
+            case 130: self.result = .sendContactRequest(try reader.message(key, as: SendContactRequestResponse.self))
+            case 131: self.result = .acceptContactRequest(try reader.message(key, as: AcceptContactRequestResponse.self))
+            case 132: self.result = .declineContactRequest(try reader.message(key, as: DeclineContactRequestResponse.self))
+            case 133: self.result = .cancelContactRequest(try reader.message(key, as: CancelContactRequestResponse.self))
+            case 134: self.result = .removeContact(try reader.message(key, as: RemoveContactResponse.self))
+            case 135: self.result = .listContacts(try reader.message(key, as: ListContactsResponse.self))
             default: try reader.skip(key)
             }
         }
@@ -4900,6 +5410,24 @@ public struct Reply: ProtoMessage {
         if let value = ProtoJSON.field(json, "resolveReview", "resolve_review") {
             self.result = .resolveReview(try ProtoJSON.message(value, "resolve_review", as: ResolveReviewResponse.self))
         }
+        if let value = ProtoJSON.field(json, "sendContactRequest", "send_contact_request") {
+            self.result = .sendContactRequest(try ProtoJSON.message(value, "send_contact_request", as: SendContactRequestResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "acceptContactRequest", "accept_contact_request") {
+            self.result = .acceptContactRequest(try ProtoJSON.message(value, "accept_contact_request", as: AcceptContactRequestResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "declineContactRequest", "decline_contact_request") {
+            self.result = .declineContactRequest(try ProtoJSON.message(value, "decline_contact_request", as: DeclineContactRequestResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "cancelContactRequest", "cancel_contact_request") {
+            self.result = .cancelContactRequest(try ProtoJSON.message(value, "cancel_contact_request", as: CancelContactRequestResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "removeContact", "remove_contact") {
+            self.result = .removeContact(try ProtoJSON.message(value, "remove_contact", as: RemoveContactResponse.self))
+        }
+        if let value = ProtoJSON.field(json, "listContacts", "list_contacts") {
+            self.result = .listContacts(try ProtoJSON.message(value, "list_contacts", as: ListContactsResponse.self))
+        }
     }
 
     public func encode(to writer: inout ProtoWriter) {
@@ -4944,6 +5472,12 @@ public struct Reply: ProtoMessage {
         if case .reportMessage(let value)? = self.result { writer.message(112, value) }
         if case .listReviews(let value)? = self.result { writer.message(113, value) }
         if case .resolveReview(let value)? = self.result { writer.message(114, value) }
+        if case .sendContactRequest(let value)? = self.result { writer.message(130, value) }
+        if case .acceptContactRequest(let value)? = self.result { writer.message(131, value) }
+        if case .declineContactRequest(let value)? = self.result { writer.message(132, value) }
+        if case .cancelContactRequest(let value)? = self.result { writer.message(133, value) }
+        if case .removeContact(let value)? = self.result { writer.message(134, value) }
+        if case .listContacts(let value)? = self.result { writer.message(135, value) }
     }
 }
 
@@ -5989,6 +6523,65 @@ public struct SearchResponse: ProtoMessage {
     public func encode(to writer: inout ProtoWriter) {
         for value in self.hits { writer.message(1, value) }
         writer.string(2, self.nextCursor)
+    }
+}
+
+/// SendContactRequestRequest asks another user to become a contact. Idempotent; sent to a user
+/// who already asked the caller, it accepts that request.
+public struct SendContactRequestRequest: ProtoMessage {
+    /// The other user (not the caller).
+    public var userId: String = ""
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.userId = try reader.string(key)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "userId", "user_id") {
+            self.userId = try ProtoJSON.string(value, "user_id")
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        writer.string(1, self.userId)
+    }
+}
+
+/// SendContactRequestResponse is the relationship after the request.
+public struct SendContactRequestResponse: ProtoMessage {
+    /// OUTGOING, or ACCEPTED when the users were or now are contacts.
+    public var contact: Contact? = nil
+
+    public init() {}
+
+    public init(reader: inout ProtoReader) throws {
+        self.init()
+        while let key = try reader.nextField() {
+            switch key.field {
+            case 1: self.contact = try reader.message(key, as: Contact.self)
+            default: try reader.skip(key)
+            }
+        }
+    }
+
+    public init(jsonObject json: [String: Any]) throws {
+        self.init()
+        if let value = ProtoJSON.field(json, "contact", "contact") {
+            self.contact = try ProtoJSON.message(value, "contact", as: Contact.self)
+        }
+    }
+
+    public func encode(to writer: inout ProtoWriter) {
+        if let value = self.contact { writer.message(1, value) }
     }
 }
 

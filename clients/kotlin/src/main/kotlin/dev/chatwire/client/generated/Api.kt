@@ -173,6 +173,30 @@ public enum class RequestKind(
    * Approves or removes a reported or flagged message (capability `message-reports`).
    */
   RESOLVE_REVIEW("ResolveReview", "resolve_review", 114),
+  /**
+   * Asks another user to become a contact (capability `contacts`).
+   */
+  SEND_CONTACT_REQUEST("SendContactRequest", "send_contact_request", 130),
+  /**
+   * Accepts a contact request (capability `contacts`).
+   */
+  ACCEPT_CONTACT_REQUEST("AcceptContactRequest", "accept_contact_request", 131),
+  /**
+   * Declines a contact request (capability `contacts`).
+   */
+  DECLINE_CONTACT_REQUEST("DeclineContactRequest", "decline_contact_request", 132),
+  /**
+   * Withdraws a contact request the caller sent (capability `contacts`).
+   */
+  CANCEL_CONTACT_REQUEST("CancelContactRequest", "cancel_contact_request", 133),
+  /**
+   * Ends a contact relationship (capability `contacts`).
+   */
+  REMOVE_CONTACT("RemoveContact", "remove_contact", 134),
+  /**
+   * Pages through the caller's contacts and requests (capability `contacts`).
+   */
+  LIST_CONTACTS("ListContacts", "list_contacts", 135),
   ;
 }
 
@@ -630,6 +654,72 @@ public abstract class ChatwireRequests {
     val reply = call(RequestKind.RESOLVE_REVIEW, chatwire.v1.ClientFrame(resolve_review = request), options)
     return reply.resolve_review ?: throw unexpectedReply(RequestKind.RESOLVE_REVIEW, reply)
   }
+
+  /**
+   * Asks another user to become a contact (capability `contacts`).
+   */
+  public suspend fun sendContactRequest(
+    request: chatwire.v1.SendContactRequestRequest = chatwire.v1.SendContactRequestRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.SendContactRequestResponse {
+    val reply = call(RequestKind.SEND_CONTACT_REQUEST, chatwire.v1.ClientFrame(send_contact_request = request), options)
+    return reply.send_contact_request ?: throw unexpectedReply(RequestKind.SEND_CONTACT_REQUEST, reply)
+  }
+
+  /**
+   * Accepts a contact request (capability `contacts`).
+   */
+  public suspend fun acceptContactRequest(
+    request: chatwire.v1.AcceptContactRequestRequest = chatwire.v1.AcceptContactRequestRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.AcceptContactRequestResponse {
+    val reply = call(RequestKind.ACCEPT_CONTACT_REQUEST, chatwire.v1.ClientFrame(accept_contact_request = request), options)
+    return reply.accept_contact_request ?: throw unexpectedReply(RequestKind.ACCEPT_CONTACT_REQUEST, reply)
+  }
+
+  /**
+   * Declines a contact request (capability `contacts`).
+   */
+  public suspend fun declineContactRequest(
+    request: chatwire.v1.DeclineContactRequestRequest = chatwire.v1.DeclineContactRequestRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.DeclineContactRequestResponse {
+    val reply = call(RequestKind.DECLINE_CONTACT_REQUEST, chatwire.v1.ClientFrame(decline_contact_request = request), options)
+    return reply.decline_contact_request ?: throw unexpectedReply(RequestKind.DECLINE_CONTACT_REQUEST, reply)
+  }
+
+  /**
+   * Withdraws a contact request the caller sent (capability `contacts`).
+   */
+  public suspend fun cancelContactRequest(
+    request: chatwire.v1.CancelContactRequestRequest = chatwire.v1.CancelContactRequestRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.CancelContactRequestResponse {
+    val reply = call(RequestKind.CANCEL_CONTACT_REQUEST, chatwire.v1.ClientFrame(cancel_contact_request = request), options)
+    return reply.cancel_contact_request ?: throw unexpectedReply(RequestKind.CANCEL_CONTACT_REQUEST, reply)
+  }
+
+  /**
+   * Ends a contact relationship (capability `contacts`).
+   */
+  public suspend fun removeContact(
+    request: chatwire.v1.RemoveContactRequest = chatwire.v1.RemoveContactRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.RemoveContactResponse {
+    val reply = call(RequestKind.REMOVE_CONTACT, chatwire.v1.ClientFrame(remove_contact = request), options)
+    return reply.remove_contact ?: throw unexpectedReply(RequestKind.REMOVE_CONTACT, reply)
+  }
+
+  /**
+   * Pages through the caller's contacts and requests (capability `contacts`).
+   */
+  public suspend fun listContacts(
+    request: chatwire.v1.ListContactsRequest = chatwire.v1.ListContactsRequest(),
+    options: CallOptions = CallOptions(),
+  ): chatwire.v1.ListContactsResponse {
+    val reply = call(RequestKind.LIST_CONTACTS, chatwire.v1.ClientFrame(list_contacts = request), options)
+    return reply.list_contacts ?: throw unexpectedReply(RequestKind.LIST_CONTACTS, reply)
+  }
 }
 
 /** The events of the user stream (`Event.kind`): one subclass per case, in field order. */
@@ -706,6 +796,11 @@ public sealed class ChatwireEvent {
    */
   public data class TokenExpiring(val value: chatwire.v1.TokenExpiring) : ChatwireEvent()
 
+  /**
+   * A contact relationship of the user changed (user stream, capability `contacts`).
+   */
+  public data class ContactChanged(val value: chatwire.v1.ContactChanged) : ChatwireEvent()
+
   public companion object {
     /** The case `event` carries, or null when it carries none this SDK knows. */
     public fun of(event: chatwire.v1.Event): ChatwireEvent? {
@@ -723,6 +818,7 @@ public sealed class ChatwireEvent {
       event.disconnect?.let { return Disconnect(it) }
       event.degraded?.let { return Degraded(it) }
       event.token_expiring?.let { return TokenExpiring(it) }
+      event.contact_changed?.let { return ContactChanged(it) }
       return null
     }
   }
