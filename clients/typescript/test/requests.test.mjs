@@ -2,7 +2,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  REQUESTS, ChatwireError, ErrorCode, Role, PushPlatform, HistoryVisibility, ContactState,
+  REQUESTS, ChatwireError, ErrorCode, Role, PushPlatform, HistoryVisibility, ContactState, ReviewStatus,
 } from "../dist/index.js";
 import { TestServer, nextEvent } from "./support.mjs";
 
@@ -143,7 +143,7 @@ test("presence, blocks and push tokens", async () => {
   done("unregisterPushToken");
 });
 
-test("moderation: a moderator restricts a member, edit history, and ReportMessage unsupported", async () => {
+test("moderation: a moderator restricts a member, edit history, reports and their review", async () => {
   const { room } = await alice.createGroup({ name: "moderated", memberIds: ["bob", "carol"] });
   await alice.setRole({ roomId: room.id, userId: "carol", role: Role.MODERATOR });
   const carol = await server.client("carol");
@@ -161,11 +161,17 @@ test("moderation: a moderator restricts a member, edit history, and ReportMessag
       return true;
     });
     done("restrictMember");
-    await assert.rejects(bob.reportMessage({ roomId: room.id, targetSeq: seq, reason: "spam" }), (err) => {
-      assert.equal(err.code, ErrorCode.UNSUPPORTED);
-      return true;
-    });
+    // ReportMessage, ListReviews and ResolveReview (issue 21: `message-reports`).
+    const other = await alice.sendMessage(room.id, "buy followers").sent;
+    const reported = await bob.reportMessage({ roomId: room.id, targetSeq: other, reason: "spam" });
+    assert.equal(reported.reportId, `${room.id}:${other}`);
     done("reportMessage");
+    const open = await carol.listReviews({ roomId: room.id });
+    assert.deepEqual(open.entries.map((e) => [e.reviewId, e.reports.map((r) => r.reporter)]), [[reported.reportId, ["bob"]]]);
+    done("listReviews");
+    const resolved = await carol.resolveReview({ roomId: room.id, targetSeq: other, remove: true, reason: "spam" });
+    assert.equal(resolved.entry.status, ReviewStatus.REMOVED);
+    done("resolveReview");
   } finally {
     carol.close();
   }
