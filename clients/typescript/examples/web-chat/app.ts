@@ -138,8 +138,9 @@ function start(token: string): void {
     // Contacts (capability `contacts`): the list is read again on every (re)connect.
     const offersContacts = connected.capabilities.includes("contacts");
     $("contacts-box").hidden = !offersContacts;
-    if (offersContacts) void loadContacts(c);
-    void onSession(c);
+    // A session that ends while these read is no error: the next one reads again.
+    if (offersContacts) loadContacts(c).catch(() => undefined);
+    onSession(c).catch(() => undefined);
   });
   c.on("room", onRoomEvent);
   c.on("status", (m) => onStatus(m));
@@ -287,18 +288,23 @@ function addRoom(id: string, kind: RoomKind, name: string, members: number, unre
   return room;
 }
 
-/** A direct room's title is the other member. */
+/** A direct room's title is the other member, whose presence the page watches. A connection
+ * lost on the way is no error: the next session's room summaries ask again. */
 async function findPeer(room: RoomView): Promise<void> {
   const c = client!;
-  const members = await c.listMembers({ roomId: room.id });
-  const peer = members.members.map((m) => m.userId).find((u) => u !== me) ?? me;
-  room.peer = peer;
-  room.title = peer;
-  renderRooms();
-  if (room.id === current) renderHeader();
-  const watched = await c.watchPresence({ userIds: [peer] });
-  for (const p of watched.presences) online.set(p.userId, p.online);
-  renderPresence();
+  try {
+    const members = await c.listMembers({ roomId: room.id });
+    const peer = members.members.map((m) => m.userId).find((u) => u !== me) ?? me;
+    room.peer = peer;
+    room.title = peer;
+    renderRooms();
+    if (room.id === current) renderHeader();
+    const watched = await c.watchPresence({ userIds: [peer] });
+    for (const p of watched.presences) online.set(p.userId, p.online);
+    renderPresence();
+  } catch {
+    room.peer = null;
+  }
 }
 
 /** Follows a room live from the head the server counted (history is loaded apart, by page). */
