@@ -13,6 +13,7 @@ use super::extract::{self, Body, Query};
 use super::{page_limit, system_user};
 use crate::backend::reviews::{ReviewItem, ReviewKey, ReviewScope};
 use crate::chat::error::ChatError;
+use crate::chat::ids::RoomId;
 use crate::chat::validate;
 use crate::http::AppState;
 use crate::moderation::review;
@@ -151,9 +152,12 @@ pub(super) async fn list(
     State(state): State<AppState>,
     Query(p): Query<ReviewParams>,
 ) -> ApiResult<Json<ReviewPage>> {
-    let scope = match &p.room_id {
-        Some(room) => ReviewScope::Room(extract::room(room)?),
-        None => ReviewScope::Open,
+    // An empty `room_id` is no filter; a malformed one is a bad request (not an unknown room).
+    let scope = match p.room_id.as_deref() {
+        None | Some("") => ReviewScope::Open,
+        Some(raw) => ReviewScope::Room(
+            RoomId::parse(raw).map_err(|_| ChatError::invalid("room_id", "not a room id"))?,
+        ),
     };
     let after = p.after.as_deref().map(ReviewKey::parse_id).transpose()?;
     let limit = page_limit(&state.services, p.limit);
