@@ -22,7 +22,7 @@ use crate::chat::ids::{RoomId, UserId};
 /// Subscribes to the room pattern and the cluster channel (renewed by the connection manager
 /// after every reconnect).
 pub(super) async fn subscribe(shared: &Shared) -> Result<(), RedisFanoutError> {
-    let mut redis = shared.pubsub.clone();
+    let mut redis = shared.redis.clone();
     let subscribe = async {
         redis.psubscribe(shared.keys.room_pattern()).await?;
         redis.subscribe(shared.keys.cluster_channel()).await

@@ -131,13 +131,7 @@ struct Shared {
     config: RedisFanoutConfig,
     clock: Arc<dyn Clock>,
     log: Arc<dyn RoomLog>,
-    /// Commands (scripts, reads, registry writes). Never subscribed: see `pubsub`.
     redis: ConnectionManager,
-    /// The subscriptions only, on their own connection: with commands and subscriptions on
-    /// one RESP3 connection, a reconnect's automatic resubscription answered pending commands
-    /// (registry reloads failed with "Incompatible type ... (value was int(3))", a subscription
-    /// count, under load).
-    pubsub: ConnectionManager,
     state: Mutex<State>,
     out: mpsc::Sender<Outbound>,
     /// Commands worked last time (cleared by a failure, set by a heartbeat that worked).
@@ -244,8 +238,7 @@ impl RedisFanout {
             return Err(RedisFanoutError::InvalidNodeId(config.node_id));
         }
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let redis = connect_manager(&config.url, None).await?;
-        let pubsub = connect_manager(&config.url, Some(push_tx)).await?;
+        let redis = connect_manager(&config.url, push_tx).await?;
         let (out, out_rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(Shared {
             node: config.node_id.clone(),
@@ -253,7 +246,6 @@ impl RedisFanout {
             clock,
             log,
             redis,
-            pubsub,
             state: Mutex::new(State::new(config.ring)),
             out,
             redis_up: AtomicBool::new(true),
@@ -292,12 +284,11 @@ impl RedisFanout {
     }
 }
 
-/// A connection manager speaking RESP3 with bounded timeouts and retries; with `pushes`, the
-/// subscriber's: its pushes (pub/sub messages, disconnections) go there and it resubscribes
-/// after a reconnect.
+/// A connection manager speaking RESP3, whose pushes (pub/sub messages, disconnections) go to
+/// `pushes`, with bounded timeouts and retries.
 async fn connect_manager(
     url: &str,
-    pushes: Option<mpsc::UnboundedSender<redis::PushInfo>>,
+    pushes: mpsc::UnboundedSender<redis::PushInfo>,
 ) -> Result<ConnectionManager, RedisFanoutError> {
     use redis::IntoConnectionInfo;
     let info = url
@@ -309,16 +300,13 @@ async fn connect_manager(
         .set_protocol(redis::ProtocolVersion::RESP3);
     let client = redis::Client::open(info.set_redis_settings(settings))
         .map_err(|e| RedisFanoutError::InvalidUrl(e.to_string()))?;
-    let mut config = ConnectionManagerConfig::new()
+    let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(COMMAND_DEADLINE))
         .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1));
-    if let Some(pushes) = pushes {
-        config = config
-            .set_push_sender(pushes)
-            .set_automatic_resubscription();
-    }
+        .set_max_delay(Duration::from_secs(1))
+        .set_push_sender(pushes)
+        .set_automatic_resubscription();
     tokio::time::timeout(
         COMMAND_DEADLINE * 3,
         ConnectionManager::new_with_config(client, config),
